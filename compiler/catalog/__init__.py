@@ -1,0 +1,1 @@
+"""Data catalogs (YAML) read by trainspec.compiler."""
