@@ -1,0 +1,447 @@
+"""The validate pass: sanity of one raw layer (spec, defaults file or --set) with cerberus.
+
+The cerberus schema is derived from the proto descriptors (compiler/_fields.py) plus the
+value rules in catalog/fields.yaml. Every problem becomes a located Diagnostic; no
+cerberus type leaks past this module.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import cerberus
+import yaml
+from cerberus import errors as cerberus_errors
+
+from trainspec.compiler._diagnostics import (
+    Diagnostic,
+    FieldPath,
+    Location,
+    SpecError,
+    format_path,
+)
+from trainspec.compiler._fields import FieldInfo, MessageInfo, job_spec, message_at
+from trainspec.compiler._normalize import normalize
+
+# What each named pattern means, for messages a user can act on.
+_PATTERN_HELP = {
+    "sagemaker_name": "1-63 letters, digits and hyphens, starting and ending with a letter or digit",
+    "iam_role_arn": "an IAM role ARN like arn:aws:iam::123456789012:role/SageMakerRole",
+    "aws_region": "an AWS region like us-east-1",
+    "instance_type": "a SageMaker instance type like ml.p3.2xlarge",
+    "kms_key": "a KMS key id, alias or ARN",
+    "security_group": "a security group id like sg-0123abcd",
+    "subnet": "a subnet id like subnet-0123abcd",
+    "file_system_id": "a file system id like fs-0123456789abcdef0",
+    "env_name": "an environment variable name (letters, digits, underscores)",
+}
+
+_S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?")
+
+
+@dataclass(frozen=True)
+class Validated:
+    """One layer after normalization and sanity validation."""
+
+    path: str
+    tree: Mapping[str, Any]
+    locations: Mapping[FieldPath, Location]
+    key_locations: Mapping[FieldPath, Location]
+
+    def locate(self, path: FieldPath) -> Location | None:
+        """The best location for a path: its own, else its nearest located parent."""
+        for end in range(len(path), -1, -1):
+            found = self.locations.get(path[:end])
+            if found is not None:
+                return found
+        return None
+
+
+@functools.cache
+def field_rules() -> dict:
+    text = resources.files("trainspec.compiler.catalog").joinpath("fields.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+class _Validator(cerberus.Validator):
+    def _check_with_s3_uri(self, field: str, value: Any) -> None:
+        if isinstance(value, str) and not _S3_URI.fullmatch(value):
+            self._error(field, "s3_uri")
+
+    def _check_with_data_uri(self, field: str, value: Any) -> None:
+        if isinstance(value, str) and value.startswith("s3:") and not _S3_URI.fullmatch(value):
+            self._error(field, "s3_uri")
+        elif isinstance(value, str) and not value.strip():
+            self._error(field, "empty")
+
+    def _check_with_positive(self, field: str, value: Any) -> None:
+        if isinstance(value, int | float) and value <= 0:
+            self._error(field, "positive")
+
+    def _check_with_fraction(self, field: str, value: Any) -> None:
+        if isinstance(value, int | float) and not 0 < value <= 1:
+            self._error(field, "fraction")
+
+
+def _rules_for(message: MessageInfo, name: str) -> dict:
+    return field_rules()["rules"].get(message.full_name, {}).get(name, {})
+
+
+def _item_schema(field: FieldInfo) -> dict:
+    kind = field.item_kind or field.kind  # lists and maps describe their items
+    if kind == "message":
+        assert field.message is not None
+        return _message_schema(field.message)
+    if kind == "enum":
+        assert field.enum is not None
+        return {"type": "string", "allowed": list(field.enum.values)}
+    if kind == "value":  # hyperparameter values: scalars
+        return {"type": ["string", "number", "boolean"]}
+    return {"type": field.scalar}
+
+
+def _field_schema(message: MessageInfo, field: FieldInfo) -> dict:
+    rules = _rules_for(message, field.name)
+    patterns = field_rules()["patterns"]
+    if field.kind == "map":
+        schema: dict = {
+            "type": "dict",
+            "keysrules": {"type": "string", "minlength": 1},
+            "valuesrules": _item_schema(field),
+        }
+        if "keys_pattern" in rules:
+            schema["keysrules"]["regex"] = patterns[rules["keys_pattern"]]
+        if "key_maxlength" in rules:
+            schema["keysrules"]["maxlength"] = rules["key_maxlength"]
+    elif field.kind == "list":
+        schema = {"type": "list", "schema": _item_schema(field)}
+        if "item_pattern" in rules:
+            schema["schema"]["regex"] = patterns[rules["item_pattern"]]
+    elif field.kind == "message":
+        assert field.message is not None
+        schema = _message_schema(field.message)
+    else:
+        schema = _item_schema(field)
+    for key in ("min", "max", "minlength", "maxlength", "allowed"):
+        if key in rules:
+            schema[key] = rules[key]
+    if "pattern" in rules:
+        schema["regex"] = patterns[rules["pattern"]]
+    if "check" in rules:
+        schema["check_with"] = rules["check"]
+    members = message.oneofs.get(field.oneof, ())
+    if len(members) > 1:
+        schema["excludes"] = [m for m in members if m != field.name]
+    schema["nullable"] = True  # null clears a lower layer's value
+    return schema
+
+
+@functools.cache
+def _message_schema_cached(full_name: str) -> dict:
+    message = _messages()[full_name]
+    return {
+        "type": "dict",
+        "schema": {name: _field_schema(message, field) for name, field in message.fields.items()},
+    }
+
+
+def _message_schema(message: MessageInfo) -> dict:
+    return _message_schema_cached(message.full_name)
+
+
+@functools.cache
+def _messages() -> dict[str, MessageInfo]:
+    found: dict[str, MessageInfo] = {}
+
+    def walk(message: MessageInfo) -> None:
+        if message.full_name in found:
+            return
+        found[message.full_name] = message
+        for field in message.fields.values():
+            if field.message is not None:
+                walk(field.message)
+
+    walk(job_spec())
+    return found
+
+
+@functools.cache
+def _validator(kind: str) -> _Validator:
+    spec = job_spec()
+    fields = _message_schema(spec)["schema"]
+    if kind == "spec":
+        schema = {
+            "training": {**fields["training"], "excludes": "tuning", "required": True},
+            "tuning": {**fields["tuning"], "excludes": "training", "required": True},
+        }
+    else:  # an organisation defaults file
+        schema = {
+            "training": fields["training"],
+            "tuning": fields["tuning"],
+            "catalog": {"type": "dict", "nullable": True},
+        }
+    return _Validator(schema)
+
+
+def validate_layer(
+    path: str,
+    tree: Any,
+    locations: Mapping[FieldPath, Location],
+    key_locations: Mapping[FieldPath, Location],
+    *,
+    kind: str = "spec",
+) -> Validated:
+    """Normalize and check one layer (`kind` "spec" or "defaults"); raise SpecError."""
+    tree, locations, key_locations = normalize(tree, job_spec(), locations, key_locations)
+    layer = Validated(path, tree, locations, key_locations)
+    validator = _validator(kind)
+    if not validator.validate(tree, normalize=False):
+        raise SpecError(_diagnostics(validator._errors, layer, kind))
+    return layer
+
+
+def _leaf_errors(errors) -> list:
+    out = []
+    for error in errors:
+        if error.is_group_error:
+            out.extend(_leaf_errors(error.child_errors))
+        else:
+            out.append(error)
+    return out
+
+
+def _diagnostics(errors, layer: Validated, kind: str) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    seen: set[tuple] = set()
+    for error in _leaf_errors(errors):
+        diagnostic = _diagnostic(error, layer, kind)
+        key = (diagnostic.code, diagnostic.field_path)
+        if key not in seen:  # excludes rules fire on both members of a oneof
+            seen.add(key)
+            out.append(diagnostic)
+    return out
+
+
+def _diagnostic(error, layer: Validated, kind: str) -> Diagnostic:
+    path: FieldPath = tuple(error.document_path)
+    field_path = format_path(path)
+    value = error.value
+    location = layer.locate(path)
+    code = error.code
+    if code == cerberus_errors.UNKNOWN_FIELD.code:
+        return _unknown_field(path, layer, kind)
+    if code == cerberus_errors.REQUIRED_FIELD.code:
+        return Diagnostic(
+            "spec.empty_job",
+            "",
+            "the spec names no job",
+            hint="start the file with `training:` or `tuning:`",
+            location=Location(layer.path, 1, 1),
+        )
+    if code == cerberus_errors.EXCLUDES_FIELD.code:
+        return _excludes(path, layer, kind)
+    if code == cerberus_errors.BAD_TYPE.code:
+        expected = error.constraint
+        return Diagnostic(
+            "spec.type",
+            field_path,
+            f"expected {_type_words(expected)}, got {_describe(value)}",
+            hint=_type_hint(expected, value),
+            location=location,
+            value=value,
+        )
+    if code == cerberus_errors.UNALLOWED_VALUE.code:
+        allowed = [_short(v) for v in error.constraint]
+        close = difflib.get_close_matches(str(value), allowed, n=1, cutoff=0.5)
+        return Diagnostic(
+            "spec.enum",
+            field_path,
+            f"{value!r} is not one of {', '.join(allowed)}",
+            hint=f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(allowed)}",
+            location=location,
+            value=value,
+        )
+    if code == cerberus_errors.REGEX_MISMATCH.code:
+        name = next((k for k, v in field_rules()["patterns"].items() if v == error.constraint), "")
+        help_text = _PATTERN_HELP.get(name, f"the pattern {error.constraint}")
+        return Diagnostic(
+            f"spec.pattern.{name}" if name else "spec.pattern",
+            field_path,
+            f"{value!r} is not {help_text}" if name else f"{value!r} does not match {help_text}",
+            hint=f"write {help_text}",
+            location=location,
+            value=value,
+        )
+    if code in (cerberus_errors.MIN_VALUE.code, cerberus_errors.MAX_VALUE.code):
+        word = "at least" if code == cerberus_errors.MIN_VALUE.code else "at most"
+        return Diagnostic(
+            "spec.out_of_range",
+            field_path,
+            f"{value!r} is out of range: must be {word} {error.constraint}",
+            hint=_range_hint(path),
+            location=location,
+            value=value,
+        )
+    if code in (cerberus_errors.MIN_LENGTH.code, cerberus_errors.MAX_LENGTH.code):
+        word = "at least" if code == cerberus_errors.MIN_LENGTH.code else "at most"
+        unit = "entries" if isinstance(value, dict | list) else "characters"
+        return Diagnostic(
+            "spec.length",
+            field_path,
+            f"has {len(value)} {unit}; must have {word} {error.constraint}",
+            hint="shorten it" if word == "at most" else "it must not be empty",
+            location=location,
+            value=value if isinstance(value, str) else None,
+        )
+    if code == cerberus_errors.CUSTOM.code:
+        return _custom(error.info[0] if error.info else "", path, value, location)
+    return Diagnostic(  # a cerberus rule we did not expect: still a located diagnostic
+        "spec.invalid",
+        field_path,
+        f"invalid value {_describe(value)}",
+        location=location,
+        value=value,
+    )
+
+
+def _custom(check: str, path: FieldPath, value: Any, location: Location | None) -> Diagnostic:
+    messages = {
+        "s3_uri": (
+            "spec.s3_uri",
+            f"{value!r} is not a valid S3 URI",
+            "write s3://bucket-name/prefix/ (bucket names are 3-63 lower-case letters, "
+            "digits, dots and hyphens)",
+        ),
+        "empty": ("spec.empty", "must not be empty", "remove the field or give a value"),
+        "positive": ("spec.out_of_range", f"{value!r} must be greater than 0", ""),
+        "fraction": ("spec.out_of_range", f"{value!r} must be in (0, 1]", ""),
+    }
+    code, message, hint = messages.get(check, ("spec.invalid", f"invalid ({check})", ""))
+    return Diagnostic(code, format_path(path), message, hint, location, value)
+
+
+def _unknown_field(path: FieldPath, layer: Validated, kind: str) -> Diagnostic:
+    parent = path[:-1]
+    name = str(path[-1])
+    candidates = _known_names(parent, kind)
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    if close:
+        hint = f"did you mean {close[0]!r}?"
+    elif candidates:
+        hint = "valid fields here: " + ", ".join(sorted(candidates))
+    else:
+        hint = ""
+    return Diagnostic(
+        "spec.unknown_field",
+        format_path(path),
+        f"unknown field {name!r}",
+        hint=hint,
+        location=layer.key_locations.get(path) or layer.locate(path),
+    )
+
+
+def _known_names(parent: FieldPath, kind: str) -> list[str]:
+    if parent == ():
+        return ["training", "tuning"] + (["catalog"] if kind == "defaults" else [])
+    message = message_at(parent)
+    return list(message.fields) if message else []
+
+
+def _excludes(path: FieldPath, layer: Validated, kind: str) -> Diagnostic:
+    parent = path[:-1]
+    if parent == ():
+        return Diagnostic(
+            "spec.both_jobs",
+            "",
+            "the spec has both `training` and `tuning`",
+            hint="one job per file: a tuning job holds its training job under `tuning.training`",
+            location=layer.key_locations.get(("tuning",)) or Location(layer.path, 1, 1),
+        )
+    message = message_at(parent)
+    members: tuple[str, ...] = ()
+    if message is not None:
+        for names in message.oneofs.values():
+            if path[-1] in names:
+                members = names
+    given = [m for m in members if isinstance(_get(layer.tree, parent), dict)
+             and m in _get(layer.tree, parent)]
+    second = max(given, key=lambda m: layer.key_locations.get(parent + (m,), Location("")))
+    return Diagnostic(
+        "spec.oneof",
+        format_path(parent),
+        f"{' and '.join(repr(g) for g in given)} are mutually exclusive",
+        hint=f"give exactly one of {', '.join(members)}",
+        location=layer.key_locations.get(parent + (second,)) or layer.locate(parent),
+    )
+
+
+def _get(tree: Any, path: FieldPath) -> Any:
+    for part in path:
+        tree = tree[part]
+    return tree
+
+
+def _short(full: str) -> str:
+    for message in _messages().values():
+        for field in message.fields.values():
+            if field.enum is not None and full in field.enum.short:
+                return field.enum.short[full]
+    return full
+
+
+_TYPE_WORDS = {
+    "dict": "a mapping",
+    "list": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+}
+
+
+def _type_words(expected: Any) -> str:
+    if isinstance(expected, list | tuple):
+        return " or ".join(_TYPE_WORDS.get(e, e) for e in expected)
+    return _TYPE_WORDS.get(expected, str(expected))
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, int):
+        return f"an integer ({value})"
+    if isinstance(value, float):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        text = value if len(value) <= 40 else value[:37] + "..."
+        return f"a string ({text!r})"
+    return type(value).__name__
+
+
+def _type_hint(expected: Any, value: Any) -> str:
+    if expected == "dict" and isinstance(value, list):
+        return "remove the leading '- ': this field is a mapping of fields, not a list"
+    if expected == "list" and isinstance(value, dict):
+        return "write the entries as a list ('- ' before each)"
+    if expected in ("integer", "number") and isinstance(value, str):
+        return "write the number without quotes"
+    if expected == "dict" and isinstance(value, str):
+        return "this field holds nested fields; indent them under it"
+    return ""
+
+
+def _range_hint(path: FieldPath) -> str:
+    last = str(path[-1]) if path else ""
+    if last.endswith("_seconds"):
+        return "the value is in seconds"
+    return ""
