@@ -1,0 +1,141 @@
+"""Sifting configurations: frozen, validated in the constructor, one class per mode."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    # bool is an int subclass; True as a step count is always a mistake.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+
+
+def _check_real(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class SiftingBaseConfig:
+    """When sifting starts (same names and defaults as SageMaker smart sifting).
+
+    sift_delay: training steps (yielded batches) with no sifting at the start.
+    repeat_delay_per_epoch: apply the delay again at the start of each epoch.
+    """
+
+    sift_delay: int = 1000
+    repeat_delay_per_epoch: bool = False
+
+    def __post_init__(self) -> None:
+        _check_int("sift_delay", self.sift_delay, 0)
+        if not isinstance(self.repeat_delay_per_epoch, bool):
+            raise ValueError(
+                f"repeat_delay_per_epoch must be a boolean, got {self.repeat_delay_per_epoch!r}"
+            )
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The loss-based sifting options; `sift_config` may be given as a dict."""
+
+    sift_config: SiftingBaseConfig = field(default_factory=SiftingBaseConfig)
+
+    def __post_init__(self) -> None:
+        value = self.sift_config
+        if isinstance(value, dict):
+            object.__setattr__(self, "sift_config", _from_dict(SiftingBaseConfig, value))
+        elif not isinstance(value, SiftingBaseConfig):
+            raise ValueError(
+                f"sift_config must be a SiftingBaseConfig or a dict, got {type(value).__name__}"
+            )
+
+
+@dataclass(frozen=True)
+class RelativeProbabilisticSiftConfig:
+    """SageMaker smart sifting's method: keep a sample with probability percentile**beta.
+
+    The percentile of a sample's loss is taken against the last `loss_history_length`
+    losses, so about 1/(1 + beta_value) of the data is kept. Needs a scoring forward pass.
+    """
+
+    beta_value: float = 0.5
+    loss_history_length: int = 500
+    loss_based_sift_config: LossConfig = field(default_factory=LossConfig)
+
+    def __post_init__(self) -> None:
+        beta = _check_real("beta_value", self.beta_value)
+        if beta <= 0:
+            raise ValueError(f"beta_value must be > 0, got {self.beta_value!r}")
+        _check_int("loss_history_length", self.loss_history_length, 1)
+        value = self.loss_based_sift_config
+        if isinstance(value, dict):
+            object.__setattr__(self, "loss_based_sift_config", _from_dict(LossConfig, value))
+        elif not isinstance(value, LossConfig):
+            raise ValueError(
+                f"loss_based_sift_config must be a LossConfig or a dict, got {type(value).__name__}"
+            )
+
+    @property
+    def sift_delay(self) -> int:
+        return self.loss_based_sift_config.sift_config.sift_delay
+
+    @property
+    def repeat_delay_per_epoch(self) -> bool:
+        return self.loss_based_sift_config.sift_config.repeat_delay_per_epoch
+
+
+def _check_keep_fraction(value: Any) -> None:
+    keep = _check_real("keep_fraction", value)
+    if not 0 < keep <= 1:
+        raise ValueError(f"keep_fraction must be in (0, 1], got {value!r}")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """No scoring pass: prune low-loss samples from later epochs by their last loss.
+
+    keep_fraction: share of the data each pruned epoch trains on, in (0, 1].
+    anneal_fraction: share of the last epochs that train on all data, in [0, 1).
+    The first epoch always uses all data (no loss is known yet).
+    """
+
+    keep_fraction: float = 0.7
+    anneal_fraction: float = 0.125
+
+    def __post_init__(self) -> None:
+        _check_keep_fraction(self.keep_fraction)
+        anneal = _check_real("anneal_fraction", self.anneal_fraction)
+        if not 0 <= anneal < 1:
+            raise ValueError(f"anneal_fraction must be in [0, 1), got {self.anneal_fraction!r}")
+
+
+@dataclass(frozen=True)
+class RandomDropConfig:
+    """The honest baseline: each epoch trains on a uniform random `keep_fraction` of the data."""
+
+    keep_fraction: float = 0.7
+
+    def __post_init__(self) -> None:
+        _check_keep_fraction(self.keep_fraction)
+
+
+SiftConfig = RelativeProbabilisticSiftConfig | PruneConfig | RandomDropConfig
+
+
+def _from_dict(cls: type, value: dict[str, Any]) -> Any:
+    known = set(cls.__dataclass_fields__)
+    unknown = sorted(set(value) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown field(s) {', '.join(unknown)} for {cls.__name__}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+    return cls(**value)

@@ -1,0 +1,232 @@
+"""PruningDataloader: no scoring pass; each epoch trains on a subset chosen from last losses."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, IterableDataset, SequentialSampler
+
+from ._config import PruneConfig, RandomDropConfig
+from ._runtime import collective_device, make_generator, model_device, world
+from ._stats import SiftingStats, log_epoch
+
+
+class PruningDataloader:
+    """Epoch-level sifting that needs no extra forward pass (InfoBatch-like).
+
+    The training step reports its per-sample losses through `report(losses)`, which
+    returns the (re-weighted) mean loss to backpropagate. With a PruneConfig, each epoch
+    after the first drops `1 - keep_fraction` of the data at random from the samples whose
+    last loss is low (below the mean, widened to at least twice the number dropped), and
+    scales the loss of the low-loss samples it keeps by 1/(their keep probability) so the
+    expected gradient is unchanged; the last `anneal_fraction` of the `epochs` train on
+    all data. With a RandomDropConfig every epoch trains on a uniform random
+    `keep_fraction` of the data, unweighted (the baseline).
+
+    Samples are drawn by index from `orig_dataloader.dataset`, batched with its batch
+    size, collate_fn, workers and drop_last; it shuffles unless the original sampler is
+    sequential. Under DDP the chosen indices are split across ranks like
+    DistributedSampler does (padded so all ranks get the same number of batches) and the
+    loss table is all-reduced once per epoch.
+    """
+
+    def __init__(
+        self,
+        config: PruneConfig | RandomDropConfig,
+        orig_dataloader: DataLoader,
+        model: torch.nn.Module | None = None,
+        *,
+        epochs: int | None = None,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        process_group: object | None = None,
+    ) -> None:
+        problems = []
+        if not isinstance(config, PruneConfig | RandomDropConfig):
+            problems.append(
+                f"config must be a PruneConfig or RandomDropConfig, got {type(config).__name__}"
+            )
+        dataset = getattr(orig_dataloader, "dataset", None)
+        if dataset is None or isinstance(dataset, IterableDataset):
+            problems.append(
+                "orig_dataloader must be a DataLoader over a map-style dataset (samples are "
+                "chosen by index)"
+            )
+        if getattr(orig_dataloader, "batch_size", None) is None:
+            problems.append("orig_dataloader must have a batch_size (no custom batch_sampler)")
+        if epochs is not None and (
+            isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1
+        ):
+            problems.append(f"epochs must be a positive integer, got {epochs!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        self.config = config
+        self.orig_dataloader = orig_dataloader
+        self.epochs = epochs
+        self.process_group = process_group
+        self.device = model_device(model)
+        self.generator = make_generator(self.device, generator, seed, process_group)
+        self.size = len(dataset)
+        self._shuffle = not isinstance(orig_dataloader.sampler, SequentialSampler)
+        self._prune = isinstance(config, PruneConfig)
+        # NaN marks a sample whose loss was never reported: it is never pruned.
+        self._losses = torch.full((self.size,), float("nan"), device=self.device)
+        self._updated = torch.zeros(self.size, dtype=torch.bool, device=self.device)
+        self._weights = torch.ones(self.size, device=self.device)
+        self._order: torch.Tensor = torch.empty(0, dtype=torch.long, device=self.device)
+        self._cursor = 0
+        self._current: torch.Tensor | None = None
+        self.stats = SiftingStats()
+        self.epoch_stats: list[SiftingStats] = []
+
+    @property
+    def anneal_epochs(self) -> int:
+        """How many final epochs train on all data (0 when `epochs` is unknown)."""
+        if not self._prune or self.epochs is None or self.config.anneal_fraction == 0:
+            return 0
+        return min(self.epochs, math.ceil(self.config.anneal_fraction * self.epochs - 1e-9))
+
+    def __len__(self) -> int:
+        """Batches in the next epoch (or the current one while iterating)."""
+        n = self._plan_size(len(self.epoch_stats))
+        rank_n = math.ceil(n / world(self.process_group)[1])
+        bs = self.orig_dataloader.batch_size
+        return rank_n // bs if self.orig_dataloader.drop_last else math.ceil(rank_n / bs)
+
+    def _plan_size(self, done_epochs: int) -> int:
+        if self._uses_all(done_epochs + 1):
+            return self.size
+        return round(self.config.keep_fraction * self.size)
+
+    def _uses_all(self, epoch: int) -> bool:
+        if not self._prune:
+            return False
+        if epoch == 1:
+            return True
+        return self.epochs is not None and epoch > self.epochs - self.anneal_epochs
+
+    def report(self, losses: torch.Tensor) -> torch.Tensor:
+        """Record the last yielded batch's per-sample losses; return the loss to backpropagate."""
+        if self._current is None:
+            raise RuntimeError("report() called before a batch was yielded")
+        index = self._current
+        if losses.dim() != 1 or losses.numel() != index.numel():
+            raise ValueError(
+                f"report() needs one loss per sample of the batch: expected "
+                f"({index.numel()},), got {tuple(losses.shape)}"
+            )
+        if not self._prune:
+            return losses.mean()
+        index = index.to(losses.device)
+        self._losses[index] = losses.detach().float().to(self._losses.device)
+        self._updated[index] = True
+        return (losses * self._weights[index].to(losses.dtype)).mean()
+
+    def __iter__(self) -> Iterator[Any]:
+        epoch = len(self.epoch_stats) + 1
+        self.stats = SiftingStats(epoch=epoch)
+        rank, size = world(self.process_group)
+        chosen = self._choose(epoch)
+        if self._shuffle:
+            chosen = chosen[
+                torch.randperm(
+                    chosen.numel(), generator=self.generator, device=self.generator.device
+                ).to(chosen.device)
+            ]
+        # NOTE [equal batch counts]: pad by repeating, then stride, as DistributedSampler.
+        per_rank = math.ceil(chosen.numel() / size)
+        padding = per_rank * size - chosen.numel()
+        if padding:
+            chosen = torch.cat([chosen, chosen[:padding]])
+        mine = chosen[rank::size]
+        loader = self.orig_dataloader
+        bs = loader.batch_size
+        host = mine.tolist()  # the one transfer of indices per epoch
+        batches = [host[i : i + bs] for i in range(0, len(host), bs)]
+        if loader.drop_last and batches and len(batches[-1]) < bs:
+            batches.pop()
+        inner = DataLoader(
+            loader.dataset,
+            batch_sampler=batches,
+            num_workers=loader.num_workers,
+            collate_fn=loader.collate_fn,
+            pin_memory=loader.pin_memory,
+            timeout=loader.timeout,
+            worker_init_fn=loader.worker_init_fn,
+            multiprocessing_context=loader.multiprocessing_context if loader.num_workers else None,
+            generator=loader.generator,
+            prefetch_factor=loader.prefetch_factor if loader.num_workers else None,
+        )
+        unique = chosen.numel() - padding
+        repeated = sum(1 for p in range(unique, unique + padding) if p % size == rank)
+        self.stats = self.stats.add(samples_seen=math.ceil(self.size / size))
+        start = 0
+        try:
+            for rows, batch in zip(batches, inner, strict=True):
+                self._current = mine[start : start + len(rows)]
+                start += len(rows)
+                self.stats = self.stats.add(batches=1, samples_kept=len(rows))
+                yield batch
+            self.stats = self.stats.add(samples_kept=-repeated, samples_repeated=repeated)
+            self._sync_losses()
+        finally:
+            self._current = None
+            self.epoch_stats.append(self.stats)
+            log_epoch(type(self).__name__, self.stats)
+
+    def _choose(self, epoch: int) -> torch.Tensor:
+        """Indices of this epoch's samples, identical on every rank; sets the weights."""
+        everything = torch.arange(self.size, device=self.device)
+        self._weights.fill_(1.0)
+        if self._uses_all(epoch):
+            return everything
+        drop = self.size - round(self.config.keep_fraction * self.size)
+        if drop <= 0:
+            return everything
+        if not self._prune:
+            keep = torch.randperm(
+                self.size, generator=self.generator, device=self.generator.device
+            )[: self.size - drop]
+            return keep.to(self.device).sort().values
+        losses = self._losses
+        known = ~losses.isnan()
+        ranked = torch.where(known, losses, torch.full_like(losses, float("inf")))
+        order = ranked.argsort()
+        n_known = int(known.sum())  # one sync per epoch
+        if n_known == 0:
+            return everything
+        mean = losses[known].mean()
+        below = int((ranked < mean).sum())
+        # NOTE [pool]: InfoBatch drops at random among the below-mean samples; when that
+        # pool is small the drop probability is capped at 1/2 by widening it to the lowest
+        # 2 * drop losses, so no kept sample's weight exceeds 2 unless keep_fraction < 1/2.
+        pool_size = min(n_known, max(below, 2 * drop))
+        drop = min(drop, pool_size)
+        pool = order[:pool_size]
+        perm = torch.randperm(pool_size, generator=self.generator, device=self.generator.device).to(
+            self.device
+        )
+        dropped = pool[perm[:drop]]
+        if pool_size > drop:
+            self._weights[pool] = pool_size / (pool_size - drop)
+        keep = torch.ones(self.size, dtype=torch.bool, device=self.device)
+        keep[dropped] = False
+        return keep.nonzero().squeeze(1)
+
+    def _sync_losses(self) -> None:
+        """Under DDP, merge every rank's reported losses of this epoch (one all-reduce)."""
+        _, size = world(self.process_group)
+        if size > 1 and self._prune:
+            comm = collective_device(self.device, self.process_group)
+            updated = self._updated.float()
+            box = torch.stack([torch.nan_to_num(self._losses * updated, nan=0.0), updated])
+            box = box.to(comm)
+            dist.all_reduce(box, group=self.process_group)
+            box = box.to(self.device)
+            merged = box[0] / box[1].clamp(min=1)
+            self._losses = torch.where(box[1] > 0, merged, self._losses)
+        self._updated.zero_()

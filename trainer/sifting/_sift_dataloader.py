@@ -1,0 +1,253 @@
+"""SiftingDataloader: wraps a DataLoader, scores each batch and yields only kept samples."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from . import _batch
+from ._config import RelativeProbabilisticSiftConfig
+from ._loss import Loss
+from ._relative import RelativeProbabilisticPolicy
+from ._runtime import collective_device, make_generator, model_device, preserved, world
+from ._stats import SiftingStats, log_epoch, logger
+
+
+class SiftingDataloader:
+    """A drop-in for SageMaker smart sifting's SiftingDataloader.
+
+    Iterating yields batches of the original batch size and format made only of kept
+    samples; the leftover at epoch end is yielded too. Counters: `stats` (current epoch)
+    and `epoch_stats` (finished epochs).
+
+    Beyond the SageMaker arguments (all keyword-only): `generator` or `seed` for every
+    random choice, `autocast_dtype` to score under torch.autocast, `process_group` for DDP.
+    """
+
+    def __init__(
+        self,
+        sift_config: RelativeProbabilisticSiftConfig,
+        orig_dataloader: Any,
+        batch_transforms: Any = None,
+        model: torch.nn.Module | None = None,
+        loss_impl: Loss | None = None,
+        log_batch_data: bool = False,
+        *,
+        generator: torch.Generator | None = None,
+        seed: int | None = None,
+        autocast_dtype: torch.dtype | None = None,
+        process_group: object | None = None,
+    ) -> None:
+        problems = []
+        if not isinstance(sift_config, RelativeProbabilisticSiftConfig):
+            problems.append(
+                "sift_config must be a RelativeProbabilisticSiftConfig, "
+                f"got {type(sift_config).__name__}"
+            )
+        if model is None or not isinstance(model, torch.nn.Module):
+            problems.append(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if loss_impl is None or not callable(getattr(loss_impl, "loss", None)):
+            problems.append(
+                f"loss_impl must have a loss(model, transformed_batch, original_batch) method, "
+                f"got {type(loss_impl).__name__}"
+            )
+        if batch_transforms is not None and not (
+            callable(batch_transforms) or callable(getattr(batch_transforms, "transform", None))
+        ):
+            problems.append("batch_transforms must be callable or have a transform(batch) method")
+        if problems:
+            raise ValueError("; ".join(problems))
+        self.sift_config = sift_config
+        self.orig_dataloader = orig_dataloader
+        self.batch_transforms = batch_transforms
+        self.model = model
+        self.loss_impl = loss_impl
+        self.log_batch_data = log_batch_data
+        self.autocast_dtype = autocast_dtype
+        self.process_group = process_group
+        self.device = model_device(model)
+        self.generator = make_generator(self.device, generator, seed, process_group)
+        self.policy = RelativeProbabilisticPolicy(
+            sift_config.beta_value, sift_config.loss_history_length, self.generator
+        )
+        self.stats = SiftingStats()
+        self.epoch_stats: list[SiftingStats] = []
+        self._steps = 0  # batches yielded since the (last) delay started
+        self._layout: Any = None
+
+    # -- the public loop API ---------------------------------------------------------------
+
+    def report(self, losses: torch.Tensor) -> torch.Tensor:
+        """The loss to backpropagate from the training step's per-sample losses (their mean).
+
+        Present so a script can call `sifter.report(losses)` whatever the sifting mode.
+        """
+        return losses.mean()
+
+    def __iter__(self) -> Iterator[Any]:
+        self.stats = SiftingStats(epoch=len(self.epoch_stats) + 1)
+        if self.sift_config.repeat_delay_per_epoch:
+            self._steps = 0
+        try:
+            yield from self._epoch()
+        finally:
+            self.epoch_stats.append(self.stats)
+            log_epoch("SiftingDataloader", self.stats)
+
+    # -- implementation ----------------------------------------------------------------------
+
+    def _emit(self, batch: Any, kept: int, repeated: int = 0) -> Any:
+        self._steps += 1
+        self.stats = self.stats.add(batches=1, samples_kept=kept, samples_repeated=repeated)
+        if self.log_batch_data and logger.isEnabledFor(logging.DEBUG):
+            logger.debug("yield batch %d: %d kept samples", self.stats.batches, kept)
+        return batch
+
+    def _epoch(self) -> Iterator[Any]:
+        rank, size = world(self.process_group)
+        delay = self.sift_config.sift_delay
+        hint = getattr(self.orig_dataloader, "batch_size", None)
+        width = hint  # the gathered-loss row width under DDP, fixed for the run
+        buffer: _batch.BatchBuffer | None = None
+        last: Any = None
+        target = 0
+        self._pending = [0] * size
+        iterator = iter(self.orig_dataloader)
+        while True:
+            batch = next(iterator, None)
+            if batch is not None and self._layout is None:
+                self._layout = _batch.detect_layout(batch, hint)
+            if batch is not None and self._steps < delay:
+                # NOTE [delay]: no scoring and no collective during the delay; the original
+                # loader (e.g. with a DistributedSampler) already gives every rank the
+                # same number of batches.
+                n = _batch.batch_size(batch, self._layout)
+                self.stats = self.stats.add(samples_seen=n)
+                yield self._emit(batch, n)
+                continue
+            n = 0 if batch is None else _batch.batch_size(batch, self._layout)
+            if buffer is None:
+                if batch is None:
+                    return
+                buffer = _batch.BatchBuffer(self._layout)
+                target = n if hint is None else hint
+                width = width or n
+            if size == 1 and batch is None:
+                break
+            start = time.perf_counter()
+            losses = self._score(batch, n) if batch is not None else None
+            if size > 1:
+                all_losses, counts = self._gather(losses, n, width)
+                if counts.sum() == 0:
+                    break
+                if n == 0:
+                    # NOTE [equal batch counts]: ranks must leave the loop together, so a
+                    # rank whose loader ran out first would wait forever in the next
+                    # collective; fail loudly instead.
+                    raise RuntimeError(
+                        f"rank {rank}: the original DataLoader yielded fewer batches than on "
+                        "other ranks; use a DistributedSampler so all ranks get the same count"
+                    )
+                mask = self.policy.keep_mask(all_losses)
+                kept_per_rank = [
+                    int(c) for c in torch.stack([m.sum() for m in mask.split(counts)]).tolist()
+                ]
+                offset = sum(counts[:rank])
+                mine = mask[offset : offset + n]
+            else:
+                mine = self.policy.keep_mask(losses)
+                kept_per_rank = None
+            index = mine.nonzero().squeeze(1)  # the one host sync per batch
+            kept = index.numel()
+            buffer.add(_batch.select(batch, self._layout, index), kept)
+            self.stats = self.stats.add(
+                samples_seen=n, samples_scored=n, scoring_seconds=time.perf_counter() - start
+            )
+            last = batch
+            if kept_per_rank is None:
+                while buffer.size >= target:
+                    yield self._emit(buffer.take(target), target)
+            else:
+                fills = _fills(kept_per_rank, self._pending, buffer.size, rank)
+                self._pending = fills
+                ready = min(fills) // target
+                for _ in range(ready):
+                    yield self._emit(buffer.take(target), target)
+                self._pending = [f - ready * target for f in fills]
+        yield from self._flush(buffer, last, target, size)
+
+    _pending: list[int]
+
+    def _flush(self, buffer: _batch.BatchBuffer | None, last: Any, target: int, size: int):
+        """Yield the leftover; under DDP every rank yields the same number of batches."""
+        if buffer is None:
+            return
+        if size == 1:
+            if buffer.size:
+                n = buffer.size
+                yield self._emit(buffer.take(n), n)
+            return
+        fills = self._pending
+        chunks = math.ceil(max(fills) / target) if max(fills) else 0
+        mine = buffer.size
+        for i in range(chunks):
+            share = mine // chunks + (1 if i < mine % chunks else 0)
+            if share:
+                yield self._emit(buffer.take(share), share)
+            else:
+                # NOTE [padding]: like DistributedSampler, a rank short of samples repeats
+                # one it has seen, so no rank waits at epoch end for a batch that never comes.
+                one = _batch.narrow(last, self._layout, 0, 1)
+                yield self._emit(one, 0, repeated=1)
+
+    def _score(self, batch: Any, n: int) -> torch.Tensor:
+        transform = self.batch_transforms
+        if transform is not None and not callable(transform):
+            transform = transform.transform
+        transformed = transform(batch) if transform is not None else batch
+        autocast = (
+            torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+            if self.autocast_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with preserved(self.model, self.device), torch.no_grad(), autocast:
+            losses = self.loss_impl.loss(self.model, transformed, batch)
+        if not isinstance(losses, torch.Tensor) or losses.numel() != n:
+            got = tuple(losses.shape) if isinstance(losses, torch.Tensor) else type(losses).__name__
+            raise ValueError(
+                f"loss_impl.loss must return one loss per sample: expected {n}, got {got}"
+            )
+        return losses.detach().float().reshape(-1).to(self.device)
+
+    def _gather(
+        self, losses: torch.Tensor | None, n: int, width: int
+    ) -> tuple[torch.Tensor, list[int]]:
+        """All ranks' losses of this step, in rank order, with one collective."""
+        if n > width:
+            raise ValueError(f"batch of {n} samples is larger than the batch size {width}")
+        row = torch.full((width + 1,), float("nan"), device=self.device)
+        row[0] = n
+        if losses is not None:
+            row[1 : n + 1] = losses
+        comm = collective_device(self.device, self.process_group)
+        row = row.to(comm)
+        rows = [torch.empty_like(row) for _ in range(dist.get_world_size(self.process_group))]
+        dist.all_gather(rows, row, group=self.process_group)
+        table = torch.stack(rows).to(self.device)
+        counts = [int(c) for c in table[:, 0].tolist()]
+        parts = [table[r, 1 : c + 1] for r, c in enumerate(counts)]
+        return torch.cat(parts), counts
+
+
+def _fills(kept: list[int], pending: list[int], mine: int, rank: int) -> list[int]:
+    """Buffer sizes of all ranks after this step (every rank computes the same list)."""
+    fills = [b + k for b, k in zip(pending, kept, strict=True)]
+    assert fills[rank] == mine
+    return fills
