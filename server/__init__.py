@@ -1,1 +1,17 @@
-"""placeholder"""
+"""The gRPC CompilerService: a thin adapter over trainspec.compiler."""
+
+from trainspec.server._config import ServerConfig
+from trainspec.server._diff import diff_plans
+from trainspec.server._logging import configure_logging
+from trainspec.server._server import RunningServer, make_server, serve
+from trainspec.server._servicer import CompilerServicer
+
+__all__ = [
+    "CompilerServicer",
+    "RunningServer",
+    "ServerConfig",
+    "configure_logging",
+    "diff_plans",
+    "make_server",
+    "serve",
+]

@@ -1,0 +1,119 @@
+"""`trainspec serve`: run the gRPC CompilerService until SIGTERM/SIGINT drains it."""
+
+from __future__ import annotations
+
+import click
+
+
+def _read(path: str | None, what: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise click.ClickException(f"cannot read the {what} {path!r}: {exc.strerror}") from None
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    default=50051,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0: any free port; the chosen one is logged).",
+)
+@click.option(
+    "--workers",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 1024),
+    help="Threads that handle calls.",
+)
+@click.option(
+    "--max-concurrent-rpcs",
+    default=256,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Calls beyond this many get RESOURCE_EXHAUSTED.",
+)
+@click.option("--tls-cert", type=click.Path(dir_okay=False), help="Server certificate (PEM).")
+@click.option("--tls-key", type=click.Path(dir_okay=False), help="Server private key (PEM).")
+@click.option(
+    "--tls-client-ca",
+    type=click.Path(dir_okay=False),
+    help="CA (PEM) that client certificates must chain to: turns on mutual TLS.",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False),
+    help="File holding a bearer token that calls must send (health stays open).",
+)
+@click.option(
+    "--drain-seconds",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="On SIGTERM, keep serving this long with health NOT_SERVING.",
+)
+@click.option(
+    "--grace-seconds",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Then wait this long for calls in flight.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve Prometheus metrics on this port (same host).",
+)
+def serve(
+    host,
+    port,
+    workers,
+    max_concurrent_rpcs,
+    tls_cert,
+    tls_key,
+    tls_client_ca,
+    token_file,
+    drain_seconds,
+    grace_seconds,
+    metrics_port,
+) -> None:
+    """Serve trainspec.v1.CompilerService over gRPC (health and reflection included).
+
+    Logs are JSON lines on stderr: one access line per call (method, code, latency,
+    request id).
+    """
+    # grpc is imported only when serving, never by other commands.
+    from trainspec.server import ServerConfig, configure_logging
+    from trainspec.server import serve as run
+
+    token = None
+    if token_file is not None:
+        token = _read(token_file, "token file").decode("utf-8", "replace").strip()
+        if not token:
+            raise click.ClickException(f"the token file {token_file!r} is empty")
+    try:
+        config = ServerConfig(
+            host=host,
+            port=port,
+            workers=workers,
+            max_concurrent_rpcs=max_concurrent_rpcs,
+            tls_cert=_read(tls_cert, "TLS certificate"),
+            tls_key=_read(tls_key, "TLS key"),
+            tls_client_ca=_read(tls_client_ca, "client CA"),
+            token=token,
+            drain_seconds=drain_seconds,
+            grace_seconds=grace_seconds,
+            metrics_port=metrics_port,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    configure_logging()
+    try:
+        run(config)
+    except OSError as exc:
+        raise click.ClickException(str(exc)) from None

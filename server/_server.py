@@ -1,0 +1,163 @@
+"""Builds the gRPC server (`make_server`) and runs it until a signal drains it (`serve`)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from trainspec.server._config import ServerConfig
+from trainspec.server._handlers import SERVICE, compiler_service_handler
+from trainspec.server._interceptors import ObservingInterceptor, TokenInterceptor
+from trainspec.server._servicer import CompilerServicer
+
+LOGGER = logging.getLogger("trainspec.server")
+
+
+def _log(event: str, **fields) -> None:
+    LOGGER.info(event, extra={"fields": {"event": event, **fields}})
+
+
+@dataclass
+class RunningServer:
+    """A built server: the grpc.Server, its bound port and its health servicer."""
+
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    config: ServerConfig
+    metrics: object | None = None
+    metrics_port: int | None = None
+
+    def start(self) -> RunningServer:
+        self.server.start()
+        if self.metrics is not None:
+            self.metrics_port = self.metrics.start_http(self.config.host, self.config.metrics_port)
+        for service in ("", SERVICE.full_name):
+            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        return self
+
+    def drain(self, drain_seconds: float | None = None, grace_seconds: float | None = None):
+        """Health NOT_SERVING, keep answering `drain_seconds`, then stop with grace.
+
+        Calls that arrive during the drain period are served; when it ends the server
+        refuses new calls and waits up to `grace_seconds` for the ones in flight.
+        """
+        drain = self.config.drain_seconds if drain_seconds is None else drain_seconds
+        grace = self.config.grace_seconds if grace_seconds is None else grace_seconds
+        self.health.enter_graceful_shutdown()
+        _log("draining", drain_seconds=drain, grace_seconds=grace)
+        time.sleep(drain)
+        self.stop(grace)
+
+    def stop(self, grace: float | None = 0) -> None:
+        self.server.stop(grace).wait()
+        if self.metrics is not None:
+            self.metrics.stop_http()
+
+
+def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    if config.tls_cert is None:
+        return None
+    return grpc.ssl_server_credentials(
+        [(config.tls_key, config.tls_cert)],
+        root_certificates=config.tls_client_ca,
+        require_client_auth=config.tls_client_ca is not None,
+    )
+
+
+def _default_servicer() -> CompilerServicer:
+    from trainspec.compiler import compile_request, load_catalog
+
+    return CompilerServicer(compile_request, load_catalog())
+
+
+def make_server(config: ServerConfig | None = None, *, servicer=None) -> RunningServer:
+    """A bound, not yet started server for `config` (port 0 binds a free port).
+
+    Raises OSError when the address cannot be bound.
+    """
+    config = config if config is not None else ServerConfig()
+    servicer = servicer if servicer is not None else _default_servicer()
+    observers = []
+    metrics = None
+    if config.metrics_port is not None:
+        from trainspec.server._metrics import Metrics
+
+        metrics = Metrics()
+        observers.append(metrics.observe)
+    interceptors = [ObservingInterceptor(observers)]
+    if config.token is not None:
+        interceptors.append(TokenInterceptor(config.token))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="trainspec-rpc"),
+        interceptors=interceptors,
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+        options=[
+            ("grpc.max_receive_message_length", config.max_receive_message_bytes),
+            ("grpc.max_send_message_length", config.max_send_message_bytes),
+            ("grpc.max_concurrent_streams", config.max_concurrent_streams),
+            # Two servers on one port would split traffic silently; fail to bind instead.
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    server.add_generic_rpc_handlers((compiler_service_handler(servicer),))
+    health_servicer = health.HealthServicer()
+    for service in ("", SERVICE.full_name):
+        health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    credentials = _credentials(config)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(config.address)
+        else:
+            port = server.add_secure_port(config.address, credentials)
+    except RuntimeError as exc:  # grpcio reports a failed bind as RuntimeError
+        raise OSError(f"cannot listen on {config.address}: {exc}") from None
+    if port == 0:
+        raise OSError(f"cannot listen on {config.address}")
+    return RunningServer(server, port, health_servicer, config, metrics)
+
+
+def serve(config: ServerConfig | None = None, *, servicer=None) -> None:
+    """Serve until SIGTERM or SIGINT, then drain; a second signal stops at once."""
+    config = config if config is not None else ServerConfig()
+    running = make_server(config, servicer=servicer).start()
+    _log(
+        "listening",
+        host=config.host,
+        port=running.port,
+        tls=config.tls_cert is not None,
+        mtls=config.tls_client_ca is not None,
+        token=config.token is not None,
+        workers=config.workers,
+        metrics_port=running.metrics_port,
+    )
+    stopping = threading.Event()
+
+    def on_signal(signum, _frame):
+        if stopping.is_set():
+            _log("stopping_now", signal=signal.Signals(signum).name)
+            threading.Thread(target=running.server.stop, args=(0,), daemon=True).start()
+            return
+        _log("signal", signal=signal.Signals(signum).name)
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stopping.wait(3600):
+            pass
+        running.drain()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    _log("stopped")
