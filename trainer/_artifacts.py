@@ -1,0 +1,67 @@
+"""model.tar.gz written atomically: a temp file beside the target, fsync, then rename."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tarfile
+import tempfile
+from pathlib import Path
+
+
+class ArtifactError(Exception):
+    """The artifact could not be written; the message says why and what to do."""
+
+
+def _explain(exc: OSError, dest: Path) -> str:
+    if exc.errno == errno.ENOSPC:
+        return f"no space left on the device holding {dest.parent} while writing {dest.name}"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write {dest}: permission denied (choose a writable --root)"
+    return f"cannot write {dest}: {exc.strerror or exc}"
+
+
+def pack_model(model_dir: Path, dest: Path) -> Path:
+    """Pack the contents of `model_dir` into `dest` (a gzipped tar); return `dest`.
+
+    Either the whole archive lands at `dest` or nothing does: a failure removes the
+    temporary file and leaves any earlier `dest` untouched.
+    """
+    dest = Path(dest)
+    fd, temp_name = -1, ""
+    try:
+        fd, temp_name = tempfile.mkstemp(prefix=".model.", suffix=".tmp", dir=dest.parent)
+        with os.fdopen(fd, "wb") as raw:
+            fd = -1  # owned by `raw` now
+            with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+                for entry in sorted(Path(model_dir).iterdir()):
+                    tar.add(entry, arcname=entry.name)
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(temp_name, dest)
+        temp_name = ""
+        _fsync_dir(dest.parent)
+    except OSError as exc:
+        raise ArtifactError(_explain(exc, dest)) from None
+    finally:
+        if fd != -1:
+            os.close(fd)
+        if temp_name:
+            with contextlib.suppress(OSError):
+                os.unlink(temp_name)
+    return dest
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename is durable only once the directory entry is on disk.
+    try:
+        dir_fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)

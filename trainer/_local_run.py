@@ -1,0 +1,400 @@
+"""Run one training plan on this machine as SageMaker's training container would."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+from trainspec.trainer import _job_store as js
+from trainspec.trainer._artifacts import ArtifactError, pack_model
+from trainspec.trainer._container import (
+    Channel,
+    ContainerError,
+    JobLayout,
+    TrainingRun,
+    container_env,
+    hyperparameter_args,
+    prepare_layout,
+)
+from trainspec.trainer._metrics import MetricParser, MetricPoint, definitions_from_request
+from trainspec.v1 import job_spec_pb2, plan_pb2
+
+# SageMaker gives a stopped script 120 s after SIGTERM; locally a short grace keeps
+# tests and Ctrl-C snappy while still letting a script save a checkpoint.
+STOP_GRACE_SECONDS = 10.0
+_LOG_TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a local training job ended."""
+
+    name: str
+    status: str  # Completed | Failed | Stopped
+    secondary_status: str  # Completed | Failed | Stopped | MaxRuntimeExceeded | ...
+    message: str
+    exit_code: int | None
+    metrics: Mapping[str, float]
+    artifact: Path | None
+    layout: JobLayout
+    seconds: float
+    metric_history: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == js.COMPLETED
+
+
+# A callback told of each metric value as it is printed; returning True stops the job
+# (the tuner's pruning).
+MetricCallback = Callable[[MetricPoint], bool]
+
+
+def training_run_from_plan(plan: plan_pb2.Plan) -> TrainingRun:
+    """The TrainingRun of a `CreateTrainingJob` plan."""
+    if plan.sagemaker_operation != "CreateTrainingJob":
+        raise ContainerError(
+            f"plan is a {plan.sagemaker_operation or 'empty'} plan, not a training job"
+        )
+    request = json_format.MessageToDict(plan.sagemaker_request)
+    return training_run_from_parts(
+        request["TrainingJobName"],
+        plan.job.training,
+        request,
+        hyperparameters=request.get("HyperParameters", {}),
+    )
+
+
+def training_run_from_parts(
+    name: str,
+    spec: job_spec_pb2.TrainingJobSpec,
+    request: Mapping[str, Any],
+    *,
+    hyperparameters: Mapping[str, str],
+) -> TrainingRun:
+    """A TrainingRun from a resolved training spec and its (training-job) request part.
+
+    `request` is a CreateTrainingJob request or a tuning job's TrainingJobDefinition; the
+    resolved spec supplies what the request cannot: the local source and data paths.
+    """
+    if spec.model.WhichOneof("kind") != "framework":
+        raise ContainerError(
+            "local runs need a framework model with an entry point (script mode); "
+            f"job {name!r} uses a {spec.model.WhichOneof('kind') or 'missing'} model, "
+            "which runs on SageMaker only (trainspec submit)"
+        )
+    framework = spec.model.framework
+    source_dir = Path(framework.source_dir or ".").resolve()
+    entry_point = framework.entry_point or hyperparameters.get("sagemaker_program", "")
+    entry_path = source_dir / entry_point
+    if not entry_point or not entry_path.is_file():
+        raise ContainerError(
+            f"entry point {str(entry_path) if entry_point else '(none)'} does not exist "
+            "(check training.model.framework.entry_point and source_dir)"
+        )
+    channels = []
+    request_channels = {c["ChannelName"]: c for c in request.get("InputDataConfig", [])}
+    for channel_name in sorted(spec.data):
+        source = spec.data[channel_name]
+        if source.HasField("file_system"):
+            raise ContainerError(
+                f"data channel {channel_name!r} is an EFS/FSx file system, which local runs "
+                "cannot mount; give a local path or an s3:// URI"
+            )
+        uri = source.uri.removeprefix("file://")
+        config = request_channels.get(channel_name, {})
+        s3 = config.get("DataSource", {}).get("S3DataSource", {})
+        channels.append(
+            Channel(
+                name=channel_name,
+                uri=uri,
+                input_mode=config.get("InputMode", "File"),
+                content_type=config.get("ContentType", ""),
+                distribution=s3.get("S3DataDistributionType", "FullyReplicated"),
+                record_wrapper=config.get("RecordWrapperType", "None"),
+                compression=config.get("CompressionType", "None"),
+            )
+        )
+    environment = dict(request.get("Environment", {}))
+    if spec.HasField("sifting") and "TRAINSPEC_SIFTING" not in environment:
+        environment["TRAINSPEC_SIFTING"] = json_format.MessageToJson(
+            spec.sifting, preserving_proto_field_name=True, indent=None
+        )
+    metrics = definitions_from_request(
+        request.get("AlgorithmSpecification", {}).get("MetricDefinitions", [])
+    )
+    resources = request.get("ResourceConfig", {})
+    return TrainingRun(
+        name=name,
+        entry_point=entry_point,
+        source_dir=source_dir,
+        hyperparameters={k: str(v) for k, v in hyperparameters.items()},
+        channels=tuple(channels),
+        environment=environment,
+        metric_definitions=metrics,
+        max_runtime_seconds=int(
+            request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds", 86400)
+        ),
+        instance_type=resources.get("InstanceType", "local"),
+        instance_count=int(resources.get("InstanceCount", 1)),
+        region=spec.region,
+    )
+
+
+def fetch_s3_channels(run: TrainingRun, layout: JobLayout) -> None:
+    """Download S3 channels into the job directory (boto3, the usual credential chain)."""
+    s3_channels = [c for c in run.channels if c.is_s3]
+    if not s3_channels:
+        return
+    import boto3  # only jobs with S3 data pay for importing boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    session = boto3.Session(region_name=run.region or None)
+    if session.get_credentials() is None:
+        names = ", ".join(f"{c.name} ({c.uri})" for c in s3_channels)
+        raise ContainerError(
+            f"data channels on S3 need AWS credentials and none were found: {names}; "
+            "configure credentials (aws configure, AWS_PROFILE) or use local paths"
+        )
+    s3 = session.client("s3")
+    for channel in s3_channels:
+        bucket, _, prefix = channel.uri.removeprefix("s3://").partition("/")
+        target = layout.channel_dir(channel.name)
+        target.mkdir(parents=True, exist_ok=True)
+        try:
+            count = 0
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    key = item["Key"]
+                    if key.endswith("/"):
+                        continue
+                    relative = key[len(prefix) :].lstrip("/") or Path(key).name
+                    dest = target / relative
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    s3.download_file(bucket, key, str(dest))
+                    count += 1
+        except (ClientError, BotoCoreError) as exc:
+            raise ContainerError(f"data channel {channel.name!r}: {channel.uri}: {exc}") from None
+        if count == 0:
+            raise ContainerError(f"data channel {channel.name!r}: no objects under {channel.uri}")
+
+
+def run_training(
+    run: TrainingRun,
+    root: Path,
+    *,
+    store: js.JobStore | None = None,
+    kind: str = "training",
+    parent: str = "",
+    echo: Callable[[str], None] | None = None,
+    on_metric: MetricCallback | None = None,
+    max_runtime_seconds: float | None = None,
+) -> RunResult:
+    """Lay out the job, run its entry point, report metrics and pack model.tar.gz.
+
+    Raises ContainerError for problems found before the script starts (missing entry
+    point or data channel, unwritable root); everything after that is a RunResult.
+    """
+    echo = echo or _print
+    root = Path(root)
+    if store is None:
+        try:
+            store = js.JobStore.for_root(root)
+        except (OSError, Exception) as exc:  # sqlite3.Error has no common OSError base
+            raise ContainerError(f"cannot use {root} for local jobs: {exc}") from None
+    previous = store.get(run.name)
+    if previous is not None and previous.status == js.COMPLETED:
+        # Checkpoints are for resuming a run that did not finish; a rerun of a completed
+        # job starts from scratch.
+        shutil.rmtree(Path(previous.job_dir) / "checkpoints", ignore_errors=True)
+    layout = prepare_layout(run, root)
+    fetch_s3_channels(run, layout)
+    store.start(
+        run.name,
+        kind,
+        parent=parent,
+        job_dir=str(layout.job_dir),
+        hyperparameters=run.hyperparameters,
+    )
+    started = time.monotonic()
+    try:
+        result = _execute(run, layout, store, echo, on_metric, max_runtime_seconds, started)
+    except BaseException:
+        # KeyboardInterrupt (or a bug) while the script runs: the store must not keep
+        # showing the job as running.
+        store.finish(run.name, js.STOPPED, message="interrupted (Ctrl-C)")
+        raise
+    store.finish(
+        run.name,
+        result.status,
+        secondary_status=result.secondary_status,
+        message=result.message,
+        artifact=str(result.artifact or ""),
+        metrics=result.metrics,
+    )
+    return result
+
+
+def _print(line: str) -> None:
+    sys.stdout.write(line)
+    sys.stdout.flush()
+
+
+def _execute(
+    run: TrainingRun,
+    layout: JobLayout,
+    store: js.JobStore,
+    echo: Callable[[str], None],
+    on_metric: MetricCallback | None,
+    max_runtime_seconds: float | None,
+    started: float,
+) -> RunResult:
+    parser = MetricParser(run.metric_definitions)
+    env = dict(os.environ)
+    env.update(container_env(run, layout))
+    env["PYTHONUNBUFFERED"] = "1"  # logs stream line by line, as in CloudWatch
+    command = [sys.executable, run.entry_point, *hyperparameter_args(run.hyperparameters)]
+    limit = run.max_runtime_seconds
+    if max_runtime_seconds is not None:
+        limit = min(limit, max_runtime_seconds)
+    reason: list[str] = []  # why trainspec ended the process, first reason wins
+
+    process = subprocess.Popen(
+        command,
+        cwd=run.source_dir,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: stopping kills the whole tree
+        text=True,
+        errors="replace",
+        bufsize=1,
+    )
+    store.set_process_group(run.name, process.pid)
+
+    def stop(why: str) -> None:
+        if not reason:
+            reason.append(why)
+        _terminate(process)
+
+    timer = threading.Timer(max(limit, 0), stop, args=("MaxRuntimeExceeded",))
+    timer.daemon = True
+    timer.start()
+    tail: list[str] = []
+    try:
+        with open(layout.log_file, "w", encoding="utf-8") as log:
+            assert process.stdout is not None
+            for line in process.stdout:
+                log.write(line)
+                log.flush()
+                echo(line)
+                tail = [*tail, line][-_LOG_TAIL_LINES:]
+                for point in parser.feed(line):
+                    if on_metric is not None and on_metric(point):
+                        stop("EarlyStopped")
+        process.wait()
+    except BaseException:
+        _terminate(process)
+        raise
+    finally:
+        timer.cancel()
+
+    exit_code = process.returncode
+    if not reason and store.stop_requested(run.name):
+        reason.append("Stopped")
+    status, secondary, message = _verdict(run, layout, exit_code, reason, tail, limit)
+    artifact = None
+    packable = status == js.COMPLETED or (status == js.STOPPED and any(layout.model_dir.iterdir()))
+    if packable:
+        try:
+            artifact = pack_model(layout.model_dir, layout.artifact)
+        except ArtifactError as exc:
+            status, secondary, message = js.FAILED, js.FAILED, f"packing the model failed: {exc}"
+    if status == js.FAILED:
+        with contextlib.suppress(OSError):
+            if not layout.failure_file.exists():
+                layout.failure_file.write_text(message + "\n", encoding="utf-8")
+    return RunResult(
+        name=run.name,
+        status=status,
+        secondary_status=secondary,
+        message=message,
+        exit_code=exit_code,
+        metrics=parser.final(),
+        artifact=artifact,
+        layout=layout,
+        seconds=time.monotonic() - started,
+        metric_history={d.name: parser.history(d.name) for d in run.metric_definitions},
+    )
+
+
+def _verdict(
+    run: TrainingRun,
+    layout: JobLayout,
+    exit_code: int,
+    reason: list[str],
+    tail: list[str],
+    limit: float,
+) -> tuple[str, str, str]:
+    if reason and reason[0] == "MaxRuntimeExceeded":
+        return (
+            js.STOPPED,
+            "MaxRuntimeExceeded",
+            f"stopped after the maximum runtime of {limit:g} s; checkpoints are kept in "
+            f"{layout.checkpoint_dir}",
+        )
+    if reason and reason[0] == "EarlyStopped":
+        return js.STOPPED, "EarlyStopped", "stopped early by the tuner (pruned)"
+    if reason:
+        return js.STOPPED, js.STOPPED, "stopped on request"
+    if exit_code == 0:
+        return js.COMPLETED, js.COMPLETED, "training completed"
+    failure = ""
+    with contextlib.suppress(OSError):
+        # SageMaker convention: the script may explain itself in output/failure.
+        failure = layout.failure_file.read_text(encoding="utf-8").strip()
+    if exit_code < 0:
+        try:
+            signame = signal.Signals(-exit_code).name
+        except ValueError:
+            signame = f"signal {-exit_code}"
+        message = (
+            f"the entry point was killed by {signame}; checkpoints are kept in "
+            f"{layout.checkpoint_dir}, run the job again to resume"
+        )
+    else:
+        message = f"the entry point {run.entry_point} exited with status {exit_code}"
+    if failure:
+        message += f": {failure}"
+    elif tail:
+        message += "; last log lines:\n" + "".join(tail[-5:]).rstrip()
+    return js.FAILED, js.FAILED, message
+
+
+def _terminate(process: subprocess.Popen[str]) -> None:
+    """SIGTERM the process group, then SIGKILL it after a grace period (in the background)."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGTERM)
+
+    def kill_later() -> None:
+        try:
+            process.wait(timeout=STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+
+    threading.Thread(target=kill_later, daemon=True).start()
