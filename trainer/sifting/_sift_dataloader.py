@@ -145,15 +145,15 @@ class SiftingDataloader:
             losses = self._score(batch, n) if batch is not None else None
             if size > 1:
                 all_losses, counts = self._gather(losses, n, width)
-                if counts.sum() == 0:
+                if sum(counts) == 0:
                     break
-                if n == 0:
-                    # NOTE [equal batch counts]: ranks must leave the loop together, so a
-                    # rank whose loader ran out first would wait forever in the next
-                    # collective; fail loudly instead.
+                if 0 in counts:
+                    # NOTE [equal batch counts]: every rank sees the counts, so all of them
+                    # fail together here instead of one waiting forever in a collective.
                     raise RuntimeError(
-                        f"rank {rank}: the original DataLoader yielded fewer batches than on "
-                        "other ranks; use a DistributedSampler so all ranks get the same count"
+                        f"the original DataLoader ran out of batches on rank(s) "
+                        f"{[r for r, c in enumerate(counts) if c == 0]} before the others; "
+                        "use a DistributedSampler so all ranks get the same number of batches"
                     )
                 mask = self.policy.keep_mask(all_losses)
                 kept_per_rank = [
