@@ -1,1 +1,42 @@
-"""placeholder"""
+"""trainspec.compiler: job specs in, fully resolved and checked plans out.
+
+Pure functions over data; no network (except the opt-in `preflight`), no torch, grpc or
+boto3 at import time.
+"""
+
+from trainspec.compiler._catalog import Catalog, load_catalog
+from trainspec.compiler._diagnostics import (
+    Diagnostic,
+    InternalError,
+    Location,
+    Severity,
+    SpecError,
+)
+from trainspec.compiler._driver import (
+    CompileOptions,
+    Intermediate,
+    Stage,
+    compile_file,
+    compile_text,
+)
+from trainspec.compiler._load import LoadedSource, load_file, load_source
+from trainspec.compiler._request import compile_request
+
+__all__ = [
+    "Catalog",
+    "CompileOptions",
+    "Diagnostic",
+    "Intermediate",
+    "InternalError",
+    "LoadedSource",
+    "Location",
+    "Severity",
+    "SpecError",
+    "Stage",
+    "compile_file",
+    "compile_request",
+    "compile_text",
+    "load_catalog",
+    "load_file",
+    "load_source",
+]

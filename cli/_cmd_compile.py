@@ -1,0 +1,200 @@
+"""`trainspec compile` and `trainspec catalog`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from trainspec._errors import handle_errors
+
+STAGES = ["load", "validate", "resolve", "infer", "check", "lower", "emit"]
+
+
+def plan_text(plan: Any, fmt: str) -> str:
+    """The plan in one of the output formats; byte-identical for identical plans."""
+    from google.protobuf import json_format, text_format
+
+    if fmt == "json":
+        return json_format.MessageToJson(
+            plan, preserving_proto_field_name=True, indent=2, sort_keys=True
+        )
+    if fmt == "textproto":
+        return text_format.MessageToString(plan)
+    import yaml
+
+    data = json_format.MessageToDict(plan, preserving_proto_field_name=True)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100).rstrip()
+
+
+def explain_text(plan: Any) -> str:
+    """Every resolved value with where it came from."""
+    from google.protobuf import json_format
+
+    kinds = {1: "built-in", 2: "catalog", 3: "defaults", 4: "spec", 5: "--set", 6: "inferred"}
+    rows = []
+    for entry in plan.provenance:
+        value = json.dumps(_whole(json_format.MessageToDict(entry.value))) if entry.HasField(
+            "value"
+        ) else ""
+        where = ""
+        if entry.location.path:
+            loc = entry.location
+            where = f"{loc.path}:{loc.line}:{loc.column}" if loc.line else loc.path
+        origin = " ".join(p for p in (kinds.get(entry.kind, "?"), where or entry.source) if p)
+        if entry.reason:
+            origin += f" ({entry.reason})"
+        rows.append((entry.field_path, value, origin))
+    width = min(max((len(r[0]) for r in rows), default=0), 60)
+    return "\n".join(f"{path:<{width}}  {value}\n{'':<{width}}    <- {origin}"
+                     for path, value, origin in rows)
+
+
+def _whole(value: Any) -> Any:
+    """google.protobuf.Value holds every number as a double: show 64.0 as 64."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [_whole(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _whole(v) for k, v in value.items()}
+    return value
+
+
+@click.command("compile")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["yaml", "json", "textproto"]),
+              default="yaml", show_default=True, help="Output format of the plan.")
+@click.option("--defaults", "defaults", multiple=True, type=click.Path(dir_okay=False),
+              help="Organisation defaults file (repeatable, lowest first). Default: the "
+              "nearest trainspec.defaults.yaml above the spec.")
+@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE",
+              help="Override one value, e.g. training.compute.instance_type=ml.g5.xlarge.")
+@click.option("--explain", is_flag=True, help="Print each value with its origin instead.")
+@click.option("--preflight", is_flag=True,
+              help="Also check online (boto3) that S3 data exists in the job's region.")
+@click.option("--until", type=click.Choice(STAGES), default="emit", show_default=True,
+              help="Stop after this pass and print its intermediate form (debugging).")
+@click.option("--trials", type=int, default=0, metavar="N",
+              help="Tuning jobs: preview the grid, the first N random draws or the "
+              "Hyperband brackets.")
+@click.option("--max-cost", type=float, default=None, metavar="USD",
+              help="Fail when the worst-case cost exceeds this.")
+@click.option("--autotune-mode", type=click.Choice(["explicit", "native"]), default="explicit",
+              show_default=True, help="explicit writes inferred ranges out; native sends "
+              "SageMaker's Autotune with value hints.")
+@handle_errors()
+def compile_command(spec, fmt, defaults, overrides, explain, preflight, until, trials,
+                    max_cost, autotune_mode) -> None:
+    """Compile SPEC into a fully resolved plan with the exact SageMaker request.
+
+    Offline unless --preflight. The same inputs always print the same bytes.
+    """
+    from trainspec.compiler import CompileOptions, Stage, compile_file
+
+    options = CompileOptions(
+        autotune_mode=autotune_mode, max_cost_usd=max_cost, preflight=preflight
+    )
+    result = compile_file(
+        spec,
+        defaults=list(defaults) or None,
+        overrides=overrides,
+        options=options,
+        until=Stage[until.upper()],
+    )
+    if until != "emit":
+        click.echo(_intermediate_text(result.data))
+        return
+    if explain:
+        click.echo(explain_text(result))
+    else:
+        click.echo(plan_text(result, fmt))
+    for warning in result.warnings:
+        click.echo(_warning_text(warning), err=True)
+    if trials:
+        from trainspec.compiler._trials import format_trials, preview_trials
+
+        job = json.loads(_job_json(result))
+        if "tuning" in job:
+            click.echo(format_trials(preview_trials(job["tuning"], trials)), err=True)
+        else:
+            click.echo("--trials applies to tuning jobs only", err=True)
+
+
+def _job_json(plan: Any) -> str:
+    from google.protobuf import json_format
+
+    return json_format.MessageToJson(plan.job, preserving_proto_field_name=True)
+
+
+def _warning_text(warning: Any) -> str:
+    severity = {1: "error", 2: "warning", 3: "note"}.get(warning.severity, "note")
+    where = ""
+    if warning.location.path:
+        loc = warning.location
+        where = (f"{loc.path}:{loc.line}:{loc.column}: " if loc.line else f"{loc.path}: ")
+    return f"{where}{severity}[{warning.code}] {warning.field_path}: {warning.message}" + (
+        f"\n    hint: {warning.hint}" if warning.hint else ""
+    )
+
+
+def _intermediate_text(data: Any) -> str:
+    import dataclasses
+
+    import yaml
+
+    from trainspec.compiler._diagnostics import format_path
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, dict) or hasattr(value, "items"):
+            return {
+                (format_path(k) if isinstance(k, tuple) else str(k)): plain(v)
+                for k, v in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        if hasattr(value, "describe"):
+            return value.describe()
+        if isinstance(value, str | int | float | bool) or value is None:
+            return value
+        return str(value)
+
+    return yaml.safe_dump(plain(data), sort_keys=False, width=100).rstrip()
+
+
+@click.command()
+@click.argument("which", type=click.Choice(["instances", "models"]))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@click.option("--min-gpus", type=int, default=0, help="instances: only with this many GPUs.")
+@handle_errors()
+def catalog(which: str, fmt: str, min_gpus: int) -> None:
+    """List the instance types or pretrained models the compiler knows."""
+    import dataclasses
+
+    from trainspec.compiler import load_catalog
+
+    loaded = load_catalog()
+    entries = loaded.instances if which == "instances" else loaded.models
+    rows = [dataclasses.asdict(e) for _, e in sorted(entries.items())]
+    if which == "instances":
+        rows = [r for r in rows if r["gpus"] >= min_gpus]
+    if fmt == "json":
+        click.echo(json.dumps({"version": loaded.versions.get(which, ""), which: rows},
+                              indent=2, sort_keys=True, default=str))
+        return
+    if which == "instances":
+        click.echo(f"{'instance type':<26}{'GPUs':>5} {'GPU':<10}{'vCPUs':>6}{'$/hour':>10}  price")
+        for r in rows:
+            price_note = "estimate" if r["price_estimated"] else r["price_date"]
+            click.echo(f"{r['name']:<26}{r['gpus']:>5} {r['gpu_model'] or '-':<10}"
+                       f"{r['vcpus']:>6}{r['price_per_hour']:>10.3f}  {price_note}")
+    else:
+        click.echo(f"{'model':<44}{'task':<24}{'batch hp':<14}per-device batch")
+        for r in rows:
+            batch = r["default_hyperparameters"].get(r["batch_size_hyperparameter"], "")
+            click.echo(f"{r['id']:<44}{r['task']:<24}{r['batch_size_hyperparameter']:<14}{batch}")
+    click.echo(f"catalog version {loaded.versions.get(which, '')}", err=True)

@@ -1,0 +1,66 @@
+"""Turning trainspec's two error families into output and exit codes (CLI only).
+
+Exit codes: 0 ok, 1 the input is wrong (every problem printed), 2 usage error (click),
+3 internal error (a bug in trainspec or its catalogs; never a traceback unless
+TRAINSPEC_DEBUG=1).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import click
+
+EXIT_INVALID = 1
+EXIT_INTERNAL = 3
+
+
+def print_diagnostics(diagnostics: Iterable[Any], fmt: str = "text") -> None:
+    diagnostics = list(diagnostics)
+    if fmt == "json":
+        click.echo(json.dumps([d.to_json() for d in diagnostics], indent=2))
+        return
+    for diagnostic in diagnostics:
+        click.echo(diagnostic.format_text(), err=True)
+
+
+def handle_errors(fmt_param: str | None = None) -> Callable:
+    """Decorate a command: SpecError -> diagnostics and exit 1; anything else -> exit 3."""
+
+    def decorate(command: Callable) -> Callable:
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            from trainspec.compiler import InternalError, SpecError
+
+            fmt = kwargs.get(fmt_param, "text") if fmt_param else "text"
+            try:
+                return command(*args, **kwargs)
+            except SpecError as exc:
+                print_diagnostics(exc.diagnostics, "json" if fmt == "json" else "text")
+                sys.exit(EXIT_INVALID)
+            except InternalError as exc:
+                click.echo(f"internal error: {exc}", err=True)
+                for diagnostic in exc.diagnostics:
+                    click.echo("  " + diagnostic.format_text(), err=True)
+                click.echo("this is a bug in trainspec; please report it", err=True)
+                sys.exit(EXIT_INTERNAL)
+            except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # never a traceback for users
+                if os.environ.get("TRAINSPEC_DEBUG"):
+                    raise
+                click.echo(
+                    f"internal error: {type(exc).__name__}: {exc}\n"
+                    "this is a bug in trainspec; rerun with TRAINSPEC_DEBUG=1 for a traceback",
+                    err=True,
+                )
+                sys.exit(EXIT_INTERNAL)
+
+        return wrapper
+
+    return decorate

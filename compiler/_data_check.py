@@ -1,0 +1,116 @@
+"""Fine-tuning data checks: what a pretrained model's local data channel holds.
+
+Text tasks need `data.csv` with an integer label in column 1 and text in column 2, no
+header; vision tasks need one folder per class holding .jpg/.jpeg/.png images.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from trainspec.compiler._diagnostics import Diagnostic, FieldPath, Location, format_path
+from trainspec.compiler._infer import Inferred, is_local
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+Locate = Callable[[FieldPath], Location | None]
+
+
+def inspect_local_data(
+    inferred: Inferred, locate: Locate
+) -> tuple[list[dict[str, Any]], list[Diagnostic]]:
+    """Reports for each local channel of a pretrained model, and the problems found."""
+    model = inferred.pretrained
+    if model is None:
+        return [], []
+    reports: list[dict[str, Any]] = []
+    problems: list[Diagnostic] = []
+    base = inferred.resolved.training_path
+    for channel, spec in sorted(inferred.training.get("data", {}).items()):
+        uri = spec.get("uri", "")
+        if not is_local(uri) or not Path(uri).exists():
+            continue  # S3 data is checked with --preflight; a missing path by check_training
+        path = base + ("data", channel, "uri")
+
+        def problem(code: str, message: str, hint: str = "", *, _path=path) -> None:
+            problems.append(Diagnostic(code, format_path(_path), message, hint, locate(_path)))
+
+        if model.data_format == "csv-label-text":
+            report = _inspect_csv(Path(uri), problem)
+        elif model.data_format == "image-folders":
+            report = _inspect_images(Path(uri), problem)
+        else:
+            continue
+        if report is not None:
+            reports.append({"channel": channel, "path": uri, **report})
+    return reports, problems
+
+
+def _inspect_csv(folder: Path, problem) -> Mapping[str, Any] | None:
+    data = folder / "data.csv" if folder.is_dir() else folder
+    if not data.is_file():
+        problem("data.csv_missing", f"{folder} has no data.csv",
+                "text classification data is data.csv: integer label, then text, no header")
+        return None
+    counts: Counter[str] = Counter()
+    rows = 0
+    with data.open(newline="", encoding="utf-8", errors="replace") as handle:
+        for line_number, row in enumerate(csv.reader(handle), start=1):
+            if not row:
+                continue
+            rows += 1
+            label = row[0].strip()
+            if len(row) < 2 or not label.lstrip("-").isdigit() or not row[1].strip():
+                hint = "the first row looks like a header: remove it" if line_number == 1 else (
+                    "each row is: integer label, text"
+                )
+                problem("data.csv_bad_row",
+                        f"{data}:{line_number}: expected an integer label and a text, "
+                        f"got {row[:2]!r}", hint)
+                return None
+            counts[label] += 1
+    if rows == 0:
+        problem("data.csv_empty", f"{data} has no rows")
+        return None
+    return {"format": "csv-label-text", "samples": rows,
+            "class_counts": dict(sorted(counts.items()))}
+
+
+def _inspect_images(folder: Path, problem) -> Mapping[str, Any] | None:
+    if not folder.is_dir():
+        problem("data.image_folder_missing", f"{folder} is not a folder",
+                "image classification data is one folder per class")
+        return None
+    counts: dict[str, int] = {}
+    ok = True
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if not entry.is_dir():
+            problem("data.stray_file", f"{entry} is a file; only class folders belong here",
+                    "move it into a class folder or remove it")
+            ok = False
+            continue
+        images = 0
+        for item in sorted(entry.iterdir()):
+            if item.name.startswith("."):
+                continue
+            if item.is_file() and item.suffix.lower() in IMAGE_SUFFIXES:
+                images += 1
+            else:
+                problem("data.stray_file", f"{item} is not a .jpg, .jpeg or .png image",
+                        "remove it or convert it")
+                ok = False
+        if images == 0:
+            problem("data.empty_class", f"class folder {entry} holds no images")
+            ok = False
+        counts[entry.name] = images
+    if not counts:
+        problem("data.no_classes", f"{folder} holds no class folders")
+        return None
+    if not ok:
+        return None
+    return {"format": "image-folders", "samples": sum(counts.values()), "class_counts": counts}

@@ -1,0 +1,293 @@
+"""The compile driver: load → validate → resolve → infer → check → lower → emit.
+
+`compile_source` chains the passes and can stop after any of them (`until`), which is
+what `trainspec compile --until resolve` prints for debugging.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainspec.compiler import _tuning
+from trainspec.compiler._botocore_check import botocore_version, check_request
+from trainspec.compiler._catalog import Catalog, extend_catalog, load_catalog
+from trainspec.compiler._check import check_training
+from trainspec.compiler._data_check import inspect_local_data
+from trainspec.compiler._diagnostics import (
+    Diagnostic,
+    FieldPath,
+    InternalError,
+    Location,
+    SpecError,
+    raise_if_errors,
+)
+from trainspec.compiler._emit import emit_plan
+from trainspec.compiler._infer import Inferred, infer_training, instance_count
+from trainspec.compiler._layers import (
+    Layer,
+    builtin_layer,
+    defaults_layer,
+    find_defaults_file,
+    override_layer,
+)
+from trainspec.compiler._load import LoadedSource, load_file, load_source
+from trainspec.compiler._lower import lower_training
+from trainspec.compiler._origin import OriginKind
+from trainspec.compiler._resolve import Resolved, resolve
+from trainspec.compiler._validate import Validated, validate_layer
+from trainspec.v1 import plan_pb2
+
+
+class Stage(enum.IntEnum):
+    """The passes, in order; `until` stops after the named one."""
+
+    LOAD = 1
+    VALIDATE = 2
+    RESOLVE = 3
+    INFER = 4
+    CHECK = 5
+    LOWER = 6
+    EMIT = 7
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """How a plan is made. `autotune_mode`: "explicit" writes inferred ranges out,
+    "native" sends SageMaker's Autotune. `max_cost_usd`: fail above this worst case."""
+
+    autotune_mode: str = "explicit"
+    max_cost_usd: float | None = None
+    preflight: bool = False
+
+
+@dataclass(frozen=True)
+class Intermediate:
+    """What `until` returns before EMIT: the stage reached and its data."""
+
+    stage: Stage
+    data: Any
+
+
+def compile_file(
+    path: str | os.PathLike,
+    *,
+    defaults: Sequence[str | os.PathLike] | None = None,
+    overrides: Sequence[str] = (),
+    options: CompileOptions = CompileOptions(),
+    until: Stage = Stage.EMIT,
+) -> plan_pb2.Plan | Intermediate:
+    """Compile a spec file. `defaults=None` finds trainspec.defaults.yaml walking up."""
+    source = load_file(path)
+    if defaults is None:
+        found = find_defaults_file(path)
+        defaults = [found] if found else []
+    layers = [load_file(p) for p in defaults]
+    return compile_loaded(
+        source,
+        defaults=layers,
+        overrides=overrides,
+        options=options,
+        until=until,
+        spec_dir=Path(path).resolve().parent,
+    )
+
+
+def compile_text(
+    path: str,
+    content: str | bytes,
+    *,
+    defaults: Sequence[tuple[str, str | bytes]] = (),
+    overrides: Sequence[str] = (),
+    options: CompileOptions = CompileOptions(),
+    until: Stage = Stage.EMIT,
+) -> plan_pb2.Plan | Intermediate:
+    """Compile a spec given in memory (the gRPC `SourceFile` form)."""
+    source = load_source(path, content)
+    layers = [load_source(p, c) for p, c in defaults]
+    spec_dir = Path(path).parent.resolve() if path else Path.cwd()
+    return compile_loaded(
+        source, defaults=layers, overrides=overrides, options=options, until=until,
+        spec_dir=spec_dir,
+    )
+
+
+def compile_loaded(
+    source: LoadedSource,
+    *,
+    defaults: Sequence[LoadedSource],
+    overrides: Sequence[str],
+    options: CompileOptions,
+    until: Stage,
+    spec_dir: Path,
+) -> plan_pb2.Plan | Intermediate:
+    if until is Stage.LOAD:
+        return Intermediate(until, source)
+    spec = validate_layer(
+        source.path, source.tree, source.locations, source.key_locations, kind="spec"
+    )
+    job = "training" if "training" in spec.tree else "tuning"
+    problems: list[Diagnostic] = []
+    user_layers: list[Layer] = []
+    catalog_blocks: list[Layer] = []
+    for loaded in defaults:
+        try:
+            layer = defaults_layer(loaded, job)
+        except SpecError as exc:
+            problems.extend(exc.diagnostics)
+            continue
+        user_layers.append(layer)
+        if layer.catalog:
+            catalog_blocks.append(layer)
+    user_layers.append(Layer(OriginKind.SPEC, spec.tree, spec.locations))
+    if overrides:
+        try:
+            user_layers.append(override_layer(overrides, job))
+        except SpecError as exc:
+            problems.extend(exc.diagnostics)
+    raise_if_errors(problems)
+    if until is Stage.VALIDATE:
+        return Intermediate(until, spec)
+
+    catalog = load_catalog()
+    for layer in catalog_blocks:
+        catalog = extend_catalog(catalog, {"catalog": layer.catalog}, layer.catalog_locations)
+    layers = [builtin_layer(job), *_catalog_layer(user_layers, job, catalog), *user_layers]
+    resolved = resolve(layers, job)
+    if until is Stage.RESOLVE:
+        return Intermediate(until, resolved)
+
+    inferred = infer_training(resolved, catalog, spec_dir)
+    tuning = _tuning.infer(inferred, catalog) if job == "tuning" else None
+    if tuning is not None:
+        inferred = tuning.inferred
+    if until is Stage.INFER:
+        return Intermediate(until, inferred)
+
+    locate = _locator(inferred.resolved, spec)
+    problems = check_training(inferred, catalog, locate)
+    reports, data_problems = inspect_local_data(inferred, locate)
+    problems.extend(data_problems)
+    if tuning is not None:
+        problems.extend(_tuning.check(tuning, inferred, locate))
+    warnings = [*inferred.notes, *(p for p in problems if not p.is_error)]
+    if tuning is not None:
+        warnings.extend(tuning.notes)
+    raise_if_errors(problems)
+    if options.preflight:
+        from trainspec.compiler._preflight import preflight
+
+        raise_if_errors(preflight(inferred, locate))
+    if until is Stage.CHECK:
+        return Intermediate(until, inferred)
+
+    training_request = lower_training(inferred)
+    if tuning is None:
+        operation, request = "CreateTrainingJob", training_request
+        envelope = _training_envelope(inferred)
+    else:
+        operation = "CreateHyperParameterTuningJob"
+        request = _tuning.lower(tuning, training_request, options.autotune_mode)
+        envelope = _tuning.envelope(tuning, inferred)
+    if options.max_cost_usd:
+        from trainspec.compiler._envelope import check_budget
+
+        raise_if_errors(check_budget(envelope, options.max_cost_usd))
+    _verify_request(operation, request)
+    if until is Stage.LOWER:
+        return Intermediate(until, request)
+
+    origins = dict(inferred.resolved.origins)
+    if tuning is not None:
+        origins.update(tuning.request_origins)
+    return emit_plan(
+        tree=inferred.resolved.tree,
+        origins=origins,
+        operation=operation,
+        request=request,
+        warnings=sorted(warnings, key=Diagnostic.sort_key),
+        batch_sizes=inferred.batch_sizes,
+        envelope=envelope,
+        model_artifact_uri=inferred.model_artifact_uri,
+        data_reports=reports,
+        versions=_versions(catalog, tuning),
+        botocore_version=botocore_version(),
+    )
+
+
+def _catalog_layer(user_layers: Sequence[Layer], job: str, catalog: Catalog) -> list[Layer]:
+    """A pretrained model's catalog defaults, placed below the defaults files."""
+    probe = resolve(user_layers, job)
+    model_id = probe.training.get("model", {}).get("pretrained", "")
+    model = catalog.models.get(model_id)
+    if model is None:
+        return []
+    hyperparameters = {
+        k: v
+        for k, v in model.default_hyperparameters.items()
+        if k != model.batch_size_hyperparameter
+    }
+    tree: dict[str, Any] = {"hyperparameters": hyperparameters} if hyperparameters else {}
+    if model.metric_definitions:
+        tree["metrics"] = [{"name": m.name, "regex": m.regex} for m in model.metric_definitions]
+    for path in reversed(probe.training_path):
+        tree = {path: tree}
+    return [Layer(OriginKind.CATALOG, tree, {}, source=f"catalog:models/{model.id}")]
+
+
+def _locator(resolved: Resolved, spec: Validated):
+    origins = resolved.origins
+
+    def locate(path: FieldPath) -> Location | None:
+        origin = origins.get(path)
+        if origin is not None and origin.location is not None:
+            return origin.location
+        size = len(path)
+        for known in sorted((p for p in origins if p[:size] == path), key=len):
+            if origins[known].location is not None:
+                return origins[known].location
+        return spec.locate(path) or Location(spec.path)
+
+    return locate
+
+
+def _training_envelope(inferred: Inferred) -> Any:
+    from trainspec.compiler._envelope import training_envelope
+
+    instance = inferred.instance
+    if instance is None:
+        return None
+    return training_envelope(
+        instance_count=instance_count(inferred.training.get("compute", {})),
+        price_per_hour=instance.price_per_hour,
+        price_date=instance.price_date,
+        price_source=instance.price_source,
+        price_estimated=instance.price_estimated,
+        max_runtime_seconds=inferred.training.get("stopping", {}).get("max_runtime_seconds", 86400),
+    )
+
+
+def _verify_request(operation: str, request: Mapping[str, Any]) -> None:
+    """A lowered request botocore rejects is a bug in trainspec, not in the spec."""
+    problems = check_request(operation, request)
+    if problems:
+        raise InternalError(
+            f"trainspec lowered a {operation} request that botocore's service model rejects",
+            problems,
+        )
+
+
+def _versions(catalog: Catalog, tuning: Any) -> dict[str, str]:
+    from trainspec.compiler._infer import frameworks
+    from trainspec.compiler._validate import field_rules
+
+    versions = dict(catalog.versions)
+    versions["frameworks"] = str(frameworks()["version"])
+    versions["fields"] = str(field_rules()["version"])
+    if tuning is not None:
+        versions.update(tuning.versions)
+    return dict(sorted(versions.items()))

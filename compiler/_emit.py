@@ -1,0 +1,111 @@
+"""The emit pass: build the trainspec.v1.Plan and stamp its digest.
+
+The digest is the sha256 of the plan's deterministic serialization with the digest field
+empty, so the same inputs always give the same bytes and the same digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from google.protobuf import json_format
+
+from trainspec import __version__
+from trainspec.compiler._diagnostics import MISSING, Diagnostic, FieldPath, format_path
+from trainspec.compiler._origin import Origin
+from trainspec.v1 import job_spec_pb2, plan_pb2
+
+
+def emit_plan(
+    *,
+    tree: Mapping[str, Any],
+    origins: Mapping[FieldPath, Origin],
+    operation: str,
+    request: Mapping[str, Any],
+    warnings: Iterable[Diagnostic],
+    batch_sizes: Any,
+    envelope: Any,
+    model_artifact_uri: str,
+    data_reports: Sequence[Mapping[str, Any]],
+    versions: Mapping[str, str],
+    botocore_version: str,
+) -> plan_pb2.Plan:
+    plan = plan_pb2.Plan(
+        sagemaker_operation=operation,
+        model_artifact_uri=model_artifact_uri,
+    )
+    json_format.ParseDict(tree, plan.job)
+    plan.sagemaker_request.update(request)
+    documents = {"": tree, "sagemaker_request": {"sagemaker_request": request}}
+    for path, origin in sorted(origins.items(), key=lambda item: format_path(item[0])):
+        entry = plan.provenance.add(
+            field_path=format_path(path),
+            kind=int(origin.kind),
+            source=origin.source,
+            reason=origin.reason,
+        )
+        if origin.location is not None:
+            entry.location.path = origin.location.path
+            entry.location.line = origin.location.line
+            entry.location.column = origin.location.column
+        document = documents["sagemaker_request" if path[:1] == ("sagemaker_request",) else ""]
+        value = _get(document, path)
+        if value is not MISSING:
+            json_format.ParseDict(value, entry.value)
+    plan.warnings.extend(d.to_proto() for d in warnings)
+    if batch_sizes is not None:
+        plan.batch_sizes.CopyFrom(_batch_message(batch_sizes))
+    if envelope is not None:
+        json_format.ParseDict(_envelope_dict(envelope), plan.envelope)
+    for report in data_reports:
+        json_format.ParseDict(report, plan.data_reports.add())
+    plan.versions.compiler = __version__
+    plan.versions.botocore = botocore_version
+    plan.versions.catalogs.update(versions)
+    plan.digest = digest_of(plan)
+    return plan
+
+
+def _batch_message(batch_sizes: Any) -> plan_pb2.BatchSizes:
+    message = plan_pb2.BatchSizes(
+        hyperparameter=batch_sizes.hyperparameter,
+        per_device=batch_sizes.per_device,
+        per_instance=batch_sizes.per_instance,
+        gpus_per_instance=batch_sizes.gpus_per_instance,
+    )
+    setattr(message, "global", batch_sizes.global_)
+    return message
+
+
+def _envelope_dict(envelope: Any) -> dict[str, Any]:
+    if isinstance(envelope, Mapping):
+        return dict(envelope)
+    from dataclasses import asdict
+
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(envelope).items()}
+
+
+def _get(tree: Any, path: FieldPath) -> Any:
+    for part in path:
+        if isinstance(tree, Mapping) and part in tree:
+            tree = tree[part]
+        elif isinstance(tree, list) and isinstance(part, int) and part < len(tree):
+            tree = tree[part]
+        else:
+            return MISSING
+    return tree
+
+
+def digest_of(plan: plan_pb2.Plan) -> str:
+    """`sha256:<hex>` of the plan's deterministic bytes with the digest field empty."""
+    unstamped = plan_pb2.Plan()
+    unstamped.CopyFrom(plan)
+    unstamped.digest = ""
+    data = unstamped.SerializeToString(deterministic=True)
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def job_message(tree: Mapping[str, Any]) -> job_spec_pb2.JobSpec:
+    return json_format.ParseDict(tree, job_spec_pb2.JobSpec())

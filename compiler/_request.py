@@ -1,0 +1,59 @@
+"""Compile a trainspec.v1.CompileRequest: the gRPC form of `trainspec compile`."""
+
+from __future__ import annotations
+
+from google.protobuf import json_format
+
+from trainspec.compiler._diagnostics import SpecError
+from trainspec.compiler._driver import CompileOptions, compile_loaded, compile_text
+from trainspec.compiler._load import LoadedSource, load_source
+from trainspec.compiler._driver import Stage
+from trainspec.v1 import compiler_service_pb2
+
+_AUTOTUNE_MODES = {0: "explicit", 1: "explicit", 2: "native"}
+MESSAGE_SOURCE = "<request.spec>"
+
+
+def compile_request(
+    request: compiler_service_pb2.CompileRequest,
+) -> compiler_service_pb2.CompileResponse:
+    """Compile the request's spec; `validate_only` runs everything and returns no plan."""
+    options = CompileOptions(
+        autotune_mode=_AUTOTUNE_MODES.get(request.options.autotune_mode, "explicit"),
+        max_cost_usd=request.options.max_cost_usd or None,
+    )
+    defaults = [(d.path or f"<defaults[{i}]>", d.content) for i, d in enumerate(request.defaults)]
+    which = request.WhichOneof("input")
+    if which == "source":
+        plan = compile_text(
+            request.source.path or "<source>",
+            request.source.content,
+            defaults=defaults,
+            overrides=list(request.overrides),
+            options=options,
+        )
+    elif which == "spec":
+        tree = json_format.MessageToDict(request.spec, preserving_proto_field_name=True)
+        source = LoadedSource(MESSAGE_SOURCE, "message", tree, {}, {})
+        from pathlib import Path
+
+        plan = compile_loaded(
+            source,
+            defaults=[load_source(p, c) for p, c in defaults],
+            overrides=list(request.overrides),
+            options=options,
+            until=Stage.EMIT,
+            spec_dir=Path.cwd(),
+        )
+    else:
+        from trainspec.compiler._diagnostics import Diagnostic
+
+        raise SpecError(
+            [Diagnostic("request.no_input", "input", "the request has neither spec nor source",
+                        hint="set `spec` (a JobSpec) or `source` (a SourceFile)")]
+        )
+    response = compiler_service_pb2.CompileResponse()
+    response.warnings.extend(plan.warnings)
+    if not request.validate_only:
+        response.plan.CopyFrom(plan)
+    return response

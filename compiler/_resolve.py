@@ -1,0 +1,140 @@
+"""The resolve pass: merge the layers of a job into one tree, recording each value's origin.
+
+Merge rules (STYLE.md item 6; tests/compiler/data/merge_cases.yaml): messages and maps
+merge key by key; scalars and lists are replaced; a tagged union (a message whose fields
+all sit in one oneof, e.g. `model` or a tuning range) is replaced whole; setting one
+member of a oneof drops the others; an explicit null removes the lower layers' value.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from trainspec.compiler._diagnostics import FieldPath
+from trainspec.compiler._fields import FieldInfo, MessageInfo, job_spec
+from trainspec.compiler._layers import Layer
+from trainspec.compiler._origin import Origin
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A job's merged tree (proto field names, full enum names) and per-value origins."""
+
+    job: str  # "training" | "tuning"
+    tree: Mapping[str, Any]
+    origins: Mapping[FieldPath, Origin]
+
+    @property
+    def training_path(self) -> FieldPath:
+        """Where the training job sits: `training` or a tuning job's `tuning.training`."""
+        return ("training",) if self.job == "training" else ("tuning", "training")
+
+    @property
+    def training(self) -> Mapping[str, Any]:
+        node: Any = self.tree
+        for part in self.training_path:
+            node = node.get(part, {})
+        return node
+
+
+def resolve(layers: Sequence[Layer], job: str) -> Resolved:
+    """Merge `layers` (lowest precedence first) into a Resolved job."""
+    tree: dict[str, Any] = {}
+    origins: dict[FieldPath, Origin] = {}
+    for layer in layers:
+        _merge_message(tree, layer.tree, job_spec(), (), layer, origins)
+    return Resolved(job, tree, origins)
+
+
+def _merge_message(
+    base: dict,
+    upper: Mapping[str, Any],
+    info: MessageInfo,
+    path: FieldPath,
+    layer: Layer,
+    origins: dict[FieldPath, Origin],
+) -> None:
+    for key, value in upper.items():
+        field = info.field(key)
+        child = path + (key,)
+        if field is None:  # validated layers hold known fields only
+            continue
+        if field.oneof:
+            for sibling in info.oneofs[field.oneof]:
+                if sibling != key and sibling in base:
+                    del base[sibling]
+                    _drop_origins(origins, path + (sibling,))
+        if value is None:
+            base.pop(key, None)
+            _drop_origins(origins, child)
+        elif _merges_by_key(field) and isinstance(base.get(key), dict) and isinstance(value, dict):
+            if field.kind == "message":
+                assert field.message is not None
+                _merge_message(base[key], value, field.message, child, layer, origins)
+            else:
+                _merge_map(base[key], value, field, child, layer, origins)
+        else:
+            _replace(base, key, value, child, layer, origins)
+
+
+def _merge_map(
+    base: dict,
+    upper: Mapping[str, Any],
+    field: FieldInfo,
+    path: FieldPath,
+    layer: Layer,
+    origins: dict[FieldPath, Origin],
+) -> None:
+    item = field.message
+    for key, value in upper.items():
+        child = path + (key,)
+        if value is None:
+            base.pop(key, None)
+            _drop_origins(origins, child)
+        elif (
+            item is not None
+            and not item.is_tagged_union
+            and isinstance(base.get(key), dict)
+            and isinstance(value, dict)
+        ):
+            _merge_message(base[key], value, item, child, layer, origins)
+        else:
+            _replace(base, key, value, child, layer, origins)
+
+
+def _merges_by_key(field: FieldInfo) -> bool:
+    if field.kind == "message":
+        return field.message is not None and not field.message.is_tagged_union
+    return field.kind == "map"
+
+
+def _replace(
+    base: dict, key: str, value: Any, path: FieldPath, layer: Layer, origins: dict
+) -> None:
+    if key in base:
+        _drop_origins(origins, path)
+    base[key] = _strip_nulls(copy.deepcopy(value))
+    _record(base[key], path, layer, origins)
+
+
+def _record(value: Any, path: FieldPath, layer: Layer, origins: dict) -> None:
+    if isinstance(value, dict) and value:
+        for key, item in value.items():
+            _record(item, path + (key,), layer, origins)
+    else:  # scalars, lists (replaced whole) and empty maps are leaves
+        origins[path] = layer.origin(path)
+
+
+def _drop_origins(origins: dict[FieldPath, Origin], path: FieldPath) -> None:
+    size = len(path)
+    for known in [p for p in origins if p[:size] == path]:
+        del origins[known]
+
+
+def _strip_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_nulls(v) for k, v in value.items() if v is not None}
+    return value

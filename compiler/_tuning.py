@@ -1,0 +1,105 @@
+"""Tuning jobs in the driver: Autotune inference, tuning checks, lowering and envelope.
+
+Thin glue between the driver's training passes and the tuning modules (_autotune,
+_tuning_check, _lower_tuning, _envelope), which work on plain tuning trees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from trainspec.compiler._autotune import TuningInference, infer_tuning
+from trainspec.compiler._autotune_rules import load_rules
+from trainspec.compiler._catalog import Catalog
+from trainspec.compiler._diagnostics import Diagnostic, FieldPath
+from trainspec.compiler._infer import Inferred, instance_count
+from trainspec.compiler._origin import Origin
+from trainspec.compiler._resolve import Resolved
+
+
+@dataclass(frozen=True)
+class TuningStep:
+    """A tuning job after inference: the updated job and what Autotune decided."""
+
+    inferred: Inferred
+    inference: TuningInference
+    notes: tuple[Diagnostic, ...]
+    versions: Mapping[str, str]
+    request_origins: Mapping[FieldPath, Origin]
+
+    @property
+    def tuning(self) -> Mapping[str, Any]:
+        return self.inferred.resolved.tree["tuning"]
+
+
+def infer(inferred: Inferred, catalog: Catalog) -> TuningStep:
+    rules = load_rules()
+    tree = inferred.resolved.tree
+    batch = inferred.batch_sizes
+    inference = infer_tuning(
+        tree["tuning"],
+        gpus_per_instance=inferred.instance.gpus if inferred.instance else 0,
+        batch_hyperparameter=batch.hyperparameter if batch else None,
+        rules=rules,
+    )
+    origins = dict(inferred.resolved.origins)
+    origins.update(inference.origins)
+    resolved = Resolved(inferred.resolved.job, {**tree, "tuning": inference.tuning}, origins)
+    return TuningStep(
+        inferred=_replace_resolved(inferred, resolved),
+        inference=inference,
+        notes=tuple(inference.notes),
+        versions={"hyperparameters": str(rules.version)},
+        request_origins={},
+    )
+
+
+def _replace_resolved(inferred: Inferred, resolved: Resolved) -> Inferred:
+    from dataclasses import replace
+
+    return replace(inferred, resolved=resolved)
+
+
+def check(step: TuningStep, inferred: Inferred, locate) -> list[Diagnostic]:
+    from trainspec.compiler._tuning_check import check_tuning
+
+    training = inferred.training
+    metric_names = [m.get("name", "") for m in training.get("metrics", [])]
+    return check_tuning(
+        step.tuning,
+        metric_names=metric_names,
+        hyperparameter_names=list(training.get("hyperparameters", {})),
+        locate=locate,
+    )
+
+
+def lower(step: TuningStep, training_request: Mapping[str, Any], mode: str) -> dict[str, Any]:
+    from trainspec.compiler._lower_tuning import lower_tuning
+
+    return lower_tuning(
+        step.tuning,
+        training_request=training_request,
+        mode=mode,
+        inferred_range_names=step.inference.inferred_range_names,
+    )
+
+
+def envelope(step: TuningStep, inferred: Inferred) -> Any:
+    from trainspec.compiler._envelope import tuning_envelope
+
+    instance = inferred.instance
+    if instance is None:
+        return None
+    return tuning_envelope(
+        step.tuning,
+        instance_count=instance_count(inferred.training.get("compute", {})),
+        price_per_hour=instance.price_per_hour,
+        price_date=instance.price_date,
+        price_source=instance.price_source,
+        price_estimated=instance.price_estimated,
+        max_runtime_per_job_seconds=inferred.training.get("stopping", {}).get(
+            "max_runtime_seconds", 86400
+        ),
+    )
