@@ -45,6 +45,25 @@ class _Fail(Exception):
 
 
 _SYNTAX_HINT = "check the commas, brackets and quotes around here (json allows no comments)"
+# The json module's string scanner messages, reworded.
+_STRING_ERRORS = {
+    "Unterminated string starting at": (
+        "unterminated string",
+        'close the string with `"` on the same line',
+    ),
+    "Invalid control character at": (
+        "a raw control character (newline, tab, ...) inside a string",
+        'close the string with `"`, or write the character as an escape such as \\n or \\t',
+    ),
+    "Invalid \\escape": (
+        "invalid escape in a string",
+        'json escapes are \\" \\\\ \\/ \\b \\f \\n \\r \\t and \\uXXXX',
+    ),
+    "Invalid \\uXXXX escape": (
+        "invalid \\u escape in a string",
+        "write \\u followed by four hex digits",
+    ),
+}
 
 
 class _Parser:
@@ -141,8 +160,8 @@ class _Parser:
         try:
             value, end = _scanstring(self.text, i + 1, True)
         except json.JSONDecodeError as error:
-            message = error.msg[:1].lower() + error.msg[1:]
-            raise _Fail("load.syntax", error.pos, message, _SYNTAX_HINT) from None
+            message, hint = _STRING_ERRORS.get(error.msg, (error.msg.lower(), _SYNTAX_HINT))
+            raise _Fail("load.syntax", error.pos, message, hint) from None
         if _SURROGATE.search(value):  # `\ud800` alone: not text, and not encodable later
             raise _Fail(
                 "load.syntax",
