@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib
 
 import click
-
 from trainspec import __version__
 
 # command name -> "module:attribute" (modules under trainspec.*)

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import click
-
 from trainspec._errors import handle_errors
 
 STAGES = ["load", "validate", "resolve", "infer", "check", "lower", "emit"]
@@ -35,9 +34,11 @@ def explain_text(plan: Any) -> str:
     kinds = {1: "built-in", 2: "catalog", 3: "defaults", 4: "spec", 5: "--set", 6: "inferred"}
     rows = []
     for entry in plan.provenance:
-        value = json.dumps(_whole(json_format.MessageToDict(entry.value))) if entry.HasField(
-            "value"
-        ) else ""
+        value = (
+            json.dumps(_whole(json_format.MessageToDict(entry.value)))
+            if entry.HasField("value")
+            else ""
+        )
         where = ""
         if entry.location.path:
             loc = entry.location
@@ -47,8 +48,9 @@ def explain_text(plan: Any) -> str:
             origin += f" ({entry.reason})"
         rows.append((entry.field_path, value, origin))
     width = min(max((len(r[0]) for r in rows), default=0), 60)
-    return "\n".join(f"{path:<{width}}  {value}\n{'':<{width}}    <- {origin}"
-                     for path, value, origin in rows)
+    return "\n".join(
+        f"{path:<{width}}  {value}\n{'':<{width}}    <- {origin}" for path, value, origin in rows
+    )
 
 
 def _whole(value: Any) -> Any:
@@ -64,29 +66,67 @@ def _whole(value: Any) -> Any:
 
 @click.command("compile")
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["yaml", "json", "textproto"]),
-              default="yaml", show_default=True, help="Output format of the plan.")
-@click.option("--defaults", "defaults", multiple=True, type=click.Path(dir_okay=False),
-              help="Organisation defaults file (repeatable, lowest first). Default: the "
-              "nearest trainspec.defaults.yaml above the spec.")
-@click.option("--set", "overrides", multiple=True, metavar="PATH=VALUE",
-              help="Override one value, e.g. training.compute.instance_type=ml.g5.xlarge.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["yaml", "json", "textproto"]),
+    default="yaml",
+    show_default=True,
+    help="Output format of the plan.",
+)
+@click.option(
+    "--defaults",
+    "defaults",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Organisation defaults file (repeatable, lowest first). Default: the "
+    "nearest trainspec.defaults.yaml above the spec.",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="PATH=VALUE",
+    help="Override one value, e.g. training.compute.instance_type=ml.g5.xlarge.",
+)
 @click.option("--explain", is_flag=True, help="Print each value with its origin instead.")
-@click.option("--preflight", is_flag=True,
-              help="Also check online (boto3) that S3 data exists in the job's region.")
-@click.option("--until", type=click.Choice(STAGES), default="emit", show_default=True,
-              help="Stop after this pass and print its intermediate form (debugging).")
-@click.option("--trials", type=int, default=0, metavar="N",
-              help="Tuning jobs: preview the grid, the first N random draws or the "
-              "Hyperband brackets.")
-@click.option("--max-cost", type=float, default=None, metavar="USD",
-              help="Fail when the worst-case cost exceeds this.")
-@click.option("--autotune-mode", type=click.Choice(["explicit", "native"]), default="explicit",
-              show_default=True, help="explicit writes inferred ranges out; native sends "
-              "SageMaker's Autotune with value hints.")
+@click.option(
+    "--preflight",
+    is_flag=True,
+    help="Also check online (boto3) that S3 data exists in the job's region.",
+)
+@click.option(
+    "--until",
+    type=click.Choice(STAGES),
+    default="emit",
+    show_default=True,
+    help="Stop after this pass and print its intermediate form (debugging).",
+)
+@click.option(
+    "--trials",
+    type=int,
+    default=0,
+    metavar="N",
+    help="Tuning jobs: preview the grid, the first N random draws or the Hyperband brackets.",
+)
+@click.option(
+    "--max-cost",
+    type=float,
+    default=None,
+    metavar="USD",
+    help="Fail when the worst-case cost exceeds this.",
+)
+@click.option(
+    "--autotune-mode",
+    type=click.Choice(["explicit", "native"]),
+    default="explicit",
+    show_default=True,
+    help="explicit writes inferred ranges out; native sends SageMaker's Autotune with value hints.",
+)
 @handle_errors()
-def compile_command(spec, fmt, defaults, overrides, explain, preflight, until, trials,
-                    max_cost, autotune_mode) -> None:
+def compile_command(
+    spec, fmt, defaults, overrides, explain, preflight, until, trials, max_cost, autotune_mode
+) -> None:
     """Compile SPEC into a fully resolved plan with the exact SageMaker request.
 
     Offline unless --preflight. The same inputs always print the same bytes.
@@ -133,7 +173,7 @@ def _warning_text(warning: Any) -> str:
     where = ""
     if warning.location.path:
         loc = warning.location
-        where = (f"{loc.path}:{loc.line}:{loc.column}: " if loc.line else f"{loc.path}: ")
+        where = f"{loc.path}:{loc.line}:{loc.column}: " if loc.line else f"{loc.path}: "
     return f"{where}{severity}[{warning.code}] {warning.field_path}: {warning.message}" + (
         f"\n    hint: {warning.hint}" if warning.hint else ""
     )
@@ -143,7 +183,6 @@ def _intermediate_text(data: Any) -> str:
     import dataclasses
 
     import yaml
-
     from trainspec.compiler._diagnostics import format_path
 
     def plain(value: Any) -> Any:
@@ -167,8 +206,9 @@ def _intermediate_text(data: Any) -> str:
 
 @click.command()
 @click.argument("which", type=click.Choice(["instances", "models"]))
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
 @click.option("--min-gpus", type=int, default=0, help="instances: only with this many GPUs.")
 @handle_errors()
 def catalog(which: str, fmt: str, min_gpus: int) -> None:
@@ -183,15 +223,23 @@ def catalog(which: str, fmt: str, min_gpus: int) -> None:
     if which == "instances":
         rows = [r for r in rows if r["gpus"] >= min_gpus]
     if fmt == "json":
-        click.echo(json.dumps({"version": loaded.versions.get(which, ""), which: rows},
-                              indent=2, sort_keys=True, default=str))
+        click.echo(
+            json.dumps(
+                {"version": loaded.versions.get(which, ""), which: rows},
+                indent=2,
+                sort_keys=True,
+                default=str,
+            )
+        )
         return
     if which == "instances":
         click.echo(f"{'instance type':<26}{'GPUs':>5} {'GPU':<10}{'vCPUs':>6}{'$/hour':>10}  price")
         for r in rows:
             price_note = "estimate" if r["price_estimated"] else r["price_date"]
-            click.echo(f"{r['name']:<26}{r['gpus']:>5} {r['gpu_model'] or '-':<10}"
-                       f"{r['vcpus']:>6}{r['price_per_hour']:>10.3f}  {price_note}")
+            click.echo(
+                f"{r['name']:<26}{r['gpus']:>5} {r['gpu_model'] or '-':<10}"
+                f"{r['vcpus']:>6}{r['price_per_hour']:>10.3f}  {price_note}"
+            )
     else:
         click.echo(f"{'model':<44}{'task':<24}{'batch hp':<14}per-device batch")
         for r in rows:

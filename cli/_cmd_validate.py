@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import click
-
 from trainspec._errors import EXIT_INVALID, handle_errors, print_diagnostics
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json", ".textproto", ".txtpb")
@@ -36,8 +35,14 @@ def _spec_files(paths: tuple[str, ...]) -> list[Path]:
 
 @click.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="json prints a JSON array of diagnostics on stdout.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json prints a JSON array of diagnostics on stdout.",
+)
 @handle_errors("fmt")
 def validate(paths: tuple[str, ...], fmt: str) -> None:
     """Check spec files (or folders of them) for every mistake, in one run.

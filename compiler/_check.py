@@ -91,8 +91,9 @@ def _known_catalog_entries(c: _Context) -> Iterator[Diagnostic]:
     compute = c.get("compute") or {}
     names = [(("compute", "instance_type"), compute.get("instance_type"))]
     for index, group in enumerate(compute.get("instance_groups") or []):
-        names.append((("compute", "instance_groups", index, "instance_type"),
-                      group.get("instance_type")))
+        names.append(
+            (("compute", "instance_groups", index, "instance_type"), group.get("instance_type"))
+        )
     for parts, name in names:
         if name and name not in c.catalog.instances:
             close = difflib.get_close_matches(name, list(c.catalog.instances), n=1, cutoff=0.6)
@@ -100,8 +101,9 @@ def _known_catalog_entries(c: _Context) -> Iterator[Diagnostic]:
                 "catalog.unknown_instance_type",
                 parts,
                 f"{name!r} is not a SageMaker training instance type",
-                hint=f"did you mean {close[0]!r}?" if close else
-                "`trainspec catalog instances` lists them",
+                hint=f"did you mean {close[0]!r}?"
+                if close
+                else "`trainspec catalog instances` lists them",
                 value=name,
             )
     pretrained = c.get("model", "pretrained")
@@ -111,19 +113,27 @@ def _known_catalog_entries(c: _Context) -> Iterator[Diagnostic]:
             "catalog.unknown_model",
             ("model", "pretrained"),
             f"{pretrained!r} is not in the model catalog",
-            hint=f"did you mean {close[0]!r}?" if close else
-            "`trainspec catalog models` lists them",
+            hint=f"did you mean {close[0]!r}?"
+            if close
+            else "`trainspec catalog models` lists them",
             value=pretrained,
         )
     framework = c.get("model", "framework")
     if framework:
         if not framework.get("entry_point"):
-            yield c.error("required.missing", ("model", "framework", "entry_point"),
-                          "is required for a framework model",
-                          hint="name the script the container runs, e.g. train.py")
+            yield c.error(
+                "required.missing",
+                ("model", "framework", "entry_point"),
+                "is required for a framework model",
+                hint="name the script the container runs, e.g. train.py",
+            )
         if not framework.get("version"):
-            yield c.error("required.missing", ("model", "framework", "version"),
-                          "is required for a framework model", hint='e.g. version: "2.1"')
+            yield c.error(
+                "required.missing",
+                ("model", "framework", "version"),
+                "is required for a framework model",
+                hint='e.g. version: "2.1"',
+            )
         region = c.get("region")
         name = framework.get("name", "")
         if region and name in frameworks()["frameworks"] and not c.inferred.image_uri:
@@ -157,22 +167,36 @@ def _spot_and_time(c: _Context) -> Iterator[Diagnostic]:
     wait = stopping.get("max_wait_seconds")
     if compute.get("spot"):
         if not wait:
-            yield c.error("spot.max_wait_required", ("stopping", "max_wait_seconds"),
-                          "is required with managed spot training",
-                          hint="set it to at least max_runtime_seconds")
+            yield c.error(
+                "spot.max_wait_required",
+                ("stopping", "max_wait_seconds"),
+                "is required with managed spot training",
+                hint="set it to at least max_runtime_seconds",
+            )
         elif runtime and wait < runtime:
-            yield c.error("spot.max_wait_lt_runtime", ("stopping", "max_wait_seconds"),
-                          f"{wait} is less than max_runtime_seconds ({runtime})",
-                          hint="spot jobs wait for capacity inside max_wait_seconds: "
-                          "make it at least max_runtime_seconds", value=wait)
+            yield c.error(
+                "spot.max_wait_lt_runtime",
+                ("stopping", "max_wait_seconds"),
+                f"{wait} is less than max_runtime_seconds ({runtime})",
+                hint="spot jobs wait for capacity inside max_wait_seconds: "
+                "make it at least max_runtime_seconds",
+                value=wait,
+            )
         if compute.get("keep_alive_seconds"):
-            yield c.error("spot.no_warm_pool", ("compute", "keep_alive_seconds"),
-                          "warm pools are not available with managed spot training",
-                          hint="remove keep_alive_seconds or turn spot off")
+            yield c.error(
+                "spot.no_warm_pool",
+                ("compute", "keep_alive_seconds"),
+                "warm pools are not available with managed spot training",
+                hint="remove keep_alive_seconds or turn spot off",
+            )
     elif wait:
-        yield c.error("spot.max_wait_without_spot", ("stopping", "max_wait_seconds"),
-                      "is only allowed with managed spot training",
-                      hint="set compute.spot: true or remove max_wait_seconds", value=wait)
+        yield c.error(
+            "spot.max_wait_without_spot",
+            ("stopping", "max_wait_seconds"),
+            "is only allowed with managed spot training",
+            hint="set compute.spot: true or remove max_wait_seconds",
+            value=wait,
+        )
 
 
 def _instance_groups(c: _Context) -> Iterator[Diagnostic]:
@@ -183,15 +207,21 @@ def _instance_groups(c: _Context) -> Iterator[Diagnostic]:
     for key in ("instance_type", "instance_count"):
         origin = c.inferred.resolved.origins.get(c.path("compute", key))
         if key in compute and origin is not None and origin.kind is not OriginKind.BUILTIN:
-            yield c.error("compute.groups_exclusive", ("compute", key),
-                          "cannot be given with instance_groups",
-                          hint="give the instance type and count of each group instead")
+            yield c.error(
+                "compute.groups_exclusive",
+                ("compute", key),
+                "cannot be given with instance_groups",
+                hint="give the instance type and count of each group instead",
+            )
     names = [g.get("name") for g in groups]
     for index, group_name in enumerate(names):
         if group_name in names[:index]:
-            yield c.error("compute.group_name_duplicate",
-                          ("compute", "instance_groups", index, "name"),
-                          f"{group_name!r} names two instance groups", value=group_name)
+            yield c.error(
+                "compute.group_name_duplicate",
+                ("compute", "instance_groups", index, "name"),
+                f"{group_name!r} names two instance groups",
+                value=group_name,
+            )
 
 
 def _volume_kms(c: _Context) -> Iterator[Diagnostic]:
@@ -210,14 +240,19 @@ def _volume_kms(c: _Context) -> Iterator[Diagnostic]:
 def _hyperparameters(c: _Context) -> Iterator[Diagnostic]:
     hyperparameters = c.get("hyperparameters") or {}
     if len(hyperparameters) > MAX_HYPERPARAMETERS:
-        yield c.error("hyperparameters.too_many", ("hyperparameters",),
-                      f"has {len(hyperparameters)} entries; SageMaker takes at most "
-                      f"{MAX_HYPERPARAMETERS}",
-                      hint="script-mode jobs count the sagemaker_* entries trainspec adds")
+        yield c.error(
+            "hyperparameters.too_many",
+            ("hyperparameters",),
+            f"has {len(hyperparameters)} entries; SageMaker takes at most {MAX_HYPERPARAMETERS}",
+            hint="script-mode jobs count the sagemaker_* entries trainspec adds",
+        )
     for key, value in hyperparameters.items():
         if len(str(value)) > 2500:
-            yield c.error("hyperparameters.value_too_long", ("hyperparameters", key),
-                          "is longer than SageMaker's 2500 characters")
+            yield c.error(
+                "hyperparameters.value_too_long",
+                ("hyperparameters", key),
+                "is longer than SageMaker's 2500 characters",
+            )
 
 
 def _metrics(c: _Context) -> Iterator[Diagnostic]:
@@ -226,21 +261,32 @@ def _metrics(c: _Context) -> Iterator[Diagnostic]:
         regex = metric.get("regex", "")
         name = metric.get("name", "")
         if name in names:
-            yield c.error("metrics.duplicate_name", ("metrics", index, "name"),
-                          f"{name!r} is defined twice", value=name)
+            yield c.error(
+                "metrics.duplicate_name",
+                ("metrics", index, "name"),
+                f"{name!r} is defined twice",
+                value=name,
+            )
         names.append(name)
         try:
             groups = re.compile(regex).groups
         except re.error as exc:
-            yield c.error("metrics.regex_invalid", ("metrics", index, "regex"),
-                          f"does not compile: {exc.msg} at position {exc.pos}",
-                          hint="SageMaker applies it to each log line", value=regex)
+            yield c.error(
+                "metrics.regex_invalid",
+                ("metrics", index, "regex"),
+                f"does not compile: {exc.msg} at position {exc.pos}",
+                hint="SageMaker applies it to each log line",
+                value=regex,
+            )
             continue
         if groups != 1:
-            yield c.error("metrics.regex_groups", ("metrics", index, "regex"),
-                          f"has {groups} capture groups; it needs exactly one for the value",
-                          hint="e.g. 'validation loss: ([0-9.]+)'; use (?:...) for others",
-                          value=regex)
+            yield c.error(
+                "metrics.regex_groups",
+                ("metrics", index, "regex"),
+                f"has {groups} capture groups; it needs exactly one for the value",
+                hint="e.g. 'validation loss: ([0-9.]+)'; use (?:...) for others",
+                value=regex,
+            )
     if len(names) > 40:
         yield c.error("metrics.too_many", ("metrics",), "SageMaker takes at most 40 metrics")
 
@@ -253,36 +299,65 @@ def _data(c: _Context) -> Iterator[Diagnostic]:
         file_system = spec.get("file_system")
         if file_system:
             if uri:
-                yield c.error("data.uri_and_file_system", ("data", channel),
-                              "gives both a uri and a file_system", hint="give one")
+                yield c.error(
+                    "data.uri_and_file_system",
+                    ("data", channel),
+                    "gives both a uri and a file_system",
+                    hint="give one",
+                )
             if not has_vpc:
-                yield c.error("data.file_system_needs_vpc", ("data", channel, "file_system"),
-                              "EFS and FSx channels need a VPC",
-                              hint="set network.subnets and network.security_group_ids")
+                yield c.error(
+                    "data.file_system_needs_vpc",
+                    ("data", channel, "file_system"),
+                    "EFS and FSx channels need a VPC",
+                    hint="set network.subnets and network.security_group_ids",
+                )
             mode = spec.get("input_mode")
             if mode and mode != "INPUT_MODE_FILE":
-                yield c.error("data.file_system_needs_file_mode", ("data", channel, "input_mode"),
-                              "EFS and FSx channels only support File input mode",
-                              hint="remove input_mode or set it to File")
+                yield c.error(
+                    "data.file_system_needs_file_mode",
+                    ("data", channel, "input_mode"),
+                    "EFS and FSx channels only support File input mode",
+                    hint="remove input_mode or set it to File",
+                )
             if not file_system.get("type"):
-                yield c.error("required.missing", ("data", channel, "file_system", "type"),
-                              "is required", hint="EFS or FSX_LUSTRE")
+                yield c.error(
+                    "required.missing",
+                    ("data", channel, "file_system", "type"),
+                    "is required",
+                    hint="EFS or FSX_LUSTRE",
+                )
             continue
         if not uri:
-            yield c.error("required.missing", ("data", channel, "uri"), "is required",
-                          hint="an s3:// prefix, a local path or a file system")
+            yield c.error(
+                "required.missing",
+                ("data", channel, "uri"),
+                "is required",
+                hint="an s3:// prefix, a local path or a file system",
+            )
             continue
         s3_type = spec.get("s3_data_type", "S3_DATA_TYPE_S3_PREFIX")
-        if uri.startswith("s3://") and s3_type == "S3_DATA_TYPE_S3_PREFIX" and not uri.endswith(
-            "/"
-        ) and c.inferred.pretrained is not None:
-            yield c.error("data.s3_prefix_slash", ("data", channel, "uri"),
-                          "an S3 prefix must end with '/'",
-                          hint=f"write {uri}/ (without it, s3://bucket/train also matches "
-                          "s3://bucket/train-old/)", value=uri)
+        if (
+            uri.startswith("s3://")
+            and s3_type == "S3_DATA_TYPE_S3_PREFIX"
+            and not uri.endswith("/")
+            and c.inferred.pretrained is not None
+        ):
+            yield c.error(
+                "data.s3_prefix_slash",
+                ("data", channel, "uri"),
+                "an S3 prefix must end with '/'",
+                hint=f"write {uri}/ (without it, s3://bucket/train also matches "
+                "s3://bucket/train-old/)",
+                value=uri,
+            )
         if is_local(uri) and not Path(uri).exists():
-            yield c.error("data.local_missing", ("data", channel, "uri"),
-                          f"the local path {uri} does not exist", value=uri)
+            yield c.error(
+                "data.local_missing",
+                ("data", channel, "uri"),
+                f"the local path {uri} does not exist",
+                value=uri,
+            )
 
 
 def _entry_point(c: _Context) -> Iterator[Diagnostic]:
@@ -291,22 +366,33 @@ def _entry_point(c: _Context) -> Iterator[Diagnostic]:
     entry_point = framework.get("entry_point", "")
     if source_dir and is_local(source_dir):
         if not Path(source_dir).is_dir():
-            yield c.error("model.source_dir_missing", ("model", "framework", "source_dir"),
-                          f"the folder {source_dir} does not exist", value=source_dir)
+            yield c.error(
+                "model.source_dir_missing",
+                ("model", "framework", "source_dir"),
+                f"the folder {source_dir} does not exist",
+                value=source_dir,
+            )
         elif entry_point and not (Path(source_dir) / entry_point).is_file():
-            yield c.error("model.entry_point_missing", ("model", "framework", "entry_point"),
-                          f"{entry_point} is not in {source_dir}", value=entry_point,
-                          hint="entry_point is relative to source_dir")
+            yield c.error(
+                "model.entry_point_missing",
+                ("model", "framework", "entry_point"),
+                f"{entry_point} is not in {source_dir}",
+                value=entry_point,
+                hint="entry_point is relative to source_dir",
+            )
 
 
 def _distribution(c: _Context) -> Iterator[Diagnostic]:
     kind = c.get("distribution", "type")
     instance = c.inferred.instance
     if kind in ("DISTRIBUTION_TYPE_SMDDP",) and instance is not None and instance.gpus < 8:
-        yield c.error("distribution.smddp_instance", ("distribution", "type"),
-                      f"SageMaker's data-parallel library needs 8-GPU instances; "
-                      f"{instance.name} has {instance.gpus}",
-                      hint="use ml.p4d.24xlarge or ml.p5.48xlarge, or TORCH_DISTRIBUTED")
+        yield c.error(
+            "distribution.smddp_instance",
+            ("distribution", "type"),
+            f"SageMaker's data-parallel library needs 8-GPU instances; "
+            f"{instance.name} has {instance.gpus}",
+            hint="use ml.p4d.24xlarge or ml.p5.48xlarge, or TORCH_DISTRIBUTED",
+        )
 
 
 _RULES = (

@@ -52,8 +52,11 @@ def inspect_local_data(
 def _inspect_csv(folder: Path, problem) -> Mapping[str, Any] | None:
     data = folder / "data.csv" if folder.is_dir() else folder
     if not data.is_file():
-        problem("data.csv_missing", f"{folder} has no data.csv",
-                "text classification data is data.csv: integer label, then text, no header")
+        problem(
+            "data.csv_missing",
+            f"{folder} has no data.csv",
+            "text classification data is data.csv: integer label, then text, no header",
+        )
         return None
     counts: Counter[str] = Counter()
     rows = 0
@@ -64,25 +67,35 @@ def _inspect_csv(folder: Path, problem) -> Mapping[str, Any] | None:
             rows += 1
             label = row[0].strip()
             if len(row) < 2 or not label.lstrip("-").isdigit() or not row[1].strip():
-                hint = "the first row looks like a header: remove it" if line_number == 1 else (
-                    "each row is: integer label, text"
+                hint = (
+                    "the first row looks like a header: remove it"
+                    if line_number == 1
+                    else ("each row is: integer label, text")
                 )
-                problem("data.csv_bad_row",
-                        f"{data}:{line_number}: expected an integer label and a text, "
-                        f"got {row[:2]!r}", hint)
+                problem(
+                    "data.csv_bad_row",
+                    f"{data}:{line_number}: expected an integer label and a text, got {row[:2]!r}",
+                    hint,
+                )
                 return None
             counts[label] += 1
     if rows == 0:
         problem("data.csv_empty", f"{data} has no rows")
         return None
-    return {"format": "csv-label-text", "samples": rows,
-            "class_counts": dict(sorted(counts.items()))}
+    return {
+        "format": "csv-label-text",
+        "samples": rows,
+        "class_counts": dict(sorted(counts.items())),
+    }
 
 
 def _inspect_images(folder: Path, problem) -> Mapping[str, Any] | None:
     if not folder.is_dir():
-        problem("data.image_folder_missing", f"{folder} is not a folder",
-                "image classification data is one folder per class")
+        problem(
+            "data.image_folder_missing",
+            f"{folder} is not a folder",
+            "image classification data is one folder per class",
+        )
         return None
     counts: dict[str, int] = {}
     ok = True
@@ -90,8 +103,11 @@ def _inspect_images(folder: Path, problem) -> Mapping[str, Any] | None:
         if entry.name.startswith("."):
             continue
         if not entry.is_dir():
-            problem("data.stray_file", f"{entry} is a file; only class folders belong here",
-                    "move it into a class folder or remove it")
+            problem(
+                "data.stray_file",
+                f"{entry} is a file; only class folders belong here",
+                "move it into a class folder or remove it",
+            )
             ok = False
             continue
         images = 0
@@ -101,8 +117,11 @@ def _inspect_images(folder: Path, problem) -> Mapping[str, Any] | None:
             if item.is_file() and item.suffix.lower() in IMAGE_SUFFIXES:
                 images += 1
             else:
-                problem("data.stray_file", f"{item} is not a .jpg, .jpeg or .png image",
-                        "remove it or convert it")
+                problem(
+                    "data.stray_file",
+                    f"{item} is not a .jpg, .jpeg or .png image",
+                    "remove it or convert it",
+                )
                 ok = False
         if images == 0:
             problem("data.empty_class", f"class folder {entry} holds no images")

@@ -117,7 +117,6 @@ class Diagnostic:
 
     def to_proto(self):  # -> trainspec.v1.diagnostic_pb2.Diagnostic
         from google.protobuf import json_format
-
         from trainspec.v1 import diagnostic_pb2
 
         message = diagnostic_pb2.Diagnostic(

@@ -111,7 +111,11 @@ def compile_text(
     layers = [load_source(p, c) for p, c in defaults]
     spec_dir = Path(path).parent.resolve() if path else Path.cwd()
     return compile_loaded(
-        source, defaults=layers, overrides=overrides, options=options, until=until,
+        source,
+        defaults=layers,
+        overrides=overrides,
+        options=options,
+        until=until,
         spec_dir=spec_dir,
     )
 

@@ -11,7 +11,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from google.protobuf import json_format
-
 from trainspec import __version__
 from trainspec.compiler._diagnostics import MISSING, Diagnostic, FieldPath, format_path
 from trainspec.compiler._origin import Origin
@@ -89,9 +88,9 @@ def _envelope_dict(envelope: Any) -> dict[str, Any]:
 
 def _get(tree: Any, path: FieldPath) -> Any:
     for part in path:
-        if isinstance(tree, Mapping) and part in tree:
-            tree = tree[part]
-        elif isinstance(tree, list) and isinstance(part, int) and part < len(tree):
+        if (isinstance(tree, Mapping) and part in tree) or (
+            isinstance(tree, list) and isinstance(part, int) and part < len(tree)
+        ):
             tree = tree[part]
         else:
             return MISSING

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
-
 from trainspec.v1 import job_spec_pb2
 
 _SCALARS = {
@@ -77,9 +76,7 @@ class MessageInfo:
     @property
     def is_tagged_union(self) -> bool:
         """All fields in one oneof (Model, ParameterRange): layers replace it whole."""
-        return len(self.oneofs) == 1 and len(next(iter(self.oneofs.values()))) == len(
-            self.fields
-        )
+        return len(self.oneofs) == 1 and len(next(iter(self.oneofs.values()))) == len(self.fields)
 
     def field(self, key: str) -> FieldInfo | None:
         name = key if key in self.fields else self.by_json_name.get(key)

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from trainspec.compiler._catalog import Catalog, InstanceType, PretrainedModel
 from trainspec.compiler._diagnostics import Diagnostic, FieldPath, Severity
 from trainspec.compiler._origin import Origin, OriginKind
@@ -193,8 +192,9 @@ def _infer_batch(
         given = hyperparameters.get(name)
         if isinstance(given, int) and not isinstance(given, bool):
             per_instance = given
-            return BatchSizes(name, max(per_instance // devices, 1), per_instance,
-                              per_instance * count, gpus)
+            return BatchSizes(
+                name, max(per_instance // devices, 1), per_instance, per_instance * count, gpus
+            )
         return None
     per_instance = per_device * devices
     hyperparameters[name] = per_instance

@@ -83,8 +83,12 @@ def _apply_rules(schema: dict[str, Any], rules: dict[str, Any]) -> None:
     patterns = field_rules()["patterns"]
     if "pattern" in rules:
         schema["pattern"] = f"^(?:{patterns[rules['pattern']]})$"
-    for ours, theirs in (("min", "minimum"), ("max", "maximum"), ("minlength", "minLength"),
-                         ("maxlength", "maxLength")):
+    for ours, theirs in (
+        ("min", "minimum"),
+        ("max", "maximum"),
+        ("minlength", "minLength"),
+        ("maxlength", "maxLength"),
+    ):
         if ours in rules:
             schema[theirs] = rules[ours]
     if "allowed" in rules:
@@ -116,11 +120,14 @@ def _enum(enum: EnumInfo) -> dict[str, Any]:
 
     def loose(word: str) -> str:
         return "".join(
-            "[_-]?" if c == "_" else f"[{c.lower()}{c.upper()}]" if c.isalpha() else c
-            for c in word
+            "[_-]?" if c == "_" else f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in word
         )
 
     names = "|".join(loose(enum.short[v]) for v in enum.values)
     pattern = f"^(?:{loose(prefix)})?(?:{names})$"
-    return {"anyOf": [{"enum": [enum.short[v] for v in enum.values]},
-                      {"type": "string", "pattern": pattern}]}
+    return {
+        "anyOf": [
+            {"enum": [enum.short[v] for v in enum.values]},
+            {"type": "string", "pattern": pattern},
+        ]
+    }

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from trainspec.compiler._diagnostics import (
     Diagnostic,
     FieldPath,
@@ -147,8 +146,8 @@ def override_layer(overrides: Sequence[str], job: str) -> Layer:
                 )
             )
             continue
-        if path[0] not in ("training", "tuning") or path[0] != job and not (
-            job == "tuning" and path[0] == "training"
+        if path[0] not in ("training", "tuning") or (
+            path[0] != job and not (job == "tuning" and path[0] == "training")
         ):
             problems.append(
                 Diagnostic(

@@ -67,7 +67,9 @@ def lower_training(inferred: Inferred) -> dict[str, Any]:
     hyperparameters = lowered_hyperparameters(inferred)
     if hyperparameters:
         request["HyperParameters"] = hyperparameters
-    channels = [_channel(inferred, name, spec) for name, spec in sorted(training.get("data", {}).items())]
+    channels = [
+        _channel(inferred, name, spec) for name, spec in sorted(training.get("data", {}).items())
+    ]
     if channels:
         request["InputDataConfig"] = channels
     network = training.get("network", {})

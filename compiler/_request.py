@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from google.protobuf import json_format
-
 from trainspec.compiler._diagnostics import SpecError
-from trainspec.compiler._driver import CompileOptions, compile_loaded, compile_text
+from trainspec.compiler._driver import CompileOptions, Stage, compile_loaded, compile_text
 from trainspec.compiler._load import LoadedSource, load_source
-from trainspec.compiler._driver import Stage
 from trainspec.v1 import compiler_service_pb2
 
 _AUTOTUNE_MODES = {0: "explicit", 1: "explicit", 2: "native"}
@@ -49,8 +47,14 @@ def compile_request(
         from trainspec.compiler._diagnostics import Diagnostic
 
         raise SpecError(
-            [Diagnostic("request.no_input", "input", "the request has neither spec nor source",
-                        hint="set `spec` (a JobSpec) or `source` (a SourceFile)")]
+            [
+                Diagnostic(
+                    "request.no_input",
+                    "input",
+                    "the request has neither spec nor source",
+                    hint="set `spec` (a JobSpec) or `source` (a SourceFile)",
+                )
+            ]
         )
     response = compiler_service_pb2.CompileResponse()
     response.warnings.extend(plan.warnings)

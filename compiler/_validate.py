@@ -18,7 +18,6 @@ from typing import Any
 import cerberus
 import yaml
 from cerberus import errors as cerberus_errors
-
 from trainspec.compiler._diagnostics import (
     Diagnostic,
     FieldPath,
@@ -31,7 +30,7 @@ from trainspec.compiler._normalize import normalize
 
 # What each named pattern means, for messages a user can act on.
 _PATTERN_HELP = {
-    "sagemaker_name": "1-63 letters, digits and hyphens, starting and ending with a letter or digit",
+    "sagemaker_name": "1-63 letters, digits and hyphens, starting and ending in a letter or digit",
     "iam_role_arn": "an IAM role ARN like arn:aws:iam::123456789012:role/SageMakerRole",
     "aws_region": "an AWS region like us-east-1",
     "instance_type": "a SageMaker instance type like ml.p3.2xlarge",
@@ -369,8 +368,11 @@ def _excludes(path: FieldPath, layer: Validated, kind: str) -> Diagnostic:
         for names in message.oneofs.values():
             if path[-1] in names:
                 members = names
-    given = [m for m in members if isinstance(_get(layer.tree, parent), dict)
-             and m in _get(layer.tree, parent)]
+    given = [
+        m
+        for m in members
+        if isinstance(_get(layer.tree, parent), dict) and m in _get(layer.tree, parent)
+    ]
     second = max(given, key=lambda m: layer.key_locations.get(parent + (m,), Location("")))
     return Diagnostic(
         "spec.oneof",
