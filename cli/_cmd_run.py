@@ -1,0 +1,281 @@
+"""`trainspec run --local` and `trainspec jobs`: run plans on this machine and follow them."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from trainspec._errors import EXIT_INVALID, handle_errors
+
+DEFAULT_ROOT = ".trainspec/runs"
+_ROOT_HELP = (
+    f"Folder of local jobs: <root>/<job>/ is the job's /opt/ml, <root>/jobs.db the job "
+    f"store. Default: {DEFAULT_ROOT} (or $TRAINSPEC_ROOT)."
+)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_INVALID)
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from trainspec.trainer._artifacts import ArtifactError
+    from trainspec.trainer._container import ContainerError
+    from trainspec.trainer._local_tune import TuningError
+
+    return ContainerError, TuningError, ArtifactError
+
+
+@click.command("run")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--local", "local", is_flag=True, help="Run on this machine (required for now).")
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False),
+    default=DEFAULT_ROOT,
+    envvar="TRAINSPEC_ROOT",
+    show_default=True,
+    help=_ROOT_HELP,
+)
+@click.option(
+    "--defaults",
+    "defaults",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Organisation defaults file (repeatable). Default: the nearest "
+    "trainspec.defaults.yaml above the spec.",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="PATH=VALUE",
+    help="Override one value, e.g. training.hyperparameters.epochs=1.",
+)
+@click.option(
+    "--storage",
+    default=None,
+    metavar="URL",
+    help="Tuning: an SQLAlchemy database URL (e.g. postgresql://...) shared by "
+    "several machines running the same tuning job. Default: <root>/optuna.db.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Do not stream the training log.")
+@handle_errors()
+def run(spec, local, root, defaults, overrides, storage, quiet) -> None:
+    """Compile SPEC and run it on this machine as SageMaker's container would.
+
+    A training job writes <root>/<job>/output/model.tar.gz; a tuning job runs its trials
+    with Optuna and writes the best trial, a table and plots to <root>/<job>/. Rerunning
+    a stopped or killed job resumes it (checkpoints, finished trials). Exit 0 when the job
+    completed, 1 when it failed or was stopped.
+    """
+    if not local:
+        raise click.UsageError(
+            "give --local to run on this machine; `trainspec submit SPEC` sends it to SageMaker"
+        )
+    from trainspec.compiler import CompileOptions, compile_file
+
+    plan = compile_file(
+        spec, defaults=list(defaults) or None, overrides=overrides, options=CompileOptions()
+    )
+    for warning in plan.warnings:
+        click.echo(f"note: {warning.message}", err=True)
+    echo = (lambda line: None) if quiet else None
+    try:
+        if plan.sagemaker_operation == "CreateHyperParameterTuningJob":
+            ok = _run_tuning(plan, Path(root), storage, echo)
+        else:
+            ok = _run_training(plan, Path(root), echo)
+    except _user_errors() as exc:
+        _fail(str(exc))
+    sys.exit(0 if ok else EXIT_INVALID)
+
+
+def _run_training(plan: Any, root: Path, echo: Any) -> bool:
+    from trainspec.trainer._local_run import run_training, training_run_from_plan
+
+    job = training_run_from_plan(plan)
+    click.echo(f"==> local training job {job.name} in {root.resolve() / job.name}", err=True)
+    result = run_training(job, root, echo=echo)
+    click.echo(f"==> {job.name}: {result.secondary_status} after {result.seconds:.1f} s", err=True)
+    for name, value in sorted(result.metrics.items()):
+        click.echo(f"    {name} = {value:g}")
+    if result.artifact is not None:
+        click.echo(f"    model artifact: {result.artifact}")
+    if not result.ok:
+        click.echo(f"error: {result.message}", err=True)
+    return result.ok
+
+
+def _run_tuning(plan: Any, root: Path, storage: str | None, echo: Any) -> bool:
+    from trainspec.trainer._local_tune import run_tuning, tuning_from_plan
+
+    settings, template = tuning_from_plan(plan)
+    click.echo(
+        f"==> local tuning job {settings.name}: {settings.strategy}, up to "
+        f"{settings.max_jobs} trials, {settings.max_parallel_jobs} at a time",
+        err=True,
+    )
+    started = time.monotonic()
+    result = run_tuning(settings, template, root, storage_url=storage, echo=echo)
+    click.echo(
+        f"==> {settings.name}: {result.status} ({result.message}) after "
+        f"{time.monotonic() - started:.1f} s",
+        err=True,
+    )
+    click.echo(result.table())
+    if result.best is not None:
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(result.best.hyperparameters.items()))
+        click.echo(
+            f"best trial: {result.best.job_name} {settings.objective_metric}="
+            f"{result.best.objective:g} ({shown})"
+        )
+    for path in result.plots:
+        click.echo(f"plot: {path}")
+    if result.best is None:
+        click.echo(
+            "error: no trial reported the objective metric "
+            f"{settings.objective_metric!r}; see the trials' logs",
+            err=True,
+        )
+    return result.best is not None
+
+
+@click.group("jobs")
+def jobs() -> None:
+    """Local jobs (training, tuning and their trials) in the job store."""
+
+
+def _store(root: str) -> Any:
+    from trainspec.trainer._job_store import JobStore
+
+    if not (Path(root) / "jobs.db").exists():
+        _fail(f"no local jobs under {root} (run `trainspec run SPEC --local` first)")
+    return JobStore.for_root(Path(root))
+
+
+def _when(seconds: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds)) if seconds else ""
+
+
+@jobs.command("list")
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False),
+    default=DEFAULT_ROOT,
+    envvar="TRAINSPEC_ROOT",
+    show_default=True,
+    help=_ROOT_HELP,
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per job.")
+@handle_errors()
+def list_jobs(root, as_json) -> None:
+    """List local jobs, oldest first."""
+    records = _store(root).list()
+    if as_json:
+        for record in records:
+            click.echo(json.dumps(_record_dict(record), sort_keys=True))
+        return
+    rows = [("NAME", "KIND", "STATUS", "CREATED", "OBJECTIVE")]
+    for r in records:
+        objective = "" if r.objective is None else f"{r.objective:g}"
+        rows.append((r.name, r.kind, r.secondary_status or r.status, _when(r.created), objective))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _record_dict(record: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    data = asdict(record)
+    data["hyperparameters"] = dict(record.hyperparameters)
+    data["metrics"] = dict(record.metrics)
+    return data
+
+
+@jobs.command("describe")
+@click.argument("name")
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False),
+    default=DEFAULT_ROOT,
+    envvar="TRAINSPEC_ROOT",
+    show_default=True,
+    help=_ROOT_HELP,
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@handle_errors()
+def describe_job(name, root, as_json) -> None:
+    """Show one local job; a tuning job also lists its trials."""
+    store = _store(root)
+    record = store.get(name)
+    if record is None:
+        _suggest_and_fail(store, name)
+    trials = store.list(parent=name) if record.kind == "tuning" else []
+    if as_json:
+        data = _record_dict(record)
+        data["trials"] = [_record_dict(t) for t in trials]
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    click.echo(f"name:      {record.name}")
+    click.echo(f"kind:      {record.kind}" + (f" of {record.parent}" if record.parent else ""))
+    click.echo(
+        f"status:    {record.status}"
+        + (
+            f" ({record.secondary_status})"
+            if record.secondary_status not in ("", record.status)
+            else ""
+        )
+    )
+    if record.message:
+        click.echo(f"message:   {record.message}")
+    click.echo(f"created:   {_when(record.created)}")
+    if record.ended:
+        click.echo(f"ended:     {_when(record.ended)} ({record.ended - record.created:.1f} s)")
+    click.echo(f"directory: {record.job_dir}")
+    if record.artifact:
+        click.echo(f"artifact:  {record.artifact}")
+    for key, value in sorted(record.hyperparameters.items()):
+        click.echo(f"hp         {key} = {value}")
+    for key, value in sorted(record.metrics.items()):
+        click.echo(f"metric     {key} = {value:g}")
+    for trial in trials:
+        objective = "" if trial.objective is None else f" objective={trial.objective:g}"
+        click.echo(f"trial      {trial.name} {trial.secondary_status or trial.status}{objective}")
+
+
+def _suggest_and_fail(store: Any, name: str) -> None:
+    import difflib
+
+    close = difflib.get_close_matches(name, [r.name for r in store.list()], n=1)
+    _fail(f"no local job named {name!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
+
+
+@jobs.command("stop")
+@click.argument("name")
+@click.option(
+    "--root",
+    type=click.Path(file_okay=False),
+    default=DEFAULT_ROOT,
+    envvar="TRAINSPEC_ROOT",
+    show_default=True,
+    help=_ROOT_HELP,
+)
+@handle_errors()
+def stop_job(name, root) -> None:
+    """Stop a running local job (a tuning job stops its running trials and starts no more)."""
+    store = _store(root)
+    record = store.get(name)
+    if record is None:
+        _suggest_and_fail(store, name)
+    if not record.active:
+        click.echo(f"{name} is not running ({record.status}); nothing to stop")
+        return
+    store.request_stop(name)
+    click.echo(f"stopping {name}: its runner will mark it Stopped when the process ends")
