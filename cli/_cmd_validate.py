@@ -26,11 +26,18 @@ def _spec_files(paths: tuple[str, ...]) -> list[Path]:
                     and p.is_file()
                     and "node_modules" not in p.parts
                     and not any(part.startswith(".") for part in p.parts)
+                    and (p.suffix != ".json" or _looks_like_spec(p))
                 )
             )
         else:
             files.append(path)
     return files
+
+
+def _looks_like_spec(path: Path) -> bool:
+    """Folders hold other JSON too (package.json...): take JSON that names a job."""
+    head = path.read_bytes()[:4096]
+    return b'"training"' in head or b'"tuning"' in head
 
 
 @click.command()

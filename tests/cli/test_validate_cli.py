@@ -1,0 +1,102 @@
+"""`trainspec validate`, `compile` and `schema` through click and as a real subprocess."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from trainspec._cli import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_SPECS = sorted(
+    p for p in (ROOT / "examples").rglob("*.yaml")
+    if p.name != "trainspec.defaults.yaml" and "node_modules" not in p.parts
+)
+BAD = {
+    "both.yaml": "training: {name: a}\ntuning: {name: b}\n",
+    "typo.yaml": "training:\n  nam: a\n",
+    "list.yaml": "training:\n  compute:\n    - instance_type: ml.m5.large\n",
+    "enum.yaml": "training:\n  data: {train: {uri: s3://bucket-a/x/, input_mode: Stream}}\n",
+    "empty.yaml": "",
+    "tabs.yaml": "training:\n\tname: a\n",
+}
+
+
+def test_valid_examples_exit_zero():
+    result = CliRunner().invoke(cli, ["validate", str(ROOT / "examples")])
+    assert result.exit_code == 0, result.output
+
+
+def test_bad_specs_exit_one_with_located_json_diagnostics(tmp_path):
+    for name, text in BAD.items():
+        (tmp_path / name).write_text(text)
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path), "--format", "json"])
+    assert result.exit_code == 1
+    diagnostics = json.loads(result.stdout)
+    files = {Path(d["location"]["path"]).name for d in diagnostics}
+    assert files == set(BAD)
+    assert all(d["location"]["line"] >= 1 for d in diagnostics if d["code"] != "load.empty")
+
+
+def test_text_output_format(tmp_path):
+    (tmp_path / "typo.yaml").write_text(BAD["typo.yaml"])
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path / "typo.yaml")])
+    assert result.exit_code == 1
+    assert "typo.yaml:2:3: error[spec.unknown_field] training.nam: unknown field 'nam'" in (
+        result.stderr
+    )
+    assert "hint: did you mean 'name'?" in result.stderr
+
+
+def test_usage_error_exits_two():
+    assert CliRunner().invoke(cli, ["validate"]).exit_code == 2
+    assert CliRunner().invoke(cli, ["compil"]).exit_code == 2
+
+
+def test_schema_accepts_every_example_and_rejects_the_bad_corpus(tmp_path):
+    result = CliRunner().invoke(cli, ["schema"])
+    schema = json.loads(result.stdout)
+    validator = jsonschema.Draft202012Validator(schema)
+    for spec in EXAMPLE_SPECS:
+        assert list(validator.iter_errors(yaml.safe_load(spec.read_text()))) == [], spec
+    for name in ("both.yaml", "typo.yaml", "list.yaml", "enum.yaml"):
+        assert list(validator.iter_errors(yaml.safe_load(BAD[name]))), name
+
+
+def test_compile_subprocess_is_deterministic_and_never_imports_torch():
+    spec = str(ROOT / "examples/training/finetune-vision.yaml")
+    code = (
+        "import sys; from trainspec._cli import main; sys.argv=['trainspec','compile',"
+        f"{spec!r},'--format','json']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules and 'grpc' not in sys.modules, 'heavy import'"
+    )
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           cwd=ROOT, check=True) for _ in range(2)]
+    assert runs[0].stdout == runs[1].stdout
+    assert json.loads(runs[0].stdout)["sagemaker_operation"] == "CreateTrainingJob"
+
+
+@pytest.mark.parametrize("fmt", ["yaml", "json", "textproto"])
+def test_compile_formats(fmt):
+    result = CliRunner().invoke(
+        cli, ["compile", str(ROOT / "examples/training/xgboost-cpu.yaml"), "--format", fmt]
+    )
+    assert result.exit_code == 0, result.output
+    assert "CreateTrainingJob" in result.stdout
+
+
+def test_explain_names_an_origin_for_every_value():
+    result = CliRunner().invoke(
+        cli, ["compile", str(ROOT / "examples/training/finetune-text.yaml"), "--explain"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    origins = [line for line in lines if line.strip().startswith("<-")]
+    assert len(origins) == len(lines) // 2
+    assert any("rule:batch.scale_by_gpus" in line for line in origins)
