@@ -127,11 +127,30 @@ class _Builder:
     # -- driver ---------------------------------------------------------------------------
 
     def run(self) -> tuple[Any, dict[FieldPath, Location], dict[FieldPath, Location]]:
+        scalar, start, end, other = self._scalar, self._start, self._end, self._event
+        loader = _Loader(self.text)
         try:
-            for event in yaml.parse(self.text, Loader=_Loader):
-                self._event(event)
+            # get_event() directly (not yaml.parse's generator): the loop is the hot path.
+            get_event = loader.get_event
+            while True:
+                event = get_event()
+                kind = type(event)
+                if kind is ScalarEvent:
+                    scalar(event)
+                elif kind is MappingStartEvent:
+                    start(event, True)
+                elif kind is SequenceStartEvent:
+                    start(event, False)
+                elif kind is MappingEndEvent or kind is SequenceEndEvent:
+                    end()
+                else:
+                    other(event)
+                    if kind is StreamEndEvent:
+                        break
         except yaml.YAMLError as error:
             raise SpecError([*self.errors, self._syntax_error(error)]) from None
+        finally:
+            loader.dispose()
         if self.errors:
             raise SpecError(self.errors)
         locations = {path: loc for path, loc, _ in self.log}
@@ -140,13 +159,7 @@ class _Builder:
 
     def _event(self, event: Any) -> None:
         kind = type(event)
-        if kind is ScalarEvent:
-            self._scalar(event)
-        elif kind is MappingStartEvent or kind is SequenceStartEvent:
-            self._start(event, kind is MappingStartEvent)
-        elif kind is MappingEndEvent or kind is SequenceEndEvent:
-            self._end()
-        elif kind is AliasEvent:
+        if kind is AliasEvent:
             self._alias(event)
         elif kind is DocumentStartEvent:
             self.documents += 1
@@ -163,7 +176,7 @@ class _Builder:
                 event.start_mark,
                 "the file is empty; a spec needs `training:` or `tuning:`",
                 "start the file with `training:` or `tuning:`",
-                line0=True,
+                at_start=True,
             )
 
     # -- nodes ----------------------------------------------------------------------------
@@ -232,8 +245,9 @@ class _Builder:
                     "the file is empty; a spec needs `training:` or `tuning:`",
                     "start the file with `training:` or `tuning:`",
                 )
-            self._not_a_mapping(event.start_mark, f"a {_kind_of_tag(tag)}")
-        if self._expecting_key():
+            self._not_a_mapping(event.start_mark, _kind_of_tag(tag))
+        top = self.stack[-1]
+        if top.is_map and top.key is _NO_KEY:
             self._key(event, tag)
             return
         path = self._begin_node(event.start_mark)
@@ -261,7 +275,9 @@ class _Builder:
                     "load.non_string_key",
                     format_path(top.path),
                     f"the key `{text}` is {_describe(key)}, not a string",
-                    f'quote it: "{text}"',
+                    "an alias used as a key must name a string"
+                    if text.startswith("*")
+                    else f'quote it: "{text}"',
                     loc,
                     value=text,
                 )
@@ -406,10 +422,10 @@ class _Builder:
         if not self.stack:
             self._not_a_mapping(mark, "an alias")
         if self._expecting_key():
-            if not isinstance(anchor.value, str):
+            if isinstance(anchor.value, dict | list):
                 self._complex_key(mark)
             top = self.stack[-1]
-            self._set_key(top, anchor.value, self._loc(mark), anchor.value)
+            self._set_key(top, anchor.value, self._loc(mark), f"*{event.anchor}")
             return
         if self.nodes + len(anchor.entries) > self.max_nodes:
             self._fail(
@@ -428,8 +444,8 @@ class _Builder:
 
     # -- failures -------------------------------------------------------------------------
 
-    def _fail(self, code: str, mark: Any, message: str, hint: str, line0: bool = False) -> None:
-        loc = Location(self.name, 1, 1) if line0 else self._loc(mark)
+    def _fail(self, code: str, mark: Any, message: str, hint: str, at_start: bool = False) -> None:
+        loc = Location(self.name, 1, 1) if at_start else self._loc(mark)
         raise SpecError([*self.errors, Diagnostic(code, "", message, hint, loc)])
 
     def _not_a_mapping(self, mark: Any, what: str) -> None:
@@ -517,7 +533,8 @@ def _describe(value: Any) -> str:
 
 
 def _kind_of_tag(tag: str) -> str:
-    return {_NULL: "null", _BOOL: "boolean", _INT: "number", _FLOAT: "number"}.get(tag, "string")
+    kinds = {_NULL: "null", _BOOL: "a boolean", _INT: "a number", _FLOAT: "a number"}
+    return kinds.get(tag, "a string")
 
 
 def _copy(value: Any) -> Any:

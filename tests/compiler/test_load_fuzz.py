@@ -11,7 +11,7 @@ from trainspec.compiler._diagnostics import SpecError
 from trainspec.compiler._load import load_source
 
 SETTINGS = settings(
-    max_examples=150,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
     derandomize=True,  # CI must not flake; a fixed seed still explores varied inputs
