@@ -131,17 +131,7 @@ def make_server(config: ServerConfig | None = None, *, servicer=None) -> Running
 def serve(config: ServerConfig | None = None, *, servicer=None) -> None:
     """Serve until SIGTERM or SIGINT, then drain; a second signal stops at once."""
     config = config if config is not None else ServerConfig()
-    running = make_server(config, servicer=servicer).start()
-    _log(
-        "listening",
-        host=config.host,
-        port=running.port,
-        tls=config.tls_cert is not None,
-        mtls=config.tls_client_ca is not None,
-        token=config.token is not None,
-        workers=config.workers,
-        metrics_port=running.metrics_port,
-    )
+    running = make_server(config, servicer=servicer)
     stopping = threading.Event()
 
     def on_signal(signum, _frame):
@@ -154,6 +144,18 @@ def serve(config: ServerConfig | None = None, *, servicer=None) -> None:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
+        running.start()
+        # Logged once the signal handlers are in place: a supervisor may signal right after.
+        _log(
+            "listening",
+            host=config.host,
+            port=running.port,
+            tls=config.tls_cert is not None,
+            mtls=config.tls_client_ca is not None,
+            token=config.token is not None,
+            workers=config.workers,
+            metrics_port=running.metrics_port,
+        )
         while not stopping.wait(3600):
             pass
         running.drain()
