@@ -8,6 +8,8 @@ import time
 
 import botocore
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from trainspec.compiler import _botocore_check as bc
 from trainspec.compiler._botocore_check import (
     botocore_version,
@@ -252,3 +254,30 @@ def test_empty_request_lists_every_required_key(operation):
     found = check_request(operation, {})
     required = bc._model().operation_model(operation).input_shape.required_members
     assert {p.field_path for p in found} == set(required)
+
+
+_JUNK = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    key=st.sampled_from(sorted(training_request())),
+    inner=st.one_of(st.none(), st.text(max_size=20)),
+    junk=_JUNK,
+)
+def test_any_junk_gives_diagnostics_never_an_exception(key, inner, junk):
+    request = training_request()
+    if inner is not None and isinstance(request[key], dict):
+        request[key][inner] = junk
+    else:
+        request[key] = junk
+    for problem in check_request("CreateTrainingJob", request):
+        assert problem.code.startswith("sagemaker.request_invalid")
+        assert problem.field_path
+        problem.to_json()  # values stay JSON-like
