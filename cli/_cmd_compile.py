@@ -65,7 +65,7 @@ def _whole(value: Any) -> Any:
 
 
 @click.command("compile")
-@click.argument("spec", type=click.Path(dir_okay=False))
+@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option(
     "--format",
     "fmt",
@@ -123,19 +123,71 @@ def _whole(value: Any) -> Any:
     show_default=True,
     help="explicit writes inferred ranges out; native sends SageMaker's Autotune with value hints.",
 )
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write each plan to DIR/<spec name>.plan.<format> (for several specs).",
+)
 @handle_errors()
 def compile_command(
-    spec, fmt, defaults, overrides, explain, preflight, until, trials, max_cost, autotune_mode
+    specs,
+    fmt,
+    defaults,
+    overrides,
+    explain,
+    preflight,
+    until,
+    trials,
+    max_cost,
+    autotune_mode,
+    out,
 ) -> None:
-    """Compile SPEC into a fully resolved plan with the exact SageMaker request.
+    """Compile SPEC(s) into fully resolved plans with the exact SageMaker request.
 
     Offline unless --preflight. The same inputs always print the same bytes.
     """
-    from trainspec.compiler import CompileOptions, Stage, compile_file
+    from trainspec.compiler import CompileOptions
 
     options = CompileOptions(
         autotune_mode=autotune_mode, max_cost_usd=max_cost, preflight=preflight
     )
+    if out is None and len(specs) == 1:
+        _compile_one(specs[0], fmt, defaults, overrides, explain, until, trials, options)
+    else:
+        _compile_many(specs, fmt, defaults, overrides, options, out or ".")
+
+
+def _compile_many(specs, fmt, defaults, overrides, options, out) -> None:
+    import sys
+    from pathlib import Path
+
+    from trainspec._errors import EXIT_INVALID, print_diagnostics
+    from trainspec.compiler import SpecError, compile_file
+
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for spec in specs:
+        try:
+            plan = compile_file(
+                spec, defaults=list(defaults) or None, overrides=overrides, options=options
+            )
+        except SpecError as exc:
+            print_diagnostics(exc.diagnostics)
+            failed += 1
+            continue
+        target = folder / f"{Path(spec).stem}.plan.{fmt}"
+        target.write_text(plan_text(plan, fmt) + "\n")
+        click.echo(f"{spec} -> {target}  ({plan.sagemaker_operation}, {plan.digest[:19]})")
+    if failed:
+        click.echo(f"{failed} of {len(specs)} spec(s) failed to compile", err=True)
+        sys.exit(EXIT_INVALID)
+
+
+def _compile_one(spec, fmt, defaults, overrides, explain, until, trials, options) -> None:
+    from trainspec.compiler import Stage, compile_file
+
     result = compile_file(
         spec,
         defaults=list(defaults) or None,

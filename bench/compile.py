@@ -1,0 +1,59 @@
+"""Bench: in-process compile of the examples: specs/s, p50/p99 per spec, share per pass.
+
+    python bench/compile.py [--rounds 200]
+Each round compiles every example; per-pass shares come from timing the driver stopped
+after each pass (`until=`) in the same run, so they are differences of medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+from trainspec.compiler import Stage, compile_file
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _median_seconds(spec: Path, until: Stage, rounds: int) -> tuple[float, list[float]]:
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        compile_file(spec, until=until)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples), samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=200)
+    args = parser.parse_args()
+    specs = sorted(p for p in (ROOT / "examples").rglob("*.yaml")
+                   if p.name != "trainspec.defaults.yaml" and "node_modules" not in p.parts)
+    for spec in specs:  # warm caches: catalogs, botocore's model, cerberus schema
+        compile_file(spec)
+    all_samples: list[float] = []
+    per_stage = {stage: 0.0 for stage in Stage}
+    for spec in specs:
+        previous = 0.0
+        for stage in Stage:
+            median, samples = _median_seconds(spec, stage, args.rounds)
+            per_stage[stage] += max(median - previous, 0.0)
+            previous = median
+            if stage is Stage.EMIT:
+                all_samples.extend(samples)
+    all_samples.sort()
+    p50 = statistics.median(all_samples)
+    p99 = all_samples[int(len(all_samples) * 0.99) - 1]
+    total = sum(per_stage.values())
+    print(f"{len(specs)} example specs x {args.rounds} rounds, in-process, file read included")
+    print(f"specs/s {1 / statistics.mean(all_samples):.0f}   p50 {p50 * 1e3:.2f} ms   "
+          f"p99 {p99 * 1e3:.2f} ms   target p50 <= 1 ms: {'met' if p50 <= 1e-3 else 'MISSED'}")
+    print("share of time per pass: " + ", ".join(
+        f"{stage.name.lower()} {per_stage[stage] / total:.0%}" for stage in Stage))
+
+
+if __name__ == "__main__":
+    main()
