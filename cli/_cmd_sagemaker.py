@@ -1,0 +1,215 @@
+"""`trainspec submit`, `describe` and `stop`: plans on Amazon SageMaker through boto3."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from trainspec._errors import EXIT_INVALID, handle_errors
+
+_REGION_HELP = "AWS region (default: the plan's region, else the boto3 chain: AWS_REGION, ...)."
+_ENDPOINT_HELP = "SageMaker and S3 endpoint URL (for testing against a local AWS emulator)."
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_INVALID)
+
+
+def _clients(region: str | None, endpoint_url: str | None) -> Any:
+    from trainspec.trainer._sagemaker import make_clients
+
+    return make_clients(region=region, endpoint_url=endpoint_url)
+
+
+def _compile(spec: str, defaults: tuple[str, ...], overrides: tuple[str, ...], mode: str) -> Any:
+    from trainspec.compiler import CompileOptions, compile_file
+
+    return compile_file(
+        spec,
+        defaults=list(defaults) or None,
+        overrides=overrides,
+        options=CompileOptions(autotune_mode=mode),
+    )
+
+
+def _aws_call(function: Any, *args: Any) -> Any:
+    from trainspec.trainer._sagemaker import AwsError, explain
+
+    try:
+        return function(*args)
+    except AwsError as exc:
+        _fail(str(exc))
+    except Exception as exc:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if isinstance(exc, BotoCoreError | ClientError):
+            _fail(explain(exc))
+        raise
+
+
+@click.command("submit")
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option(
+    "--defaults",
+    "defaults",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Organisation defaults file (repeatable).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="PATH=VALUE",
+    help="Override one value, e.g. training.compute.instance_type=ml.g5.xlarge.",
+)
+@click.option(
+    "--autotune-mode",
+    type=click.Choice(["explicit", "native"]),
+    default="explicit",
+    show_default=True,
+    help="native lets SageMaker's Autotune choose the settings.",
+)
+@click.option("--region", default=None, help=_REGION_HELP)
+@click.option("--endpoint-url", default=None, help=_ENDPOINT_HELP)
+@click.option("--dry-run", is_flag=True, help="Print the uploads and the request; send nothing.")
+@handle_errors()
+def submit(spec, defaults, overrides, autotune_mode, region, endpoint_url, dry_run) -> None:
+    """Compile SPEC and start it on SageMaker with exactly the planned request.
+
+    Local source and data folders are uploaded first to the S3 locations the plan names.
+    Credentials come from the usual boto3 chain.
+    """
+    from trainspec.trainer._sagemaker import plan_region, uploads
+    from trainspec.trainer._sagemaker import submit as submit_plan
+
+    plan = _compile(spec, defaults, overrides, autotune_mode)
+    if dry_run:
+        from google.protobuf import json_format
+
+        for local, uri in uploads(plan):
+            click.echo(f"upload {local} -> {uri}")
+        request = json_format.MessageToDict(plan.sagemaker_request)
+        click.echo(f"{plan.sagemaker_operation} " + json.dumps(request, indent=2, sort_keys=True))
+        return
+    clients = _aws_call(_clients, region or plan_region(plan) or None, endpoint_url)
+    result = _aws_call(submit_plan, plan, clients)
+    for uri in result.uploaded:
+        click.echo(f"uploaded {uri}", err=True)
+    click.echo(f"submitted {result.name} ({result.operation}): {result.arn}")
+    click.echo(f"follow it with: trainspec describe {result.name}", err=True)
+
+
+def _describe_lines(kind: str, response: dict[str, Any]) -> list[str]:
+    lines = []
+    if kind == "training":
+        lines.append(f"training job {response.get('TrainingJobName')}")
+        lines.append(
+            f"  status:     {response.get('TrainingJobStatus')} "
+            f"({response.get('SecondaryStatus', '')})"
+        )
+        for key, label in (
+            ("FailureReason", "failure"),
+            ("CreationTime", "created"),
+            ("TrainingStartTime", "started"),
+            ("TrainingEndTime", "ended"),
+        ):
+            if response.get(key):
+                lines.append(f"  {label + ':':<11} {response[key]}")
+        artifact = response.get("ModelArtifacts", {}).get("S3ModelArtifacts")
+        if artifact:
+            lines.append(f"  artifact:   {artifact}")
+        for metric in response.get("FinalMetricDataList", []):
+            lines.append(f"  metric      {metric.get('MetricName')} = {metric.get('Value')}")
+        return lines
+    lines.append(f"tuning job {response.get('HyperParameterTuningJobName')}")
+    lines.append(f"  status:     {response.get('HyperParameterTuningJobStatus')}")
+    if response.get("FailureReason"):
+        lines.append(f"  failure:    {response['FailureReason']}")
+    counters = response.get("TrainingJobStatusCounters", {})
+    if counters:
+        lines.append("  trials:     " + ", ".join(f"{k} {v}" for k, v in sorted(counters.items())))
+    best = response.get("BestTrainingJob")
+    if best:
+        objective = best.get("FinalHyperParameterTuningJobObjectiveMetric", {})
+        lines.append(
+            f"  best:       {best.get('TrainingJobName')} "
+            f"{objective.get('MetricName', '')}={objective.get('Value', '')}"
+        )
+        for key, value in sorted(best.get("TunedHyperParameters", {}).items()):
+            lines.append(f"    {key} = {value}")
+    if response.get("Autotune"):
+        lines.append(f"  autotune:   {json.dumps(response['Autotune'])}")
+    return lines
+
+
+@click.command("describe")
+@click.argument("name")
+@click.option(
+    "--spec",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The job's spec: show the plan's tuning settings beside SageMaker's "
+    "(native Autotune chooses them on SageMaker's side).",
+)
+@click.option(
+    "--autotune-mode",
+    type=click.Choice(["explicit", "native"]),
+    default="native",
+    show_default=True,
+    help="How --spec is compiled.",
+)
+@click.option("--region", default=None, help=_REGION_HELP)
+@click.option("--endpoint-url", default=None, help=_ENDPOINT_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print SageMaker's whole response.")
+@handle_errors()
+def describe(name, spec, autotune_mode, region, endpoint_url, as_json) -> None:
+    """Show a SageMaker training or tuning job called NAME."""
+    from trainspec.trainer._sagemaker import autotune_comparison
+    from trainspec.trainer._sagemaker import describe as describe_job
+
+    plan = _compile(spec, (), (), autotune_mode) if spec else None
+    if plan is not None and region is None:
+        from trainspec.trainer._sagemaker import plan_region
+
+        region = plan_region(plan) or None
+    clients = _aws_call(_clients, region, endpoint_url)
+    kind, response = _aws_call(describe_job, name, clients)
+    response = {k: v for k, v in response.items() if k != "ResponseMetadata"}
+    if as_json:
+        click.echo(json.dumps(response, indent=2, sort_keys=True, default=str))
+        return
+    for line in _describe_lines(kind, response):
+        click.echo(line)
+    if plan is not None and kind == "tuning":
+        from google.protobuf import json_format
+        from trainspec.trainer._sagemaker import boto3_kwargs
+
+        request = boto3_kwargs(
+            clients.sagemaker,
+            "CreateHyperParameterTuningJob",
+            json_format.MessageToDict(plan.sagemaker_request),
+        )
+        click.echo("  tuning settings, the plan's beside SageMaker's:")
+        for key, mine, theirs in autotune_comparison(request, response):
+            click.echo(f"    {key}:\n      plan:      {mine}\n      SageMaker: {theirs}")
+
+
+@click.command("stop")
+@click.argument("name")
+@click.option("--region", default=None, help=_REGION_HELP)
+@click.option("--endpoint-url", default=None, help=_ENDPOINT_HELP)
+@handle_errors()
+def stop(name, region, endpoint_url) -> None:
+    """Stop the SageMaker training or tuning job called NAME."""
+    from trainspec.trainer._sagemaker import stop as stop_job
+
+    clients = _aws_call(_clients, region, endpoint_url)
+    kind, status = _aws_call(stop_job, name, clients)
+    if status in ("InProgress", "Stopping"):
+        click.echo(f"stopping {kind} job {name} (it was {status})")
+    else:
+        click.echo(f"{kind} job {name} is {status}; nothing to stop")

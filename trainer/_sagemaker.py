@@ -1,0 +1,349 @@
+"""Send plans to SageMaker with boto3, follow and stop the jobs; AWS errors as clear messages."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+from trainspec.v1 import plan_pb2
+
+USER_AGENT = "trainspec"
+# botocore's "standard" retry mode retries throttling and transient errors with backoff,
+# as AWS recommends; the attempt count is the total, first call included.
+MAX_ATTEMPTS = 5
+_ACTIVE = ("InProgress", "Stopping")
+
+
+class AwsError(Exception):
+    """AWS refused or could not be reached; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Clients:
+    sagemaker: Any
+    s3: Any
+
+
+def make_clients(*, region: str | None = None, endpoint_url: str | None = None) -> Clients:
+    """boto3 clients from the usual credential chain; `endpoint_url` is for tests (moto)."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError
+
+    config = Config(
+        retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+        user_agent_extra=USER_AGENT,
+        # Path-style keeps S3 working against a loopback endpoint such as moto's server.
+        s3={"addressing_style": "path"} if endpoint_url else None,
+    )
+    try:
+        session = boto3.Session(region_name=region or None)
+        if session.region_name is None:
+            raise AwsError(
+                "no AWS region: set training.region in the spec or defaults file, pass "
+                "--region, or set AWS_REGION"
+            )
+        return Clients(
+            sagemaker=session.client("sagemaker", endpoint_url=endpoint_url, config=config),
+            s3=session.client("s3", endpoint_url=endpoint_url, config=config),
+        )
+    except BotoCoreError as exc:
+        raise AwsError(explain(exc)) from None
+
+
+def explain(exc: BaseException, *, name: str = "") -> str:
+    """A user-facing message for a boto3/botocore exception."""
+    from botocore import exceptions as bex
+
+    if isinstance(exc, bex.NoCredentialsError | bex.PartialCredentialsError):
+        return (
+            "no AWS credentials found: run `aws configure`, set AWS_PROFILE, or set "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        )
+    if isinstance(exc, bex.NoRegionError):
+        return "no AWS region: pass --region or set AWS_REGION"
+    if isinstance(exc, bex.EndpointConnectionError):
+        return f"cannot reach AWS: {exc}"
+    if isinstance(exc, bex.ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        message = str(error.get("Message", "")).strip()
+        operation = exc.operation_name
+        if code in {
+            "ThrottlingException",
+            "Throttling",
+            "TooManyRequestsException",
+            "RequestLimitExceeded",
+            "SlowDown",
+        }:
+            return (
+                f"AWS throttled {operation} and it still failed after {MAX_ATTEMPTS} attempts "
+                f"with backoff: {message}; wait and try again"
+            )
+        if code in {
+            "ExpiredToken",
+            "ExpiredTokenException",
+            "InvalidClientTokenId",
+            "UnrecognizedClientException",
+            "SignatureDoesNotMatch",
+        }:
+            return f"AWS rejected the credentials ({code}): {message}; refresh them"
+        if code in {"AccessDenied", "AccessDeniedException"}:
+            return f"access denied for {operation}: {message}"
+        if code == "ResourceLimitExceeded":
+            return f"SageMaker resource limit reached: {message}; ask AWS for a quota increase"
+        if code == "ResourceInUse":
+            return f"a SageMaker job named {name!r} already exists: {message}; rename the job"
+        if code in {"ResourceNotFound", "NoSuchKey", "404"}:
+            return f"not found ({operation}): {message or name}"
+        if code == "NoSuchBucket":
+            return f"the S3 bucket does not exist: {message}; fix output.path in the defaults"
+        if code == "ValidationException":
+            return f"SageMaker rejected {operation}: {message}"
+        if (code.isdigit() and int(code) >= 500) or code in {
+            "InternalFailure",
+            "ServiceUnavailable",
+        }:
+            return (
+                f"AWS had an internal error on {operation} (HTTP {code}) and retries did not "
+                "help; try again later"
+            )
+        return f"{operation} failed ({code}): {message}"
+    return f"AWS call failed: {exc}"
+
+
+def _aws_errors() -> tuple[type[BaseException], ...]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return BotoCoreError, ClientError
+
+
+def boto3_kwargs(client: Any, operation: str, request: Mapping[str, Any]) -> dict[str, Any]:
+    """The plan's request with integers restored (a protobuf Struct keeps every number as a
+    float), following the operation's shapes in botocore's service model."""
+    shape = client.meta.service_model.operation_model(operation).input_shape
+    return _coerce(dict(request), shape)
+
+
+def _coerce(value: Any, shape: Any) -> Any:
+    kind = shape.type_name
+    if kind == "structure" and isinstance(value, Mapping):
+        return {
+            k: _coerce(v, shape.members[k]) if k in shape.members else v for k, v in value.items()
+        }
+    if kind == "list" and isinstance(value, list):
+        return [_coerce(v, shape.member) for v in value]
+    if kind == "map" and isinstance(value, Mapping):
+        return {k: _coerce(v, shape.value) for k, v in value.items()}
+    if kind in ("integer", "long") and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _training_parts(plan: plan_pb2.Plan) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """(resolved training spec, request part with InputDataConfig, hyperparameters)."""
+    request = json_format.MessageToDict(plan.sagemaker_request)
+    if plan.sagemaker_operation == "CreateTrainingJob":
+        return plan.job.training, request, request.get("HyperParameters", {})
+    definition = request.get("TrainingJobDefinition", {})
+    return plan.job.tuning.training, definition, definition.get("StaticHyperParameters", {})
+
+
+def _split(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def source_archive(source_dir: Path) -> bytes:
+    """sourcedir.tar.gz as the SageMaker Python SDK makes it: the folder's contents at the
+    archive root, caches left out."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path in sorted(source_dir.rglob("*")):
+            relative = path.relative_to(source_dir)
+            if any(part in {"__pycache__", ".git"} for part in relative.parts) or path.is_dir():
+                continue
+            tar.add(path, arcname=str(relative), recursive=False)
+    return buffer.getvalue()
+
+
+def uploads(plan: plan_pb2.Plan) -> list[tuple[Path, str]]:
+    """(local path, s3 URI) pairs `submit` uploads before creating the job: the source
+    folder's archive (script mode) and each local data channel."""
+    spec, part, hyperparameters = _training_parts(plan)
+    pairs: list[tuple[Path, str]] = []
+    submit_dir = hyperparameters.get("sagemaker_submit_directory", "")
+    if spec.model.WhichOneof("kind") == "framework" and submit_dir.startswith("s3://"):
+        pairs.append((Path(spec.model.framework.source_dir or "."), submit_dir))
+    planned = {
+        c["ChannelName"]: c.get("DataSource", {}).get("S3DataSource", {}).get("S3Uri", "")
+        for c in part.get("InputDataConfig", [])
+    }
+    for name in sorted(spec.data):
+        uri = spec.data[name].uri
+        if uri and not uri.startswith("s3://") and planned.get(name, "").startswith("s3://"):
+            pairs.append((Path(uri.removeprefix("file://")), planned[name]))
+    return pairs
+
+
+def upload(clients: Clients, plan: plan_pb2.Plan) -> list[str]:
+    """Upload the plan's local inputs to their planned S3 locations; return the URIs."""
+    done = []
+    for local, uri in uploads(plan):
+        bucket, key = _split(uri)
+        try:
+            if uri.endswith(".tar.gz"):
+                clients.s3.put_object(Bucket=bucket, Key=key, Body=source_archive(local))
+                done.append(uri)
+                continue
+            if not local.exists():
+                raise AwsError(f"local data {local} does not exist")
+            files = (
+                [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
+            )
+            for path in files:
+                relative = path.name if local.is_file() else path.relative_to(local).as_posix()
+                target = key.rstrip("/") + "/" + relative if key else relative
+                clients.s3.upload_file(str(path), bucket, target)
+                done.append(f"s3://{bucket}/{target}")
+        except _aws_errors() as exc:
+            raise AwsError(f"uploading {local} to {uri}: {explain(exc)}") from None
+        except OSError as exc:
+            raise AwsError(f"reading {local}: {exc.strerror or exc}") from None
+    return done
+
+
+@dataclass(frozen=True)
+class Submitted:
+    name: str
+    arn: str
+    operation: str
+    uploaded: tuple[str, ...]
+
+
+def job_name(plan: plan_pb2.Plan) -> str:
+    request = plan.sagemaker_request
+    key = (
+        "TrainingJobName"
+        if plan.sagemaker_operation == "CreateTrainingJob"
+        else "HyperParameterTuningJobName"
+    )
+    return request.fields[key].string_value if key in request.fields else ""
+
+
+def plan_region(plan: plan_pb2.Plan) -> str:
+    spec = plan.job.training if plan.job.HasField("training") else plan.job.tuning.training
+    return spec.region
+
+
+def submit(plan: plan_pb2.Plan, clients: Clients) -> Submitted:
+    """Upload local inputs, then call the plan's operation with exactly its request."""
+    operation = plan.sagemaker_operation
+    if operation not in ("CreateTrainingJob", "CreateHyperParameterTuningJob"):
+        raise AwsError(f"cannot submit a plan for {operation or 'no operation'}")
+    name = job_name(plan)
+    kwargs = boto3_kwargs(
+        clients.sagemaker, operation, json_format.MessageToDict(plan.sagemaker_request)
+    )
+    uploaded = upload(clients, plan)
+    try:
+        if operation == "CreateTrainingJob":
+            arn = clients.sagemaker.create_training_job(**kwargs)["TrainingJobArn"]
+        else:
+            response = clients.sagemaker.create_hyper_parameter_tuning_job(**kwargs)
+            arn = response["HyperParameterTuningJobArn"]
+    except _aws_errors() as exc:
+        raise AwsError(explain(exc, name=name)) from None
+    return Submitted(name, arn, operation, tuple(uploaded))
+
+
+def _not_found(exc: BaseException) -> bool:
+    from botocore.exceptions import ClientError
+
+    if not isinstance(exc, ClientError):
+        return False
+    error = exc.response.get("Error", {})
+    # SageMaker answers a missing training job with ValidationException, a missing tuning
+    # job with ResourceNotFound.
+    return error.get("Code") == "ResourceNotFound" or (
+        error.get("Code") == "ValidationException"
+        and ("not find" in error.get("Message", "") or "not found" in error.get("Message", ""))
+    )
+
+
+def describe(name: str, clients: Clients) -> tuple[str, dict[str, Any]]:
+    """('training' | 'tuning', the Describe* response) of the job called `name`."""
+    try:
+        response = clients.sagemaker.describe_training_job(TrainingJobName=name)
+        return "training", response
+    except _aws_errors() as exc:
+        if not _not_found(exc):
+            raise AwsError(explain(exc, name=name)) from None
+    try:
+        response = clients.sagemaker.describe_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName=name
+        )
+        return "tuning", response
+    except _aws_errors() as exc:
+        if _not_found(exc):
+            raise AwsError(
+                f"no SageMaker training or tuning job named {name!r} in this account and region"
+            ) from None
+        raise AwsError(explain(exc, name=name)) from None
+
+
+def stop(name: str, clients: Clients) -> tuple[str, str]:
+    """Stop the job; returns (kind, the status it had). A finished job is left alone."""
+    kind, response = describe(name, clients)
+    status = response.get(
+        "TrainingJobStatus" if kind == "training" else "HyperParameterTuningJobStatus", ""
+    )
+    if status not in _ACTIVE:
+        return kind, status
+    try:
+        if kind == "training":
+            clients.sagemaker.stop_training_job(TrainingJobName=name)
+        else:
+            clients.sagemaker.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+    except _aws_errors() as exc:
+        raise AwsError(explain(exc, name=name)) from None
+    return kind, status
+
+
+def autotune_comparison(
+    plan_request: Mapping[str, Any], response: Mapping[str, Any]
+) -> list[tuple[str, str, str]]:
+    """(setting, the plan's value, SageMaker's value) for the tuning settings Autotune may
+    choose, so `describe` shows what SageMaker picked beside what the plan asked for."""
+    import json
+
+    planned = plan_request.get("HyperParameterTuningJobConfig", {})
+    chosen = response.get("HyperParameterTuningJobConfig", {})
+    rows = []
+    for key in (
+        "Strategy",
+        "TrainingJobEarlyStoppingType",
+        "ResourceLimits",
+        "ParameterRanges",
+        "TuningJobCompletionCriteria",
+    ):
+        mine, theirs = planned.get(key), chosen.get(key)
+        if mine is None and theirs is None:
+            continue
+        rows.append(
+            (
+                key,
+                "(SageMaker chooses)"
+                if mine is None
+                else json.dumps(mine, sort_keys=True, default=str),
+                "(not reported)"
+                if theirs is None
+                else json.dumps(theirs, sort_keys=True, default=str),
+            )
+        )
+    return rows
