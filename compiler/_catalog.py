@@ -383,12 +383,20 @@ def _instance_to_raw(instance: InstanceType) -> dict[str, Any]:
     return {key: getattr(instance, key) for key in _INSTANCE_FIELDS}
 
 
-def _model_to_raw(model: PretrainedModel) -> dict[str, Any]:
+def _model_to_raw(
+    model: PretrainedModel, registries: Mapping[str, Mapping[str, str]]
+) -> dict[str, Any]:
     raw: dict[str, Any] = {
         f.name: getattr(model, f.name) for f in fields(PretrainedModel) if f.name != "id"
     }
     raw["default_hyperparameters"] = dict(model.default_hyperparameters)
-    raw["ecr_accounts"] = dict(model.ecr_accounts)
+    # Keep only accounts given inline, so an override naming another registry takes effect.
+    from_registry = registries.get(model.registry, {})
+    raw["ecr_accounts"] = {
+        region: account
+        for region, account in model.ecr_accounts.items()
+        if from_registry.get(region) != account
+    }
     raw["metric_definitions"] = [
         {"name": m.name, "regex": m.regex} for m in model.metric_definitions
     ]
@@ -590,7 +598,11 @@ def extend_catalog(
             instances[name] = _instance(name, merged)
 
     for model_id, entry in raw_models.items():
-        merged = _merge(_model_to_raw(models[model_id]), entry) if model_id in models else entry
+        merged = (
+            _merge(_model_to_raw(models[model_id], catalog.registries), entry)
+            if model_id in models
+            else entry
+        )
         found = _cerberus_problems(
             _MODELS_FILE_SCHEMA, {"version": "0000.00.00-0", "models": {model_id: merged}}
         )

@@ -295,6 +295,8 @@ def test_extend_adds_and_overrides(catalog):
             },
             "models": {
                 "huggingface-tc-bert-base-uncased": {"default_hyperparameters": {"epochs": 5}},
+                "pytorch-ic-resnet50": {"registry": "",
+                                        "ecr_accounts": {"us-east-1": "444455556666"}},
                 "acme-tc": {
                     "task": "text-classification", "data_format": "csv-label-text",
                     "framework": "huggingface", "framework_version": "4.26",
@@ -315,6 +317,9 @@ def test_extend_adds_and_overrides(catalog):
     assert bert.default_hyperparameters == {"batch_size": 64, "learning_rate": 5e-5, "epochs": 5}
     assert bert.image_uri("us-east-1") == image_uri(catalog.models[bert.id], "us-east-1")
     assert extended.models["acme-tc"].image_uri("eu-west-1").startswith("111122223333.")
+    resnet = extended.models["pytorch-ic-resnet50"]
+    assert resnet.regions == ("us-east-1",)
+    assert resnet.image_uri("us-east-1").startswith("444455556666.")
     assert extended.versions == catalog.versions
     # the packaged catalog is untouched
     assert catalog.instances["ml.p3.2xlarge"].price_per_hour != 3.0
