@@ -156,3 +156,31 @@ def test_user_ranges_always_win(statics, user, gpus):
         assert ("tuning", "ranges", name) not in result.origins
     assert set(result.static_hyperparameters).isdisjoint(ranges)
     assert set(result.static_hyperparameters) | set(ranges) >= set(statics)
+
+
+def test_seed_example_compiles_end_to_end():
+    """The issue's done-criterion, through the driver: ranges, statics, Auto, 172800 s."""
+    from trainspec._plan import request_of
+    from trainspec.compiler import compile_file
+
+    root = Path(__file__).resolve().parents[2]
+    plan = compile_file(root / "examples" / "tuning" / "mnist-autotune.yaml")
+    request = request_of(plan)
+    config = request["HyperParameterTuningJobConfig"]
+    assert config["ParameterRanges"] == {
+        "ContinuousParameterRanges": [{"Name": "lr", "MinValue": "0.001", "MaxValue": "0.01"}],
+        "IntegerParameterRanges": [
+            {
+                "Name": "batch-size",
+                "MinValue": "128",
+                "MaxValue": "512",
+                "ScalingType": "Logarithmic",
+            }
+        ],
+    }
+    static = request["TrainingJobDefinition"]["StaticHyperParameters"]
+    assert static["epochs"] == "1" and static["backend"] == "gloo"
+    assert "lr" not in static and "batch-size" not in static
+    assert config["TrainingJobEarlyStoppingType"] == "Auto"
+    assert config["ResourceLimits"]["MaxRuntimeInSeconds"] == 172800
+    assert plan.envelope.worst_case_cost > 0
