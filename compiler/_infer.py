@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from trainspec.compiler._catalog import Catalog, InstanceType, PretrainedModel
+from trainspec.compiler._catalog import Catalog, InstanceType, PretrainedModel, gpus_for_batch
 from trainspec.compiler._diagnostics import Diagnostic, FieldPath, Severity
 from trainspec.compiler._origin import Origin, OriginKind
 from trainspec.compiler._resolve import Resolved
@@ -186,7 +186,7 @@ def _infer_batch(
     if instance is None:
         return None
     gpus = instance.gpus
-    devices = max(gpus, 1)  # a CPU instance counts as one device
+    devices = gpus_for_batch(instance)  # GPUs or Trainium chips; a CPU instance counts as 1
     count = instance_count(training.get("compute", {}))
     if per_device is None:
         given = hyperparameters.get(name)
