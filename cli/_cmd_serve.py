@@ -112,8 +112,20 @@ def serve(
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    if metrics_port is not None:
+        try:
+            import prometheus_client  # noqa: F401
+        except ModuleNotFoundError:
+            raise click.ClickException(
+                "--metrics-port needs prometheus-client: pip install 'trainspec[metrics]'"
+            ) from None
+    from trainspec.compiler import InternalError
+
     configure_logging()
     try:
         run(config)
     except OSError as exc:
         raise click.ClickException(str(exc)) from None
+    except InternalError as exc:  # a broken catalog: trainspec's fault, exit 3
+        click.echo(f"internal error: {exc}", err=True)
+        raise SystemExit(3) from None
