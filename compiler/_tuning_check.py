@@ -60,6 +60,14 @@ def check_tuning(
     _check_name(checker, tuning.get("name"))
     _check_objective(checker, tuning.get("objective") or {}, metric_names)
 
+    if not ranges:
+        checker.error(
+            "tuning.ranges.none",
+            ("tuning", "ranges"),
+            "nothing to tune: no ranges given or inferred",
+            "write ranges under tuning.ranges, or set autotune: true with hyperparameters"
+            " that have Autotune rules (lr, batch size, ...)",
+        )
     if len(ranges) > MAX_RANGES:
         checker.error(
             "tuning.ranges.max_count",
@@ -310,14 +318,6 @@ def _check_range(checker: _Checker, name: str, parameter_range: Any, known: set[
 
 
 def _check_grid(checker: _Checker, ranges: Mapping[str, Any], limits: Mapping[str, Any]) -> None:
-    if not ranges:
-        checker.error(
-            "tuning.grid.no_ranges",
-            ("tuning", "ranges"),
-            "grid search has no ranges",
-            "add categorical ranges, or choose another strategy",
-        )
-        return
     for name, parameter_range in ranges.items():
         kind, _ = range_kind(parameter_range)
         if kind not in (None, "categorical"):

@@ -165,9 +165,9 @@ CASES = [
         "tuning.limits.max_jobs",
     ),
     (
-        "grid without ranges",
+        "no ranges at all",
         with_(strategy="STRATEGY_GRID", ranges=...),
-        "tuning.grid.no_ranges",
+        "tuning.ranges.none",
         "tuning.ranges",
     ),
     (
