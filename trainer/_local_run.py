@@ -310,6 +310,8 @@ def _execute(
         raise
     finally:
         timer.cancel()
+        if process.stdout is not None:
+            process.stdout.close()
 
     exit_code = process.returncode
     if not reason and store.stop_requested(run.name):
