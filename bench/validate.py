@@ -41,9 +41,11 @@ def main() -> None:
         trainspec = [sys.executable, "-m", "trainspec", "validate", folder]
         validate = _time(trainspec, args.repeat)
         bare = _time([sys.executable, "-c", "pass"], args.repeat)
-    print(f"validate {args.specs} specs: {validate:.2f} s wall (median of {args.repeat}), "
-          f"interpreter start alone {bare:.2f} s, ratio {validate / bare:.1f}x; "
-          f"target < 3 s: {'met' if validate < 3 else 'MISSED'}")
+    print(
+        f"validate {args.specs} specs: {validate:.2f} s wall (median of {args.repeat}), "
+        f"interpreter start alone {bare:.2f} s, ratio {validate / bare:.1f}x; "
+        f"target < 3 s: {'met' if validate < 3 else 'MISSED'}"
+    )
 
 
 if __name__ == "__main__":

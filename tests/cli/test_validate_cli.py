@@ -9,12 +9,12 @@ import jsonschema
 import pytest
 import yaml
 from click.testing import CliRunner
-
 from trainspec._cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_SPECS = sorted(
-    p for p in (ROOT / "examples").rglob("*.yaml")
+    p
+    for p in (ROOT / "examples").rglob("*.yaml")
     if p.name != "trainspec.defaults.yaml" and "node_modules" not in p.parts
 )
 BAD = {
@@ -76,8 +76,12 @@ def test_compile_subprocess_is_deterministic_and_never_imports_torch():
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "assert 'torch' not in sys.modules and 'grpc' not in sys.modules, 'heavy import'"
     )
-    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           cwd=ROOT, check=True) for _ in range(2)]
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+        )
+        for _ in range(2)
+    ]
     assert runs[0].stdout == runs[1].stdout
     assert json.loads(runs[0].stdout)["sagemaker_operation"] == "CreateTrainingJob"
 

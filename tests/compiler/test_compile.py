@@ -6,14 +6,14 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 from google.protobuf import json_format
-
 from trainspec._plan import request_of
 from trainspec.compiler import SpecError, compile_file
 from trainspec.compiler._botocore_check import check_request
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(
-    p for p in (ROOT / "examples").rglob("*.yaml")
+    p
+    for p in (ROOT / "examples").rglob("*.yaml")
     if p.name != "trainspec.defaults.yaml" and "node_modules" not in p.parts
 )
 
@@ -31,8 +31,13 @@ def test_every_example_compiles_to_a_request_botocore_accepts(spec):
 
 @pytest.mark.parametrize(
     ("instance_type", "batch"),
-    [("ml.p3.2xlarge", "32"), ("ml.p3.8xlarge", "128"), ("ml.p3.16xlarge", "256"),
-     ("ml.p3dn.24xlarge", "256"), ("ml.m5.xlarge", "32")],
+    [
+        ("ml.p3.2xlarge", "32"),
+        ("ml.p3.8xlarge", "128"),
+        ("ml.p3.16xlarge", "256"),
+        ("ml.p3dn.24xlarge", "256"),
+        ("ml.m5.xlarge", "32"),
+    ],
 )
 def test_vision_batch_size_scales_with_gpus(instance_type, batch):
     plan = compile_file(
@@ -57,7 +62,9 @@ def test_every_value_in_the_job_has_an_origin():
 
     missing = [leaf for leaf in leaves(job) if leaf not in explained]
     assert missing == []
-    batch = next(p for p in plan.provenance if p.field_path == "training.hyperparameters.batch_size")
+    batch = next(
+        p for p in plan.provenance if p.field_path == "training.hyperparameters.batch_size"
+    )
     assert batch.source == "rule:batch.scale_by_gpus"
 
 
@@ -103,8 +110,9 @@ def test_missing_role_says_which_layer_could_supply_it(tmp_path):
 def test_stubbed_boto3_receives_exactly_the_planned_request():
     plan = compile_file(ROOT / "examples/training/xgboost-cpu.yaml")
     request = _request(plan)
-    client = boto3.client("sagemaker", region_name="us-east-1",
-                          aws_access_key_id="x", aws_secret_access_key="x")
+    client = boto3.client(
+        "sagemaker", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
     with Stubber(client) as stubber:
         stubber.add_response("create_training_job", {"TrainingJobArn": "arn:x"}, request)
         client.create_training_job(**request)

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from trainspec.compiler._diagnostics import Location
 from trainspec.compiler._layers import Layer
 from trainspec.compiler._origin import OriginKind
@@ -21,10 +20,16 @@ def test_merge_table(case):
 
 
 def test_origins_name_the_layer_that_won():
-    lower = Layer(OriginKind.DEFAULTS, {"training": {"region": "us-east-1", "name": "a"}},
-                  {("training", "region"): Location("defaults.yaml", 3, 11)})
-    upper = Layer(OriginKind.SPEC, {"training": {"name": "b"}},
-                  {("training", "name"): Location("spec.yaml", 2, 9)})
+    lower = Layer(
+        OriginKind.DEFAULTS,
+        {"training": {"region": "us-east-1", "name": "a"}},
+        {("training", "region"): Location("defaults.yaml", 3, 11)},
+    )
+    upper = Layer(
+        OriginKind.SPEC,
+        {"training": {"name": "b"}},
+        {("training", "name"): Location("spec.yaml", 2, 9)},
+    )
     resolved = resolve([lower, upper], "training")
     assert resolved.origins[("training", "region")].kind is OriginKind.DEFAULTS
     assert resolved.origins[("training", "region")].location == Location("defaults.yaml", 3, 11)
@@ -34,7 +39,11 @@ def test_origins_name_the_layer_that_won():
 
 def test_resolve_never_mutates_its_layers():
     tree = {"training": {"compute": {"instance_count": 1}}}
-    resolve([Layer(OriginKind.SPEC, tree, {}),
-             Layer(OriginKind.SPEC, {"training": {"compute": {"instance_count": 4}}}, {})],
-            "training")
+    resolve(
+        [
+            Layer(OriginKind.SPEC, tree, {}),
+            Layer(OriginKind.SPEC, {"training": {"compute": {"instance_count": 4}}}, {}),
+        ],
+        "training",
+    )
     assert tree == {"training": {"compute": {"instance_count": 1}}}

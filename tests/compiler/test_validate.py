@@ -1,7 +1,6 @@
 """The validate pass: every mistake at once, located, with hints; spellings normalized."""
 
 import pytest
-
 from trainspec.compiler import SpecError, load_source
 from trainspec.compiler._validate import validate_layer
 
@@ -20,15 +19,17 @@ training:
 
 def _validate(text, path="spec.yaml", kind="spec"):
     loaded = load_source(path, text)
-    return validate_layer(loaded.path, loaded.tree, loaded.locations, loaded.key_locations,
-                          kind=kind)
+    return validate_layer(
+        loaded.path, loaded.tree, loaded.locations, loaded.key_locations, kind=kind
+    )
 
 
 def test_five_independent_mistakes_give_five_located_diagnostics():
     with pytest.raises(SpecError) as caught:
         _validate(FIVE_MISTAKES)
-    found = {(d.code, d.field_path, d.location.line, d.location.column)
-             for d in caught.value.diagnostics}
+    found = {
+        (d.code, d.field_path, d.location.line, d.location.column) for d in caught.value.diagnostics
+    }
     assert found == {
         ("spec.pattern.sagemaker_name", "training.name", 2, 9),
         ("spec.unknown_field", "training.compute.instanceTyp", 6, 5),
@@ -71,6 +72,9 @@ def test_bad_specs_give_one_clear_diagnostic(text, code):
 
 
 def test_defaults_files_take_a_catalog_block_and_no_job():
-    layer = _validate("training: {region: us-east-1}\ncatalog: {instances: {}}\n",
-                      path="trainspec.defaults.yaml", kind="defaults")
+    layer = _validate(
+        "training: {region: us-east-1}\ncatalog: {instances: {}}\n",
+        path="trainspec.defaults.yaml",
+        kind="defaults",
+    )
     assert layer.tree["training"]["region"] == "us-east-1"
