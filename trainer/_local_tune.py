@@ -464,6 +464,10 @@ def _optimize(
             reason.append("stopped on request")
             study.stop()
             return
+        if _finished_count(study) >= settings.max_jobs:
+            # Counted in the shared storage, so machines sharing a study stop together.
+            study.stop()
+            return
         complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
         if not complete:
             return
@@ -486,12 +490,7 @@ def _optimize(
         timeout=settings.max_runtime_seconds,
         n_jobs=max(settings.max_parallel_jobs, 1),
         catch=(_TrialFailed,),
-        callbacks=[
-            optuna.study.MaxTrialsCallback(
-                settings.max_jobs, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-            ),
-            completion,
-        ],
+        callbacks=[completion],
     )
     if reason and reason[0] == "stopped on request":
         return js.STOPPED, "stopped on request"

@@ -1,0 +1,357 @@
+"""The local tuner: Optuna strategies, pruning, completion criteria, failures and resume."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from google.protobuf import json_format
+from trainspec.trainer._job_store import JobStore
+from trainspec.trainer._local_tune import (
+    TuningError,
+    _pruner,
+    _sampler,
+    default_storage_url,
+    run_tuning,
+    tuning_from_plan,
+)
+from trainspec.v1 import plan_pb2
+
+# score = 1 - (x - 0.3)^2, printed once per epoch; every run is logged to CALLS_FILE.
+SCRIPT = """
+import argparse, os
+parser = argparse.ArgumentParser()
+parser.add_argument("--x", type=float, default=0.5)
+parser.add_argument("--kind", default="a")
+parser.add_argument("--epochs", type=int, default=3)
+args, _ = parser.parse_known_args()
+with open(os.environ["CALLS_FILE"], "a") as calls:
+    calls.write(f"{os.environ['TRAINING_JOB']} {args.x} {args.kind}\\n")
+bonus = {"a": 0.0, "b": 0.05, "c": 0.1}[args.kind]
+for epoch in range(1, args.epochs + 1):
+    score = (1 - (args.x - 0.3) ** 2 + bonus) * epoch / args.epochs
+    if os.environ.get("SILENT") != "1":
+        print(f"epoch={epoch} score={score:.6f}", flush=True)
+"""
+
+
+def make_plan(tmp_path: Path, config: dict, *, env: dict | None = None) -> plan_pb2.Plan:
+    """A hand-built CreateHyperParameterTuningJob plan shaped like the compiler's."""
+    source = tmp_path / "src"
+    source.mkdir(exist_ok=True)
+    (source / "train.py").write_text(SCRIPT)
+    plan = plan_pb2.Plan(sagemaker_operation="CreateHyperParameterTuningJob")
+    json_format.ParseDict(
+        {
+            "tuning": {
+                "name": "tune-a",
+                "training": {
+                    "name": "t",
+                    "model": {
+                        "framework": {
+                            "name": "pytorch",
+                            "entry_point": "train.py",
+                            "source_dir": str(source),
+                        }
+                    },
+                },
+            }
+        },
+        plan.job,
+    )
+    base = {
+        "Strategy": "Random",
+        "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "score"},
+        "ResourceLimits": {"MaxNumberOfTrainingJobs": 4, "MaxParallelTrainingJobs": 2},
+        "ParameterRanges": {
+            "ContinuousParameterRanges": [
+                {"Name": "x", "MinValue": "0", "MaxValue": "1", "ScalingType": "Linear"}
+            ]
+        },
+        "RandomSeed": 1,
+    }
+    base.update(config)
+    plan.sagemaker_request.update(
+        {
+            "HyperParameterTuningJobName": "tune-a",
+            "HyperParameterTuningJobConfig": base,
+            "TrainingJobDefinition": {
+                "StaticHyperParameters": {"epochs": "3", "sagemaker_program": "train.py"},
+                "AlgorithmSpecification": {
+                    "TrainingImage": "img",
+                    "TrainingInputMode": "File",
+                    "MetricDefinitions": [{"Name": "score", "Regex": r"score=([0-9.]+)"}],
+                },
+                "Environment": {"CALLS_FILE": str(tmp_path / "calls.txt"), **(env or {})},
+                "StoppingCondition": {"MaxRuntimeInSeconds": 60},
+                "ResourceConfig": {
+                    "InstanceType": "ml.m5.large",
+                    "InstanceCount": 1,
+                    "VolumeSizeInGB": 30,
+                },
+            },
+        }
+    )
+    return plan
+
+
+def tune(tmp_path: Path, plan: plan_pb2.Plan, **kwargs):
+    settings, template = tuning_from_plan(plan)
+    # TRAINING_JOB lets the script log which trial ran it.
+    return run_tuning(settings, template, tmp_path / "runs", echo=lambda _: None, **kwargs)
+
+
+def calls(tmp_path: Path) -> list[str]:
+    path = tmp_path / "calls.txt"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.fixture(autouse=True)
+def _job_name_env(monkeypatch):
+    # The script logs $TRAINING_JOB; the runner passes the parent's environment through.
+    monkeypatch.setenv("TRAINING_JOB", "trial")
+
+
+def test_random_search_runs_max_jobs_in_parallel_and_reports_the_best(tmp_path) -> None:
+    result = tune(tmp_path, make_plan(tmp_path, {}))
+    assert result.status == "Completed"
+    assert [t.state for t in result.trials] == ["COMPLETE"] * 4
+    assert len(calls(tmp_path)) == 4
+    best = max(result.trials, key=lambda t: t.objective)
+    assert result.best == best
+    assert result.best.objective == pytest.approx(
+        1 - (best.hyperparameters["x"] - 0.3) ** 2, abs=1e-5
+    )
+    assert {p.name for p in result.plots} == {"objective.png", "param_x.png"}
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in result.plots)
+    assert "*" in result.table() and "tune-a-000" in result.table()
+    store = JobStore.for_root(tmp_path / "runs")
+    assert store.get("tune-a").status == "Completed"
+    assert store.get("tune-a").objective == pytest.approx(best.objective)
+    trials = store.list(parent="tune-a")
+    assert len(trials) == 4 and all(t.status == "Completed" for t in trials)
+    assert (tmp_path / "runs" / "tune-a-000" / "output" / "model.tar.gz").exists()
+
+
+def test_grid_search_tries_every_combination_once(tmp_path) -> None:
+    plan = make_plan(
+        tmp_path,
+        {
+            "Strategy": "Grid",
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": 10, "MaxParallelTrainingJobs": 1},
+            "ParameterRanges": {
+                "CategoricalParameterRanges": [{"Name": "kind", "Values": ["a", "b", "c"]}]
+            },
+        },
+    )
+    result = tune(tmp_path, plan)
+    assert sorted(t.hyperparameters["kind"] for t in result.trials) == ["a", "b", "c"]
+    assert result.best.hyperparameters == {"kind": "c"}
+
+
+def test_grid_rejects_numeric_ranges(tmp_path) -> None:
+    with pytest.raises(TuningError, match="Grid search takes categorical ranges only"):
+        tune(tmp_path, make_plan(tmp_path, {"Strategy": "Grid"}))
+
+
+def test_trials_that_print_no_objective_fail_clearly(tmp_path) -> None:
+    plan = make_plan(
+        tmp_path,
+        {"ResourceLimits": {"MaxNumberOfTrainingJobs": 2, "MaxParallelTrainingJobs": 1}},
+        env={"SILENT": "1"},
+    )
+    result = tune(tmp_path, plan)
+    assert [t.state for t in result.trials] == ["FAIL", "FAIL"]
+    assert result.best is None and result.plots == ()
+    assert "printed no value of the objective metric 'score'" in result.trials[0].message
+    record = JobStore.for_root(tmp_path / "runs").get("tune-a-000")
+    assert record.status == "Failed" and "objective metric" in record.message
+
+
+def test_objective_needs_a_metric_definition(tmp_path) -> None:
+    plan = make_plan(
+        tmp_path,
+        {"HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "validation:auc"}},
+    )
+    with pytest.raises(TuningError, match="'validation:auc' has no metric definition"):
+        tuning_from_plan(plan)
+
+
+def test_target_objective_value_stops_the_tuning_job(tmp_path) -> None:
+    plan = make_plan(
+        tmp_path,
+        {
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": 20, "MaxParallelTrainingJobs": 1},
+            "TuningJobCompletionCriteria": {"TargetObjectiveMetricValue": 0.5},
+        },
+    )
+    result = tune(tmp_path, plan)
+    assert len(result.trials) == 1  # every score is above 0.5
+    assert result.message == "completion criteria met: the objective reached the target 0.5"
+
+
+def test_max_jobs_not_improving_stops_the_tuning_job(tmp_path) -> None:
+    plan = make_plan(
+        tmp_path,
+        {
+            "Strategy": "Grid",
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": 10, "MaxParallelTrainingJobs": 1},
+            "ParameterRanges": {
+                "CategoricalParameterRanges": [
+                    {"Name": "x", "Values": ["0.3", "0.9", "0.8", "0.7", "0.6", "0.5"]}
+                ]
+            },
+            "TuningJobCompletionCriteria": {
+                "BestObjectiveNotImproving": {"MaxNumberOfTrainingJobsNotImproving": 3}
+            },
+        },
+    )
+    result = tune(tmp_path, plan)
+    # Grid order is random, but the run stops 3 trials after the best (x=0.3) at the latest.
+    best_at = next(t.number for t in result.trials if t.hyperparameters["x"] == "0.3")
+    assert len(result.trials) <= best_at + 4
+    if len(result.trials) < 6:
+        assert "did not improve for 3 trials" in result.message
+
+
+def test_early_stopping_auto_prunes_from_streamed_metrics(tmp_path) -> None:
+    plan = make_plan(
+        tmp_path,
+        {
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": 6, "MaxParallelTrainingJobs": 1},
+            "TrainingJobEarlyStoppingType": "Auto",
+        },
+    )
+    result = tune(tmp_path, plan)
+    states = [t.state for t in result.trials]
+    assert "PRUNED" in states and "COMPLETE" in states
+    pruned = next(t for t in result.trials if t.state == "PRUNED")
+    record = JobStore.for_root(tmp_path / "runs").get(pruned.job_name)
+    assert (record.status, record.secondary_status) == ("Stopped", "EarlyStopped")
+
+
+def test_hyperband_uses_optunas_hyperband_pruner(tmp_path) -> None:
+    plan = make_plan(
+        tmp_path,
+        {
+            "Strategy": "Hyperband",
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": 3, "MaxParallelTrainingJobs": 1},
+            "StrategyConfig": {"HyperbandStrategyConfig": {"MinResource": 1, "MaxResource": 3}},
+        },
+    )
+    settings, _ = tuning_from_plan(plan)
+    pruner = _pruner(settings)
+    assert isinstance(pruner, optuna.pruners.HyperbandPruner)
+    assert (pruner._min_resource, pruner._max_resource) == (1, 3)
+    assert isinstance(_sampler(settings), optuna.samplers.TPESampler)
+    result = tune(tmp_path, plan)
+    assert len(result.trials) == 3
+    assert {t.state for t in result.trials} <= {"COMPLETE", "PRUNED"}
+
+
+def test_resume_runs_only_the_missing_trials(tmp_path) -> None:
+    first = tune(
+        tmp_path,
+        make_plan(
+            tmp_path,
+            {"ResourceLimits": {"MaxNumberOfTrainingJobs": 2, "MaxParallelTrainingJobs": 2}},
+        ),
+    )
+    assert len(first.trials) == 2 and len(calls(tmp_path)) == 2
+    again = tune(
+        tmp_path,
+        make_plan(
+            tmp_path,
+            {"ResourceLimits": {"MaxNumberOfTrainingJobs": 2, "MaxParallelTrainingJobs": 2}},
+        ),
+    )
+    assert again.message == "all 2 trials had finished already"
+    assert len(calls(tmp_path)) == 2  # nothing reran
+    more = tune(
+        tmp_path,
+        make_plan(
+            tmp_path,
+            {"ResourceLimits": {"MaxNumberOfTrainingJobs": 3, "MaxParallelTrainingJobs": 2}},
+        ),
+    )
+    assert [t.number for t in more.trials] == [0, 1, 2]
+    assert len(calls(tmp_path)) == 3
+
+
+def test_a_trial_cut_off_by_a_killed_tuner_reruns_once_on_resume(tmp_path) -> None:
+    plan = make_plan(
+        tmp_path, {"ResourceLimits": {"MaxNumberOfTrainingJobs": 2, "MaxParallelTrainingJobs": 1}}
+    )
+    root = tmp_path / "runs"
+    root.mkdir()
+    # A tuner that died mid-trial leaves a RUNNING trial owned by a process that is gone.
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(
+        study_name="tune-a", storage=default_storage_url(root), direction="maximize"
+    )
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    trial.set_user_attr("trainspec_host", socket.gethostname())
+    trial.set_user_attr("trainspec_pid", int(dead.stdout))
+    cut_off_x = trial.params["x"]
+
+    result = tune(tmp_path, plan)
+    states = [t.state for t in result.trials]
+    assert states.count("COMPLETE") == 2 and states[0] == "FAIL"
+    assert result.trials[1].hyperparameters["x"] == cut_off_x  # the cut-off trial reran
+    assert len(calls(tmp_path)) == 2
+    again = tune(tmp_path, plan)
+    assert len(again.trials) == 3 and len(calls(tmp_path)) == 2  # and only once
+
+
+def test_native_autotune_without_ranges_cannot_run_locally(tmp_path) -> None:
+    plan = make_plan(tmp_path, {"ParameterRanges": {}})
+    plan.sagemaker_request.update({"Autotune": {"Mode": "Enabled"}})
+    with pytest.raises(TuningError, match="native Autotune"):
+        tuning_from_plan(plan)
+
+
+def test_digits_tuning_example_runs_through_the_cli(tmp_path) -> None:
+    """The digits Autotune-style example, 2 short trials, as a real subprocess."""
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trainspec",
+            "run",
+            str(repo / "examples/digits/tune.yaml"),
+            "--local",
+            "-q",
+            "--root",
+            str(tmp_path / "runs"),
+            "--set",
+            "tuning.limits.max_jobs=2",
+            "--set",
+            "tuning.training.hyperparameters.epochs=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TRAINSPEC_ROOT": ""},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "best trial: digits-tune-00" in done.stdout
+    assert (tmp_path / "runs" / "digits-tune" / "objective.png").exists()
+    listing = subprocess.run(
+        [sys.executable, "-m", "trainspec", "jobs", "list", "--root", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listing.returncode == 0 and "digits-tune-001" in listing.stdout
