@@ -36,7 +36,7 @@ def make_clients(*, region: str | None = None, endpoint_url: str | None = None) 
     from botocore.exceptions import BotoCoreError
 
     config = Config(
-        retries={"mode": "standard", "max_attempts": MAX_ATTEMPTS},
+        retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
         user_agent_extra=USER_AGENT,
         # Path-style keeps S3 working against a loopback endpoint such as moto's server.
         s3={"addressing_style": "path"} if endpoint_url else None,
