@@ -143,7 +143,7 @@ def _run_tuning(plan: Any, root: Path, storage: str | None, echo: Any) -> bool:
             f"{settings.objective_metric!r}; see the trials' logs",
             err=True,
         )
-    return result.best is not None
+    return result.best is not None and result.status == "Completed"
 
 
 @click.group("jobs")

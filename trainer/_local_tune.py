@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -297,7 +298,8 @@ def run_tuning(
                 f"{requeued} interrupted trial(s) to rerun\n"
             )
         store.start(settings.name, "tuning", job_dir=str(out_dir))
-        status, message = _optimize(settings, template, root, study, store, echo)
+        with _ctrl_c_stops(store, settings.name, echo):
+            status, message = _optimize(settings, template, root, study, store, echo)
     except KeyboardInterrupt:
         with contextlib.suppress(Exception):
             store.finish(settings.name, js.STOPPED, message="interrupted (Ctrl-C); rerun to resume")
@@ -317,6 +319,26 @@ def run_tuning(
         metrics={settings.objective_metric: best.objective} if best and best.objective else None,
     )
     return result
+
+
+@contextlib.contextmanager
+def _ctrl_c_stops(store: js.JobStore, name: str, echo: Callable[[str], None]) -> Iterator[None]:
+    """The first Ctrl-C stops the tuning job like `trainspec jobs stop`: running trials
+    get SIGTERM and are rerun on resume; a second Ctrl-C interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, previous)
+        echo(f"stopping tuning job {name} (Ctrl-C again to abort)\n")
+        store.request_stop(name)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _print(line: str) -> None:
@@ -383,7 +405,8 @@ def _optimize(
     def objective(trial: Any) -> float:
         if store.stop_requested(settings.name):
             trial.study.stop()
-            raise optuna.TrialPruned()
+            trial.set_user_attr(_ATTR_INTERRUPTED, "stopped")  # not a finished trial
+            raise _TrialFailed("the tuning job was stopped before this trial started")
         values = {r.name: _suggest(trial, r) for r in settings.ranges}
         job = f"{settings.name}-{trial.number:03d}"
         for key, value in ((_ATTR_JOB, job), (_ATTR_HOST, socket.gethostname())):
@@ -423,6 +446,8 @@ def _optimize(
             trial.set_user_attr(_ATTR_INTERRUPTED, "ctrl-c")
             raise
         value = _trial_value(settings, result)
+        if result.secondary_status == js.STOPPED:
+            trial.set_user_attr(_ATTR_INTERRUPTED, "stopped")  # rerun on resume
         with echo_lock:
             shown = "" if value is None else f", {settings.objective_metric}={value:.6g}"
             echo(f"[{job}] {result.secondary_status}{shown}\n")
@@ -438,8 +463,8 @@ def _optimize(
                 message = f"trial {job} {result.status.lower()}: {result.message}"
             store.finish(
                 job,
-                js.FAILED,
-                secondary_status=result.secondary_status,
+                js.FAILED if result.ok else result.status,
+                secondary_status=js.FAILED if result.ok else result.secondary_status,
                 message=message,
                 artifact=str(result.artifact or ""),
                 metrics=result.metrics,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -24,7 +26,7 @@ from trainspec.v1 import plan_pb2
 
 # score = 1 - (x - 0.3)^2, printed once per epoch; every run is logged to CALLS_FILE.
 SCRIPT = """
-import argparse, os
+import argparse, os, time
 parser = argparse.ArgumentParser()
 parser.add_argument("--x", type=float, default=0.5)
 parser.add_argument("--kind", default="a")
@@ -37,6 +39,7 @@ for epoch in range(1, args.epochs + 1):
     score = (1 - (args.x - 0.3) ** 2 + bonus) * epoch / args.epochs
     if os.environ.get("SILENT") != "1":
         print(f"epoch={epoch} score={score:.6f}", flush=True)
+    time.sleep(float(os.environ.get("EPOCH_SECONDS", "0")))
 """
 
 
@@ -312,6 +315,59 @@ def test_a_trial_cut_off_by_a_killed_tuner_reruns_once_on_resume(tmp_path) -> No
     assert len(calls(tmp_path)) == 2
     again = tune(tmp_path, plan)
     assert len(again.trials) == 3 and len(calls(tmp_path)) == 2  # and only once
+
+
+DRIVER = """
+import sys
+from pathlib import Path
+from google.protobuf import json_format
+from trainspec.trainer._local_tune import run_tuning, tuning_from_plan
+from trainspec.v1 import plan_pb2
+plan = json_format.Parse(Path(sys.argv[1]).read_text(), plan_pb2.Plan())
+settings, template = tuning_from_plan(plan)
+result = run_tuning(settings, template, Path(sys.argv[2]), echo=lambda line: None)
+print(result.status, result.message, flush=True)
+"""
+
+
+def test_ctrl_c_stops_running_trials_and_resume_reruns_them(tmp_path) -> None:
+    plan = make_plan(
+        tmp_path,
+        {"ResourceLimits": {"MaxNumberOfTrainingJobs": 3, "MaxParallelTrainingJobs": 2}},
+        env={"EPOCH_SECONDS": "3"},
+    )
+    (tmp_path / "plan.json").write_text(json_format.MessageToJson(plan))
+    (tmp_path / "driver.py").write_text(DRIVER)
+    tuner = subprocess.Popen(
+        [
+            sys.executable,
+            str(tmp_path / "driver.py"),
+            str(tmp_path / "plan.json"),
+            str(tmp_path / "runs"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while len(calls(tmp_path)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    tuner.send_signal(signal.SIGINT)
+    out, _ = tuner.communicate(timeout=30)
+    assert tuner.returncode == 0
+    assert out.strip() == "Stopped stopped on request"
+    store = JobStore.for_root(tmp_path / "runs")
+    assert store.get("tune-a").status == "Stopped"
+    assert {t.status for t in store.list(parent="tune-a")} == {"Stopped"}
+    assert not any(r.active for r in store.list())
+
+    plan = make_plan(
+        tmp_path, {"ResourceLimits": {"MaxNumberOfTrainingJobs": 3, "MaxParallelTrainingJobs": 2}}
+    )
+    result = tune(tmp_path, plan)
+    assert result.status == "Completed"
+    assert [t.state for t in result.trials].count("COMPLETE") == 3
+    stopped = {t.hyperparameters["x"] for t in result.trials[:2]}
+    assert stopped <= {t.hyperparameters["x"] for t in result.trials[2:]}  # rerun, once
 
 
 def test_native_autotune_without_ranges_cannot_run_locally(tmp_path) -> None:
