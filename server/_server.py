@@ -75,7 +75,9 @@ def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
 def _default_servicer() -> CompilerServicer:
     from trainspec.compiler import compile_request, load_catalog
 
-    return CompilerServicer(compile_request, load_catalog())
+    servicer = CompilerServicer(compile_request, load_catalog())
+    servicer.warm_up()
+    return servicer
 
 
 def make_server(config: ServerConfig | None = None, *, servicer=None) -> RunningServer:
