@@ -22,8 +22,8 @@ class PruningDataloader:
     returns the (re-weighted) mean loss to backpropagate. With a PruneConfig, each epoch
     after the first drops `1 - keep_fraction` of the data at random from the samples whose
     last loss is low (below the mean, widened to at least twice the number dropped), and
-    scales the loss of the low-loss samples it keeps by 1/(their keep probability) so the
-    expected gradient is unchanged; the last `anneal_fraction` of the `epochs` train on
+    weights the low-loss samples it keeps by 1/(their keep probability), normalised so each
+    step's weighted mean loss is an unbiased estimate of the full data's mean loss; the last `anneal_fraction` of the `epochs` train on
     all data. With a RandomDropConfig every epoch trains on a uniform random
     `keep_fraction` of the data, unweighted (the baseline).
 
@@ -211,8 +211,16 @@ class PruningDataloader:
             self.device
         )
         dropped = pool[perm[:drop]]
+        # NOTE [reweighting]: a pool sample is kept with probability p = 1 - drop/pool,
+        # so weighting it 1/p makes the kept set's weighted sum unbiased for the full
+        # data's sum; scaling every weight by the kept fraction makes each step's weighted
+        # batch mean unbiased for the full data's mean gradient. InfoBatch leaves out that
+        # scale (an epoch's summed update then matches a full epoch), which acts as a
+        # larger learning rate while pruning and made SGD with momentum diverge in tests.
+        kept_fraction = (self.size - drop) / self.size
+        self._weights.fill_(kept_fraction)
         if pool_size > drop:
-            self._weights[pool] = pool_size / (pool_size - drop)
+            self._weights[pool] = kept_fraction * pool_size / (pool_size - drop)
         keep = torch.ones(self.size, dtype=torch.bool, device=self.device)
         keep[dropped] = False
         return keep.nonzero().squeeze(1)
