@@ -371,3 +371,46 @@ def test_digits_main_job_trains_on_cpu_in_under_a_minute(tmp_path: Path) -> None
     assert f"model artifact: {artifact}" in done.stdout
     with tarfile.open(artifact) as tar:
         assert {"model.pt", "model.json"} <= set(tar.getnames())
+
+
+@pytest.fixture
+def clean_aws_env(monkeypatch, tmp_path):
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def test_s3_channels_are_downloaded_with_boto3(job, tmp_path, clean_aws_env, monkeypatch):
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")  # boto3 reads it
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="data")
+        s3.put_object(Bucket="data", Key="digits/train/part-0.csv", Body=b"1,2\n")
+        s3.put_object(Bucket="data", Key="digits/train/sub/part-1.csv", Body=b"3,4\n")
+        plan = job(ECHO_SCRIPT)
+        plan.job.training.data["train"].uri = "s3://data/digits/train/"
+        result = run_training(training_run_from_plan(plan), tmp_path / "runs", echo=lambda _: None)
+    finally:
+        server.stop()
+    assert result.ok, result.message
+    with tarfile.open(result.artifact) as tar:
+        assert json.load(tar.extractfile("seen.json"))["train_files"] == ["part-0.csv", "sub"]
+
+
+def test_s3_channels_without_credentials_are_a_clear_error(job, tmp_path, clean_aws_env):
+    plan = job(ECHO_SCRIPT)
+    plan.job.training.data["train"].uri = "s3://data/digits/train/"
+    with pytest.raises(ContainerError, match=r"need AWS credentials and none were found: train"):
+        run_training(training_run_from_plan(plan), tmp_path / "runs")

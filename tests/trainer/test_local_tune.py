@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -284,6 +285,25 @@ def test_resume_runs_only_the_missing_trials(tmp_path) -> None:
     )
     assert [t.number for t in more.trials] == [0, 1, 2]
     assert len(calls(tmp_path)) == 3
+
+
+def test_two_runners_share_one_tuning_job_through_a_storage_url(tmp_path) -> None:
+    # Two machines = two roots (job stores) with one shared Optuna database URL.
+    shared = f"sqlite:///{tmp_path / 'shared.db'}"
+    settings, template = tuning_from_plan(
+        make_plan(
+            tmp_path,
+            {"ResourceLimits": {"MaxNumberOfTrainingJobs": 3, "MaxParallelTrainingJobs": 1}},
+        )
+    )
+    quiet = {"echo": lambda _: None, "storage_url": shared}
+    first = run_tuning(replace(settings, max_jobs=2), template, tmp_path / "a", **quiet)
+    second = run_tuning(settings, template, tmp_path / "b", **quiet)
+    assert len(first.trials) == 2 and len(second.trials) == 3
+    assert len(calls(tmp_path)) == 3  # the second runner ran only the missing trial
+    assert [r.name for r in JobStore.for_root(tmp_path / "b").list(parent="tune-a")] == [
+        "tune-a-002"
+    ]
 
 
 def test_a_trial_cut_off_by_a_killed_tuner_reruns_once_on_resume(tmp_path) -> None:
