@@ -49,7 +49,7 @@ def hyperparameter_string(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
-        return repr(value)
+        return str(int(value))  # a JobSpec message's Value holds 2 as 2.0: same as YAML's 2
     return str(value)
 
 
