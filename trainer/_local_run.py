@@ -292,6 +292,9 @@ def _execute(
     timer = threading.Timer(max(limit, 0), stop, args=("MaxRuntimeExceeded",))
     timer.daemon = True
     timer.start()
+    # A stop asked for before the process group was recorded found nothing to signal.
+    if store.stop_requested(run.name):
+        stop("Stopped")
     tail: list[str] = []
     try:
         with open(layout.log_file, "w", encoding="utf-8") as log:

@@ -1,0 +1,197 @@
+"""JobService over a real gRPC server on loopback: local jobs, SageMaker (moto), errors."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import time
+from concurrent import futures
+from pathlib import Path
+
+import boto3
+import grpc
+import pytest
+from google.protobuf import json_format
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from moto.server import ThreadedMotoServer
+from trainspec.compiler import compile_file
+from trainspec.server._job_service import JobServicer, add_job_service
+from trainspec.trainer._sagemaker import make_clients
+from trainspec.v1 import compiler_service_pb2, plan_pb2
+from trainspec.v1 import job_service_pb2 as pb
+from trainspec.v1 import job_service_pb2_grpc as pb_grpc
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def training_plan(tmp_path: Path, name: str, script: str) -> plan_pb2.Plan:
+    source = tmp_path / f"src-{name}"
+    source.mkdir()
+    (source / "train.py").write_text(textwrap.dedent(script))
+    plan = plan_pb2.Plan(sagemaker_operation="CreateTrainingJob")
+    json_format.ParseDict(
+        {
+            "training": {
+                "name": name,
+                "model": {
+                    "framework": {
+                        "name": "pytorch",
+                        "entry_point": "train.py",
+                        "source_dir": str(source),
+                    }
+                },
+            }
+        },
+        plan.job,
+    )
+    plan.sagemaker_request.update(
+        {
+            "TrainingJobName": name,
+            "HyperParameters": {"epochs": "1"},
+            "AlgorithmSpecification": {
+                "TrainingImage": "img",
+                "TrainingInputMode": "File",
+                "MetricDefinitions": [{"Name": "acc", "Regex": r"acc=([0-9.]+)"}],
+            },
+            "StoppingCondition": {"MaxRuntimeInSeconds": 60},
+        }
+    )
+    return plan
+
+
+@pytest.fixture
+def stub(tmp_path):
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+    boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint).create_bucket(
+        Bucket="acme-ml-artifacts"
+    )
+    servicer = JobServicer(
+        tmp_path / "runs",
+        sagemaker_clients=lambda region: make_clients(region="us-east-1", endpoint_url=endpoint),
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    add_job_service(server, servicer)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    yield pb_grpc.JobServiceStub(channel)
+    channel.close()
+    server.stop(0)
+    moto.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def wait_done(stub, name: str, backend=pb.BACKEND_LOCAL, timeout: float = 30) -> pb.Operation:
+    deadline = time.monotonic() + timeout
+    while True:
+        operation = stub.GetOperation(
+            pb.GetOperationRequest(name=f"operations/{name}", backend=backend)
+        ).operation
+        if operation.done or time.monotonic() > deadline:
+            return operation
+        time.sleep(0.1)
+
+
+def test_local_job_runs_to_a_done_operation(stub, tmp_path) -> None:
+    plan = training_plan(
+        tmp_path,
+        "grpc-a",
+        """
+        import os
+        open(os.path.join(os.environ["SM_MODEL_DIR"], "m"), "w").write("x")
+        print("acc=0.75")
+    """,
+    )
+    submitted = stub.SubmitJob(pb.SubmitJobRequest(plan=plan, backend=pb.BACKEND_LOCAL))
+    assert submitted.operation.name == "operations/grpc-a"
+    assert not submitted.operation.done
+    operation = wait_done(stub, "grpc-a")
+    assert operation.done and operation.WhichOneof("result") == "response"
+    job = operation.response
+    assert job.state == pb.JOB_STATE_SUCCEEDED and job.metrics["acc"] == 0.75
+    assert job.artifact_uri.startswith("file://") and job.artifact_uri.endswith("model.tar.gz")
+    assert stub.GetJob(pb.GetJobRequest(name="grpc-a")).job.status == "Completed"
+
+
+def test_stop_job_ends_the_operation_with_an_error(stub, tmp_path) -> None:
+    plan = training_plan(
+        tmp_path,
+        "grpc-slow",
+        """
+        import time
+        print("started", flush=True)
+        time.sleep(60)
+    """,
+    )
+    stub.SubmitJob(pb.SubmitJobRequest(plan=plan, backend=pb.BACKEND_LOCAL))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        job = stub.GetJob(pb.GetJobRequest(name="grpc-slow")).job
+        if job.state == pb.JOB_STATE_RUNNING:
+            break
+        time.sleep(0.1)
+    stopping = stub.StopJob(pb.StopJobRequest(name="grpc-slow")).job
+    assert stopping.state in (pb.JOB_STATE_STOPPING, pb.JOB_STATE_STOPPED)
+    operation = wait_done(stub, "grpc-slow")
+    assert operation.metadata.state == pb.JOB_STATE_STOPPED
+    assert operation.error.code == grpc.StatusCode.ABORTED.value[0]
+
+
+def test_list_jobs_pages(stub, tmp_path) -> None:
+    for name in ("grpc-p1", "grpc-p2"):
+        stub.SubmitJob(
+            pb.SubmitJobRequest(
+                plan=training_plan(tmp_path, name, "print(1)"), backend=pb.BACKEND_LOCAL
+            )
+        )
+        wait_done(stub, name)
+    first = stub.ListJobs(pb.ListJobsRequest(page_size=1))
+    assert [j.name for j in first.jobs] == ["grpc-p1"] and first.next_page_token
+    second = stub.ListJobs(pb.ListJobsRequest(page_size=1, page_token=first.next_page_token))
+    assert [j.name for j in second.jobs] == ["grpc-p2"] and not second.next_page_token
+    with pytest.raises(grpc.RpcError) as bad:
+        stub.ListJobs(pb.ListJobsRequest(page_token="nonsense!"))
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_invalid_spec_is_invalid_argument_with_field_violations(stub) -> None:
+    source = compiler_service_pb2.SourceFile(
+        path="bad.yaml", content="training:\n  name: x\n  nmae: y\n"
+    )
+    with pytest.raises(grpc.RpcError) as error:
+        stub.SubmitJob(pb.SubmitJobRequest(source=source, backend=pb.BACKEND_LOCAL))
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(error.value)
+    violations = [d for d in status.details if d.Is(error_details_pb2.BadRequest.DESCRIPTOR)]
+    assert violations
+
+
+def test_unknown_job_and_missing_backend(stub, tmp_path) -> None:
+    with pytest.raises(grpc.RpcError) as missing:
+        stub.GetJob(pb.GetJobRequest(name="nope"))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as no_backend:
+        stub.SubmitJob(pb.SubmitJobRequest(plan=training_plan(tmp_path, "x", "print(1)")))
+    assert no_backend.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_sagemaker_backend_submits_and_follows(stub) -> None:
+    plan = compile_file(REPO / "examples/digits/job.yaml", overrides=["training.name=grpc-sm"])
+    submitted = stub.SubmitJob(pb.SubmitJobRequest(plan=plan, backend=pb.BACKEND_SAGEMAKER))
+    assert submitted.operation.metadata.arn.endswith("training-job/grpc-sm")
+    job = stub.GetJob(pb.GetJobRequest(name="grpc-sm", backend=pb.BACKEND_SAGEMAKER)).job
+    assert job.state == pb.JOB_STATE_SUCCEEDED  # moto completes jobs at once
+    assert job.artifact_uri.endswith("grpc-sm/output/model.tar.gz")
+    with pytest.raises(grpc.RpcError) as missing:
+        stub.GetJob(pb.GetJobRequest(name="absent", backend=pb.BACKEND_SAGEMAKER))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
