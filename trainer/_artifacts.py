@@ -32,6 +32,8 @@ def pack_model(model_dir: Path, dest: Path) -> Path:
     fd, temp_name = -1, ""
     try:
         fd, temp_name = tempfile.mkstemp(prefix=".model.", suffix=".tmp", dir=dest.parent)
+        # mkstemp makes the file 0600; an artifact gets the mode of any new file here.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as raw:
             fd = -1  # owned by `raw` now
             with tarfile.open(fileobj=raw, mode="w:gz") as tar:
@@ -51,6 +53,12 @@ def pack_model(model_dir: Path, dest: Path) -> Path:
             with contextlib.suppress(OSError):
                 os.unlink(temp_name)
     return dest
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -140,6 +140,7 @@ def test_layout_environment_metrics_and_artifact(job, tmp_path: Path) -> None:
         assert sorted(tar.getnames()) == ["seen.json"]
         seen = json.load(tar.extractfile("seen.json"))
     assert result.artifact == job_dir / "output" / "model.tar.gz"
+    assert result.artifact.stat().st_mode & 0o044 == 0o044  # readable like any new file
     env = seen["env"]
     assert seen["argv"] == ["--epochs", "2", "--lr", "0.1"]  # no sagemaker_* settings
     assert seen["train_files"] == ["rows.csv"]
