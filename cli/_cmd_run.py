@@ -121,6 +121,8 @@ def _run_tuning(plan: Any, root: Path, storage: str | None, echo: Any) -> bool:
         f"{settings.max_jobs} trials, {settings.max_parallel_jobs} at a time",
         err=True,
     )
+    for note in settings.notes:
+        click.echo(f"note: {note}", err=True)
     started = time.monotonic()
     result = run_tuning(settings, template, root, storage_url=storage, echo=echo)
     click.echo(

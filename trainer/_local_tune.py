@@ -60,6 +60,7 @@ class TuningSettings:
     min_resource: int = 1
     max_resource: int = 0
     random_seed: int | None = None
+    notes: tuple[str, ...] = ()  # settings only SageMaker applies
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,18 @@ def tuning_from_request(
     hyperband = config.get("StrategyConfig", {}).get("HyperbandStrategyConfig", {})
     target = criteria.get("TargetObjectiveMetricValue")
     runtime = limits.get("MaxRuntimeInSeconds")
+    notes = []
+    if criteria.get("ConvergenceDetected", {}).get("CompleteOnConvergence") == "Enabled":
+        notes.append("convergence detection is SageMaker's own; local runs do not apply it")
+    if any(r.scaling == "ReverseLogarithmic" for r in ranges):
+        notes.append("reverse-logarithmic ranges are searched linearly (Optuna has no such scale)")
+    if (
+        config.get("TrainingJobEarlyStoppingType") == "Auto"
+        and config.get("Strategy") != "Hyperband"
+    ):
+        notes.append("early stopping Auto prunes trials below the median at the same epoch")
     settings = TuningSettings(
+        notes=tuple(notes),
         name=name,
         strategy=config.get("Strategy", "Bayesian"),
         objective_metric=metric,
