@@ -72,7 +72,7 @@ def test_reweighting_keeps_the_loss_unbiased():
             sifting.PruneConfig(keep_fraction=0.6), data, epochs=10, seed=seed
         )
         for epoch in range(2):
-            for idx, loss in loader:
+            for _idx, loss in loader:
                 reported = loader.report(loss)
                 if epoch == 1:  # a pruned epoch: one batch holds all kept samples
                     means.append(reported.item())
