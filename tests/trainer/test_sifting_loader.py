@@ -304,3 +304,18 @@ def test_autocast_scoring_on_cpu():
         seed=0,
     )
     assert 0 < sum(b[0].shape[0] for b in loader) < 256
+
+
+def test_percentiles_by_comparison_and_by_sort_agree(monkeypatch):
+    from trainspec.trainer.sifting import _relative
+
+    history = torch.randn(300).round(decimals=1)  # ties included
+    losses = torch.cat([history[:20], torch.tensor([-9.0, 9.0])])
+    values = []
+    for limit in (1 << 30, 0):
+        monkeypatch.setattr(_relative, "_COMPARE_LIMIT", limit)
+        policy = sifting.RelativeProbabilisticPolicy(1.0, 300, torch.Generator())
+        policy.keep_mask(history)
+        values.append(policy.percentiles(losses))
+    assert torch.equal(values[0], values[1])
+    assert values[0][-2] == 0 and values[0][-1] == 1

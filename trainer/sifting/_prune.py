@@ -12,7 +12,10 @@ from torch.utils.data import DataLoader, IterableDataset, SequentialSampler
 
 from ._config import PruneConfig, RandomDropConfig
 from ._runtime import collective_device, make_generator, model_device, world
-from ._stats import SiftingStats, log_epoch
+from ._stats import Counters, SiftingStats, log_epoch
+
+# InfoBatch's default prune probability among low-loss samples.
+_MAX_DROP_PROBABILITY = 0.5
 
 
 class PruningDataloader:
@@ -22,10 +25,10 @@ class PruningDataloader:
     returns the (re-weighted) mean loss to backpropagate. With a PruneConfig, each epoch
     after the first drops `1 - keep_fraction` of the data at random from the samples whose
     last loss is low (below the mean, widened to at least twice the number dropped), and
-    weights the low-loss samples it keeps by 1/(their keep probability), normalised so each
-    step's weighted mean loss is an unbiased estimate of the full data's mean loss; the last `anneal_fraction` of the `epochs` train on
-    all data. With a RandomDropConfig every epoch trains on a uniform random
-    `keep_fraction` of the data, unweighted (the baseline).
+    weights the low-loss samples it keeps by 1/(their keep probability), normalised so
+    each step's weighted mean loss is an unbiased estimate of the full data's mean loss;
+    the last `anneal_fraction` of the `epochs` train on all data. With a RandomDropConfig
+    every epoch trains on a uniform random `keep_fraction` of the data, unweighted.
 
     Samples are drawn by index from `orig_dataloader.dataset`, batched with its batch
     size, collate_fn, workers and drop_last; it shuffles unless the original sampler is
@@ -80,7 +83,7 @@ class PruningDataloader:
         self._order: torch.Tensor = torch.empty(0, dtype=torch.long, device=self.device)
         self._cursor = 0
         self._current: torch.Tensor | None = None
-        self.stats = SiftingStats()
+        self._counters = Counters()
         self.epoch_stats: list[SiftingStats] = []
 
     @property
@@ -109,6 +112,11 @@ class PruningDataloader:
             return True
         return self.epochs is not None and epoch > self.epochs - self.anneal_epochs
 
+    @property
+    def stats(self) -> SiftingStats:
+        """Counters of the current (or last finished) epoch."""
+        return self._counters.snapshot()
+
     def report(self, losses: torch.Tensor) -> torch.Tensor:
         """Record the last yielded batch's per-sample losses; return the loss to backpropagate."""
         if self._current is None:
@@ -128,7 +136,7 @@ class PruningDataloader:
 
     def __iter__(self) -> Iterator[Any]:
         epoch = len(self.epoch_stats) + 1
-        self.stats = SiftingStats(epoch=epoch)
+        self._counters = Counters(epoch=epoch)
         rank, size = world(self.process_group)
         chosen = self._choose(epoch)
         if self._shuffle:
@@ -163,15 +171,15 @@ class PruningDataloader:
         )
         unique = chosen.numel() - padding
         repeated = sum(1 for p in range(unique, unique + padding) if p % size == rank)
-        self.stats = self.stats.add(samples_seen=math.ceil(self.size / size))
+        self._counters.add(samples_seen=math.ceil(self.size / size))
         start = 0
         try:
             for rows, batch in zip(batches, inner, strict=True):
                 self._current = mine[start : start + len(rows)]
                 start += len(rows)
-                self.stats = self.stats.add(batches=1, samples_kept=len(rows))
+                self._counters.add(batches=1, samples_kept=len(rows))
                 yield batch
-            self.stats = self.stats.add(samples_kept=-repeated, samples_repeated=repeated)
+            self._counters.add(samples_kept=-repeated, samples_repeated=repeated)
             self._sync_losses()
         finally:
             self._current = None
@@ -204,7 +212,7 @@ class PruningDataloader:
         # NOTE [pool]: InfoBatch drops at random among the below-mean samples; when that
         # pool is small the drop probability is capped at 1/2 by widening it to the lowest
         # 2 * drop losses, so no kept sample's weight exceeds 2 unless keep_fraction < 1/2.
-        pool_size = min(n_known, max(below, 2 * drop))
+        pool_size = min(n_known, max(below, math.ceil(drop / _MAX_DROP_PROBABILITY)))
         drop = min(drop, pool_size)
         pool = order[:pool_size]
         perm = torch.randperm(pool_size, generator=self.generator, device=self.generator.device).to(

@@ -6,6 +6,8 @@ import torch
 
 from ._policy import SiftPolicy
 
+_COMPARE_LIMIT = 1 << 16  # batch x history sizes ranked by comparison instead of a sort
+
 
 class RelativeProbabilisticPolicy(SiftPolicy):
     """Percentiles against a ring buffer of the last `history_length` losses.
@@ -45,9 +47,15 @@ class RelativeProbabilisticPolicy(SiftPolicy):
     def percentiles(self, losses: torch.Tensor) -> torch.Tensor:
         """Mid-rank percentile of each loss in the history, in (0, 1]."""
         assert self._history is not None
-        history = self._history[: self._filled].sort().values
-        below = torch.searchsorted(history, losses, right=False)
-        at_or_below = torch.searchsorted(history, losses, right=True)
+        history = self._history[: self._filled]
+        if losses.numel() * self._filled <= _COMPARE_LIMIT:
+            # Small: one broadcast comparison is cheaper than a sort.
+            below = (history < losses[:, None]).sum(1)
+            at_or_below = (history <= losses[:, None]).sum(1)
+        else:
+            history = history.sort().values
+            below = torch.searchsorted(history, losses, right=False)
+            at_or_below = torch.searchsorted(history, losses, right=True)
         return (below + at_or_below).float() / (2.0 * self._filled)
 
     def keep_mask(self, losses: torch.Tensor) -> torch.Tensor:
@@ -57,5 +65,6 @@ class RelativeProbabilisticPolicy(SiftPolicy):
         draws = torch.rand(
             losses.numel(), generator=self.generator, device=self.generator.device
         ).to(losses.device)
-        # A NaN loss cannot be ranked; keeping it lets the training step surface it.
-        return (draws < probability) | losses.isnan()
+        # A NaN loss cannot be ranked; keeping it (NaN >= x is False) lets the training
+        # step surface it.
+        return ~(draws >= probability)

@@ -74,8 +74,12 @@ def preserved(model: torch.nn.Module, device: torch.device) -> Iterator[None]:
     try:
         yield
     finally:
-        for module, training in modes:
-            module.training = training
+        if all(training for _, training in modes):
+            model.train()  # the common case; honours modules that override train()
+        else:
+            for module, training in modes:
+                # object.__setattr__ skips nn.Module's slow attribute routing.
+                object.__setattr__(module, "training", training)
         torch.set_rng_state(cpu_state)
         if cuda_state is not None:
             torch.cuda.set_rng_state(cuda_state, device)

@@ -17,7 +17,7 @@ from ._config import RelativeProbabilisticSiftConfig
 from ._loss import Loss
 from ._relative import RelativeProbabilisticPolicy
 from ._runtime import collective_device, make_generator, model_device, preserved, world
-from ._stats import SiftingStats, log_epoch, logger
+from ._stats import Counters, SiftingStats, log_epoch, logger
 
 
 class SiftingDataloader:
@@ -77,12 +77,17 @@ class SiftingDataloader:
         self.policy = RelativeProbabilisticPolicy(
             sift_config.beta_value, sift_config.loss_history_length, self.generator
         )
-        self.stats = SiftingStats()
+        self._counters = Counters()
         self.epoch_stats: list[SiftingStats] = []
         self._steps = 0  # batches yielded since the (last) delay started
         self._layout: Any = None
 
     # -- the public loop API ---------------------------------------------------------------
+
+    @property
+    def stats(self) -> SiftingStats:
+        """Counters of the current (or last finished) epoch."""
+        return self._counters.snapshot()
 
     def report(self, losses: torch.Tensor) -> torch.Tensor:
         """The loss to backpropagate from the training step's per-sample losses (their mean).
@@ -92,7 +97,7 @@ class SiftingDataloader:
         return losses.mean()
 
     def __iter__(self) -> Iterator[Any]:
-        self.stats = SiftingStats(epoch=len(self.epoch_stats) + 1)
+        self._counters = Counters(epoch=len(self.epoch_stats) + 1)
         if self.sift_config.repeat_delay_per_epoch:
             self._steps = 0
         try:
@@ -105,7 +110,7 @@ class SiftingDataloader:
 
     def _emit(self, batch: Any, kept: int, repeated: int = 0) -> Any:
         self._steps += 1
-        self.stats = self.stats.add(batches=1, samples_kept=kept, samples_repeated=repeated)
+        self._counters.add(batches=1, samples_kept=kept, samples_repeated=repeated)
         if self.log_batch_data and logger.isEnabledFor(logging.DEBUG):
             logger.debug("yield batch %d: %d kept samples", self.stats.batches, kept)
         return batch
@@ -129,7 +134,7 @@ class SiftingDataloader:
                 # loader (e.g. with a DistributedSampler) already gives every rank the
                 # same number of batches.
                 n = _batch.batch_size(batch, self._layout)
-                self.stats = self.stats.add(samples_seen=n)
+                self._counters.add(samples_seen=n)
                 yield self._emit(batch, n)
                 continue
             n = 0 if batch is None else _batch.batch_size(batch, self._layout)
@@ -167,7 +172,7 @@ class SiftingDataloader:
             index = mine.nonzero().squeeze(1)  # the one host sync per batch
             kept = index.numel()
             buffer.add(_batch.select(batch, self._layout, index), kept)
-            self.stats = self.stats.add(
+            self._counters.add(
                 samples_seen=n, samples_scored=n, scoring_seconds=time.perf_counter() - start
             )
             last = batch

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 logger = logging.getLogger("trainspec.trainer.sifting")
 
@@ -32,9 +32,6 @@ class SiftingStats:
     def kept_fraction(self) -> float:
         return self.samples_kept / self.samples_seen if self.samples_seen else 0.0
 
-    def add(self, **counts: float) -> SiftingStats:
-        return replace(self, **{k: getattr(self, k) + v for k, v in counts.items()})
-
 
 def log_epoch(name: str, stats: SiftingStats) -> None:
     logger.info(
@@ -49,3 +46,18 @@ def log_epoch(name: str, stats: SiftingStats) -> None:
         stats.batches,
         stats.scoring_seconds,
     )
+
+
+class Counters:
+    """Mutable per-epoch counts behind a loader's `stats` (a per-batch frozen copy is slow)."""
+
+    def __init__(self, epoch: int = 0) -> None:
+        self.epoch = epoch
+        self.counts: dict[str, float] = {}
+
+    def add(self, **counts: float) -> None:
+        for key, value in counts.items():
+            self.counts[key] = self.counts.get(key, 0) + value
+
+    def snapshot(self) -> SiftingStats:
+        return SiftingStats(epoch=self.epoch, **self.counts)
