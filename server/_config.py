@@ -35,6 +35,8 @@ class ServerConfig:
     drain_seconds: float = 5.0
     grace_seconds: float = 10.0
     metrics_port: int | None = None
+    # Where JobService keeps local runs (the same folder as `trainspec run --local`).
+    jobs_root: str = ".trainspec/runs"
 
     def __post_init__(self) -> None:
         problems = []

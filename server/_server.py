@@ -39,7 +39,7 @@ class RunningServer:
         self.server.start()
         if self.metrics is not None:
             self.metrics_port = self.metrics.start_http(self.config.host, self.config.metrics_port)
-        for service in ("", SERVICE.full_name):
+        for service in ("", SERVICE.full_name, JOB_SERVICE):
             self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         return self
 
@@ -80,6 +80,10 @@ def _default_servicer() -> CompilerServicer:
     return servicer
 
 
+# Served beside CompilerService: local and SageMaker jobs (AIP-151 operations).
+JOB_SERVICE = "trainspec.v1.JobService"
+
+
 def make_server(config: ServerConfig | None = None, *, servicer=None) -> RunningServer:
     """A bound, not yet started server for `config` (port 0 binds a free port).
 
@@ -110,12 +114,17 @@ def make_server(config: ServerConfig | None = None, *, servicer=None) -> Running
         ],
     )
     server.add_generic_rpc_handlers((compiler_service_handler(servicer),))
+    from pathlib import Path
+
+    from trainspec.server._job_service import JobServicer, add_job_service
+
+    add_job_service(server, JobServicer(Path(config.jobs_root)))
     health_servicer = health.HealthServicer()
-    for service in ("", SERVICE.full_name):
+    for service in ("", SERVICE.full_name, JOB_SERVICE):
         health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (SERVICE.full_name, JOB_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     credentials = _credentials(config)
     try:
