@@ -64,22 +64,33 @@ def collective_device(device: torch.device, process_group: object | None) -> tor
     return device if dist.get_backend(process_group) == "nccl" else torch.device("cpu")
 
 
+def _set_modes(modules: list[torch.nn.Module], modes: list[bool]) -> None:
+    for module, training in zip(modules, modes, strict=True):
+        # object.__setattr__ skips nn.Module's attribute routing, ~10x faster than
+        # Module.train() on small models where it shows in every scored batch.
+        object.__setattr__(module, "training", training)
+
+
 @contextlib.contextmanager
 def preserved(model: torch.nn.Module, device: torch.device) -> Iterator[None]:
     """Put the model in eval mode; restore every module's mode and the RNG states after."""
-    modes = [(m, m.training) for m in model.modules()]
+    modules = list(model.modules())
+    modes = [m.training for m in modules]
+    # Modules that override train() get the real calls, so their side effects happen.
+    plain = all(type(m).train is torch.nn.Module.train for m in modules)
     cpu_state = torch.get_rng_state()
     cuda_state = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-    model.eval()
+    if plain:
+        _set_modes(modules, [False] * len(modules))
+    else:
+        model.eval()
     try:
         yield
     finally:
-        if all(training for _, training in modes):
-            model.train()  # the common case; honours modules that override train()
+        if plain or not all(modes):
+            _set_modes(modules, modes)
         else:
-            for module, training in modes:
-                # object.__setattr__ skips nn.Module's slow attribute routing.
-                object.__setattr__(module, "training", training)
+            model.train()
         torch.set_rng_state(cpu_state)
         if cuda_state is not None:
             torch.cuda.set_rng_state(cuda_state, device)

@@ -81,6 +81,7 @@ class SiftingDataloader:
         self.epoch_stats: list[SiftingStats] = []
         self._steps = 0  # batches yielded since the (last) delay started
         self._layout: Any = None
+        self._pending: list[int] = []  # under DDP: every rank's buffered sample count
 
     # -- the public loop API ---------------------------------------------------------------
 
@@ -187,8 +188,6 @@ class SiftingDataloader:
                     yield self._emit(buffer.take(target), target)
                 self._pending = [f - ready * target for f in fills]
         yield from self._flush(buffer, last, target, size)
-
-    _pending: list[int]
 
     def _flush(self, buffer: _batch.BatchBuffer | None, last: Any, target: int, size: int):
         """Yield the leftover; under DDP every rank yields the same number of batches."""
