@@ -171,26 +171,30 @@ def time_to(run: Run, target: float, cpu: bool = False) -> float:
     return math.inf
 
 
-def backward_forward(kind: str, data, args, reps: int = 30) -> tuple[float, float]:
-    """(backward / training forward, no-grad eval forward / training forward) on one batch."""
+def backward_forward(kind: str, data, args, reps: int = 200) -> tuple[float, float]:
+    """(backward / training forward, no-grad eval forward / training forward), medians of
+    per-batch timings over `reps` batches after a warm-up."""
     x, y = data[0].tensors[0][: args.batch_size], data[0].tensors[1][: args.batch_size]
     model = make_model(kind)
-    fwd = bwd = score = 0.0
-    for i in range(reps + 5):
+    fwd, bwd, score = [], [], []
+    for i in range(reps + 20):
         t0 = time.perf_counter()
         loss = F.cross_entropy(model(x), y)
         t1 = time.perf_counter()
         loss.backward()
         t2 = time.perf_counter()
         model.eval()
+        t2b = time.perf_counter()
         with torch.no_grad():
             F.cross_entropy(model(x), y, reduction="none")
-        model.train()
         t3 = time.perf_counter()
+        model.train()
         model.zero_grad()
-        if i >= 5:  # warm-up excluded
-            fwd, bwd, score = fwd + t1 - t0, bwd + t2 - t1, score + t3 - t2
-    return bwd / fwd, score / fwd
+        if i >= 20:  # warm-up excluded
+            fwd.append(t1 - t0)
+            bwd.append(t2 - t1)
+            score.append(t3 - t2b)
+    return median(bwd) / median(fwd), median(score) / median(fwd)
 
 
 def median(values: list[float]) -> float:
