@@ -314,3 +314,23 @@ def test_percentiles_are_mid_ranks_in_the_history():
     expected = ((history < losses[:, None]).sum(1) + (history <= losses[:, None]).sum(1)) / 600
     assert torch.allclose(policy.percentiles(losses), expected.float())
     assert policy.percentiles(losses)[-2] == 0 and policy.percentiles(losses)[-1] == 1
+
+
+def test_modules_overriding_train_get_real_train_calls():
+    class Frozen(torch.nn.Linear):
+        calls = 0
+
+        def train(self, mode=True):
+            Frozen.calls += 1
+            return super().train(mode)
+
+    model = torch.nn.Sequential(Frozen(4, 3))
+    loader = sifting.SiftingDataloader(
+        _config(),
+        DataLoader(TensorDataset(*_data(n=128)), batch_size=64),
+        model=model,
+        loss_impl=_TupleLoss(),
+        seed=0,
+    )
+    list(loader)
+    assert model.training and model[0].training and Frozen.calls == 4  # eval + train, 2 batches

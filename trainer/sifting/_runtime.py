@@ -71,24 +71,36 @@ def _set_modes(modules: list[torch.nn.Module], modes: list[bool]) -> None:
         object.__setattr__(module, "training", training)
 
 
-@contextlib.contextmanager
-def preserved(model: torch.nn.Module, device: torch.device) -> Iterator[None]:
-    """Put the model in eval mode; restore every module's mode and the RNG states after."""
+def module_list(model: torch.nn.Module) -> tuple[list[torch.nn.Module], bool]:
+    """The model's modules, and whether none of them overrides train()."""
     modules = list(model.modules())
-    modes = [m.training for m in modules]
-    # Modules that override train() get the real calls, so their side effects happen.
-    plain = all(type(m).train is torch.nn.Module.train for m in modules)
+    return modules, all(type(m).train is torch.nn.Module.train for m in modules)
+
+
+@contextlib.contextmanager
+def preserved(
+    model: torch.nn.Module,
+    device: torch.device,
+    modules: tuple[list[torch.nn.Module], bool] | None = None,
+) -> Iterator[None]:
+    """Put the model in eval mode; restore every module's mode and the RNG states after.
+
+    `modules` is module_list(model), passed by callers that score many batches.
+    """
+    listed, plain = modules if modules is not None else module_list(model)
+    modes = [m.training for m in listed]
     cpu_state = torch.get_rng_state()
     cuda_state = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    # Modules that override train() get the real calls, so their side effects happen.
     if plain:
-        _set_modes(modules, [False] * len(modules))
+        _set_modes(listed, [False] * len(listed))
     else:
         model.eval()
     try:
         yield
     finally:
         if plain or not all(modes):
-            _set_modes(modules, modes)
+            _set_modes(listed, modes)
         else:
             model.train()
         torch.set_rng_state(cpu_state)

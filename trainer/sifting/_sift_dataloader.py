@@ -16,7 +16,14 @@ from . import _batch
 from ._config import RelativeProbabilisticSiftConfig
 from ._loss import Loss
 from ._relative import RelativeProbabilisticPolicy
-from ._runtime import collective_device, make_generator, model_device, preserved, world
+from ._runtime import (
+    collective_device,
+    make_generator,
+    model_device,
+    module_list,
+    preserved,
+    world,
+)
 from ._stats import Counters, SiftingStats, log_epoch, logger
 
 
@@ -101,6 +108,8 @@ class SiftingDataloader:
         self._counters = Counters(epoch=len(self.epoch_stats) + 1)
         if self.sift_config.repeat_delay_per_epoch:
             self._steps = 0
+        # Listed once per epoch: walking the module tree shows in every scored batch.
+        self._modules = module_list(self.model)
         try:
             yield from self._epoch()
         finally:
@@ -221,7 +230,7 @@ class SiftingDataloader:
             if self.autocast_dtype is not None
             else contextlib.nullcontext()
         )
-        with preserved(self.model, self.device), torch.no_grad(), autocast:
+        with preserved(self.model, self.device, self._modules), torch.no_grad(), autocast:
             losses = self.loss_impl.loss(self.model, transformed, batch)
         if not isinstance(losses, torch.Tensor) or losses.numel() != n:
             got = tuple(losses.shape) if isinstance(losses, torch.Tensor) else type(losses).__name__
