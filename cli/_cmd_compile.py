@@ -23,8 +23,10 @@ def plan_text(plan: Any, fmt: str) -> str:
         return text_format.MessageToString(plan)
     import yaml
 
+    # Maps and Structs iterate in hash order, which differs between processes: sorting
+    # every key is what keeps the YAML byte-identical from run to run.
     data = json_format.MessageToDict(plan, preserving_proto_field_name=True)
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100).rstrip()
+    return yaml.safe_dump(data, sort_keys=True, allow_unicode=True, width=100).rstrip()
 
 
 def explain_text(plan: Any) -> str:
