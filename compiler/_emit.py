@@ -13,7 +13,9 @@ from typing import Any
 from google.protobuf import json_format
 from trainspec import __version__
 from trainspec.compiler._diagnostics import MISSING, Diagnostic, FieldPath, format_path
+from trainspec.compiler._fields import job_spec
 from trainspec.compiler._origin import Origin
+from trainspec.compiler._to_proto import fill_message, set_struct, set_value
 from trainspec.v1 import job_spec_pb2, plan_pb2
 
 
@@ -35,29 +37,36 @@ def emit_plan(
         sagemaker_operation=operation,
         model_artifact_uri=model_artifact_uri,
     )
-    json_format.ParseDict(tree, plan.job)
-    plan.sagemaker_request.update(request)
+    fill_message(plan.job, tree, job_spec())
+    set_struct(plan.sagemaker_request, request)
     documents = {"": tree, "sagemaker_request": {"sagemaker_request": request}}
-    for path, origin in sorted(origins.items(), key=lambda item: format_path(item[0])):
-        entry = plan.provenance.add(
-            field_path=format_path(path),
+    named = sorted(
+        ((format_path(path), path, origin) for path, origin in origins.items()),
+        key=lambda item: item[0],
+    )
+    add = plan.provenance.add
+    for field_path, path, origin in named:
+        entry = add(
+            field_path=field_path,
             kind=int(origin.kind),
             source=origin.source,
             reason=origin.reason,
         )
-        if origin.location is not None:
-            entry.location.path = origin.location.path
-            entry.location.line = origin.location.line
-            entry.location.column = origin.location.column
-        document = documents["sagemaker_request" if path[:1] == ("sagemaker_request",) else ""]
+        location = origin.location
+        if location is not None:
+            entry.location.path = location.path
+            entry.location.line = location.line
+            entry.location.column = location.column
+        document = documents["sagemaker_request" if path[0] == "sagemaker_request" else ""]
         value = _get(document, path)
         if value is not MISSING:
-            json_format.ParseDict(value, entry.value)
+            set_value(entry.value, value)
     plan.warnings.extend(d.to_proto() for d in warnings)
     if batch_sizes is not None:
         plan.batch_sizes.CopyFrom(_batch_message(batch_sizes))
     if envelope is not None:
-        json_format.ParseDict(_envelope_dict(envelope), plan.envelope)
+        fields = dict(envelope) if isinstance(envelope, Mapping) else vars(envelope)
+        plan.envelope.CopyFrom(plan_pb2.CostEnvelope(**fields))
     for report in data_reports:
         json_format.ParseDict(report, plan.data_reports.add())
     plan.versions.compiler = __version__
@@ -78,21 +87,11 @@ def _batch_message(batch_sizes: Any) -> plan_pb2.BatchSizes:
     return message
 
 
-def _envelope_dict(envelope: Any) -> dict[str, Any]:
-    if isinstance(envelope, Mapping):
-        return dict(envelope)
-    from dataclasses import asdict
-
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(envelope).items()}
-
-
 def _get(tree: Any, path: FieldPath) -> Any:
     for part in path:
-        if (isinstance(tree, Mapping) and part in tree) or (
-            isinstance(tree, list) and isinstance(part, int) and part < len(tree)
-        ):
+        try:
             tree = tree[part]
-        else:
+        except (KeyError, IndexError, TypeError):
             return MISSING
     return tree
 
@@ -107,4 +106,6 @@ def digest_of(plan: plan_pb2.Plan) -> str:
 
 
 def job_message(tree: Mapping[str, Any]) -> job_spec_pb2.JobSpec:
-    return json_format.ParseDict(tree, job_spec_pb2.JobSpec())
+    message = job_spec_pb2.JobSpec()
+    fill_message(message, tree, job_spec())
+    return message

@@ -25,6 +25,7 @@ from trainspec.compiler._diagnostics import (
     SpecError,
     format_path,
 )
+from trainspec.compiler._fast_accept import compile_document
 from trainspec.compiler._fields import FieldInfo, MessageInfo, job_spec, message_at
 from trainspec.compiler._normalize import normalize
 
@@ -68,24 +69,48 @@ def field_rules() -> dict:
     return yaml.safe_load(text)
 
 
+def _s3_uri(value: Any) -> str | None:
+    if isinstance(value, str) and not _S3_URI.fullmatch(value):
+        return "s3_uri"
+    return None
+
+
+def _data_uri(value: Any) -> str | None:
+    if isinstance(value, str) and value.startswith("s3:") and not _S3_URI.fullmatch(value):
+        return "s3_uri"
+    if isinstance(value, str) and not value.strip():
+        return "empty"
+    return None
+
+
+def _positive(value: Any) -> str | None:
+    return "positive" if isinstance(value, int | float) and value <= 0 else None
+
+
+def _fraction(value: Any) -> str | None:
+    return "fraction" if isinstance(value, int | float) and not 0 < value <= 1 else None
+
+
+# catalog/fields.yaml `check:` names -> the problem a value has, or None.
+_CHECKS = {"s3_uri": _s3_uri, "data_uri": _data_uri, "positive": _positive, "fraction": _fraction}
+
+
 class _Validator(cerberus.Validator):
     def _check_with_s3_uri(self, field: str, value: Any) -> None:
-        if isinstance(value, str) and not _S3_URI.fullmatch(value):
-            self._error(field, "s3_uri")
+        self._report(field, _s3_uri(value))
 
     def _check_with_data_uri(self, field: str, value: Any) -> None:
-        if isinstance(value, str) and value.startswith("s3:") and not _S3_URI.fullmatch(value):
-            self._error(field, "s3_uri")
-        elif isinstance(value, str) and not value.strip():
-            self._error(field, "empty")
+        self._report(field, _data_uri(value))
 
     def _check_with_positive(self, field: str, value: Any) -> None:
-        if isinstance(value, int | float) and value <= 0:
-            self._error(field, "positive")
+        self._report(field, _positive(value))
 
     def _check_with_fraction(self, field: str, value: Any) -> None:
-        if isinstance(value, int | float) and not 0 < value <= 1:
-            self._error(field, "fraction")
+        self._report(field, _fraction(value))
+
+    def _report(self, field: str, problem: str | None) -> None:
+        if problem is not None:
+            self._error(field, problem)
 
 
 def _rules_for(message: MessageInfo, name: str) -> dict:
@@ -170,22 +195,28 @@ def _messages() -> dict[str, MessageInfo]:
     return found
 
 
-@functools.cache
-def _validator(kind: str) -> _Validator:
-    spec = job_spec()
-    fields = _message_schema(spec)["schema"]
+def _schema(kind: str) -> dict:
+    fields = _message_schema(job_spec())["schema"]
     if kind == "spec":
-        schema = {
+        return {
             "training": {**fields["training"], "excludes": "tuning", "required": True},
             "tuning": {**fields["tuning"], "excludes": "training", "required": True},
         }
-    else:  # an organisation defaults file
-        schema = {
-            "training": fields["training"],
-            "tuning": fields["tuning"],
-            "catalog": {"type": "dict", "nullable": True},
-        }
-    return _Validator(schema)
+    return {  # an organisation defaults file
+        "training": fields["training"],
+        "tuning": fields["tuning"],
+        "catalog": {"type": "dict", "nullable": True},
+    }
+
+
+@functools.cache
+def _validator(kind: str) -> _Validator:
+    return _Validator(_schema(kind))
+
+
+@functools.cache
+def _accepts(kind: str):
+    return compile_document(_schema(kind), _CHECKS)
 
 
 def validate_layer(
@@ -199,6 +230,8 @@ def validate_layer(
     """Normalize and check one layer (`kind` "spec" or "defaults"); raise SpecError."""
     tree, locations, key_locations = normalize(tree, job_spec(), locations, key_locations)
     layer = Validated(path, tree, locations, key_locations)
+    if _accepts(kind)(tree):  # the common case, proven valid without cerberus
+        return layer
     validator = _validator(kind)
     if not validator.validate(tree, normalize=False):
         raise SpecError(_diagnostics(validator._errors, layer, kind))
