@@ -31,11 +31,11 @@ from trainspec.compiler._infer import Inferred, infer_training, instance_count
 from trainspec.compiler._layers import (
     Layer,
     builtin_layer,
-    defaults_layer,
+    defaults_layer_of,
     find_defaults_file,
     override_layer,
 )
-from trainspec.compiler._load import LoadedSource, load_file, load_source
+from trainspec.compiler._load import LoadedSource, load_file, load_source, read_file
 from trainspec.compiler._lower import lower_training
 from trainspec.compiler._origin import OriginKind
 from trainspec.compiler._resolve import Resolved, resolve
@@ -83,17 +83,17 @@ def compile_file(
 ) -> plan_pb2.Plan | Intermediate:
     """Compile a spec file. `defaults=None` finds trainspec.defaults.yaml walking up."""
     source = load_file(path)
+    spec_dir = Path(os.path.realpath(path)).parent
     if defaults is None:
-        found = find_defaults_file(path)
+        found = find_defaults_file(spec_dir)
         defaults = [found] if found else []
-    layers = [load_file(p) for p in defaults]
     return compile_loaded(
         source,
-        defaults=layers,
+        defaults=[read_file(p) for p in defaults],
         overrides=overrides,
         options=options,
         until=until,
-        spec_dir=Path(path).resolve().parent,
+        spec_dir=spec_dir,
     )
 
 
@@ -108,11 +108,10 @@ def compile_text(
 ) -> plan_pb2.Plan | Intermediate:
     """Compile a spec given in memory (the gRPC `SourceFile` form)."""
     source = load_source(path, content)
-    layers = [load_source(p, c) for p, c in defaults]
     spec_dir = Path(path).parent.resolve() if path else Path.cwd()
     return compile_loaded(
         source,
-        defaults=layers,
+        defaults=defaults,
         overrides=overrides,
         options=options,
         until=until,
@@ -123,7 +122,7 @@ def compile_text(
 def compile_loaded(
     source: LoadedSource,
     *,
-    defaults: Sequence[LoadedSource],
+    defaults: Sequence[tuple[str, str | bytes]],
     overrides: Sequence[str],
     options: CompileOptions,
     until: Stage,
@@ -138,9 +137,9 @@ def compile_loaded(
     problems: list[Diagnostic] = []
     user_layers: list[Layer] = []
     catalog_blocks: list[Layer] = []
-    for loaded in defaults:
+    for path, content in defaults:
         try:
-            layer = defaults_layer(loaded, job)
+            layer = defaults_layer_of(path, content, job)
         except SpecError as exc:
             problems.extend(exc.diagnostics)
             continue
@@ -225,9 +224,8 @@ def compile_loaded(
 
 def _catalog_layer(user_layers: Sequence[Layer], job: str, catalog: Catalog) -> list[Layer]:
     """A pretrained model's catalog defaults, placed below the defaults files."""
-    probe = resolve(user_layers, job)
-    model_id = probe.training.get("model", {}).get("pretrained", "")
-    model = catalog.models.get(model_id)
+    training_path = ("training",) if job == "training" else ("tuning", "training")
+    model = catalog.models.get(_pretrained_model_id(user_layers, training_path))
     if model is None:
         return []
     hyperparameters = {
@@ -238,9 +236,22 @@ def _catalog_layer(user_layers: Sequence[Layer], job: str, catalog: Catalog) -> 
     tree: dict[str, Any] = {"hyperparameters": hyperparameters} if hyperparameters else {}
     if model.metric_definitions:
         tree["metrics"] = [{"name": m.name, "regex": m.regex} for m in model.metric_definitions]
-    for path in reversed(probe.training_path):
+    for path in reversed(training_path):
         tree = {path: tree}
     return [Layer(OriginKind.CATALOG, tree, {}, source=f"catalog:models/{model.id}")]
+
+
+def _pretrained_model_id(user_layers: Sequence[Layer], training_path: FieldPath) -> str:
+    """The `model.pretrained` the layers resolve to: `model` is a tagged union, so the
+    topmost layer that sets it (or clears it with null) decides alone."""
+    for layer in reversed(user_layers):
+        node: Any = layer.tree
+        for part in training_path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and "model" in node:
+            model = node["model"]
+            return model.get("pretrained", "") if isinstance(model, dict) else ""
+    return ""
 
 
 def _locator(resolved: Resolved, spec: Validated):

@@ -10,10 +10,9 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -23,7 +22,7 @@ from trainspec.compiler._diagnostics import (
     Location,
     SpecError,
 )
-from trainspec.compiler._load import LoadedSource, load_file, load_source
+from trainspec.compiler._load import LoadedSource, load_source
 from trainspec.compiler._origin import Origin, OriginKind
 from trainspec.compiler._validate import Validated, validate_layer
 
@@ -83,6 +82,7 @@ def _builtin_source() -> LoadedSource:
     return load_source("trainspec/compiler/catalog/builtin.yaml", ref.read_bytes())
 
 
+@functools.cache
 def builtin_layer(job: str) -> Layer:
     source = _builtin_source()
     tree = {k: v for k, v in source.tree.items() if k in ("training", "tuning")}
@@ -105,21 +105,38 @@ def defaults_layer(source: LoadedSource, job: str) -> Layer:
     )
 
 
-def find_defaults_file(spec_path: str | os.PathLike) -> Path | None:
-    """The nearest trainspec.defaults.yaml in the spec's folder or any folder above it."""
-    folder = Path(spec_path).resolve().parent
-    for candidate_dir in (folder, *folder.parents):
-        candidate = candidate_dir / DEFAULTS_FILE_NAME
-        if candidate.is_file():
-            try:  # report it as the user would name it, relative to where they are
-                return candidate.relative_to(Path.cwd())
-            except ValueError:
-                return candidate
-    return None
+# A whole repository compiles against one or two defaults files: loading and validating
+# them once per content, not once per spec, is a third of a compile saved. Keyed by the
+# bytes, so an edited file is simply a miss; bounded, as a server sees many clients.
+_DEFAULTS_CACHE: dict[tuple[str, bytes, str], Layer] = {}
+_DEFAULTS_CACHE_SIZE = 64
 
 
-def load_defaults_files(paths: Iterable[str | os.PathLike]) -> list[LoadedSource]:
-    return [load_file(path) for path in paths]
+def defaults_layer_of(path: str, content: bytes, job: str) -> Layer:
+    """`defaults_layer(load_source(path, content), job)`, cached; SpecError on a bad file."""
+    key = (path, content, job)
+    layer = _DEFAULTS_CACHE.get(key)
+    if layer is None:
+        layer = defaults_layer(load_source(path, content), job)
+        if len(_DEFAULTS_CACHE) >= _DEFAULTS_CACHE_SIZE:
+            _DEFAULTS_CACHE.pop(next(iter(_DEFAULTS_CACHE)))
+        _DEFAULTS_CACHE[key] = layer
+    return layer
+
+
+def find_defaults_file(spec_dir: str | os.PathLike) -> str | None:
+    """The nearest trainspec.defaults.yaml in the spec's (real) folder or any folder above."""
+    folder = os.fspath(spec_dir)
+    while True:
+        candidate = os.path.join(folder, DEFAULTS_FILE_NAME)
+        if os.path.isfile(candidate):
+            # report it as the user would name it, relative to where they are
+            relative = os.path.relpath(candidate)
+            return candidate if relative.startswith("..") else relative
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
 
 
 _INDEX = re.compile(r"^(?P<name>[^\[\]]+)(?P<indexes>(\[\d+\])*)$")

@@ -65,6 +65,12 @@ class LoadedSource:
 
 def load_file(path: str | os.PathLike) -> LoadedSource:
     """Read and load one spec file; the format comes from the extension (see FORMATS)."""
+    name, data = read_file(path)
+    return _load(name, _format_of(name), data)
+
+
+def read_file(path: str | os.PathLike) -> tuple[str, bytes]:
+    """The name and bytes of a spec file, refusing what is not a readable spec file."""
     name = os.fsdecode(path)
     try:
         info = os.stat(name)
@@ -93,7 +99,7 @@ def load_file(path: str | os.PathLike) -> LoadedSource:
                 )
             ]
         )
-    fmt = _format_of(name)
+    _format_of(name)  # an unknown extension fails before the file is read
     if info.st_size > MAX_BYTES:
         raise SpecError([_too_large(name, info.st_size)])
     try:
@@ -101,7 +107,7 @@ def load_file(path: str | os.PathLike) -> LoadedSource:
             data = handle.read(MAX_BYTES + 1)  # the file may have grown since stat
     except OSError as error:
         raise SpecError([_unreadable(name, error)]) from None
-    return _load(name, fmt, data)
+    return name, data
 
 
 def load_source(path: str, content: str | bytes) -> LoadedSource:

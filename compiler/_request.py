@@ -5,7 +5,7 @@ from __future__ import annotations
 from google.protobuf import json_format
 from trainspec.compiler._diagnostics import SpecError
 from trainspec.compiler._driver import CompileOptions, Stage, compile_loaded, compile_text
-from trainspec.compiler._load import LoadedSource, load_source
+from trainspec.compiler._load import LoadedSource
 from trainspec.v1 import compiler_service_pb2
 
 _AUTOTUNE_MODES = {0: "explicit", 1: "explicit", 2: "native"}
@@ -37,7 +37,7 @@ def compile_request(
 
         plan = compile_loaded(
             source,
-            defaults=[load_source(p, c) for p, c in defaults],
+            defaults=defaults,
             overrides=list(request.overrides),
             options=options,
             until=Stage.EMIT,

@@ -8,7 +8,6 @@ member of a oneof drops the others; an explicit null removes the lower layers' v
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -116,7 +115,7 @@ def _replace(
 ) -> None:
     if key in base:
         _drop_origins(origins, path)
-    base[key] = _strip_nulls(copy.deepcopy(value))
+    base[key] = _copy_without_nulls(value)
     _record(base[key], path, layer, origins)
 
 
@@ -134,7 +133,11 @@ def _drop_origins(origins: dict[FieldPath, Origin], path: FieldPath) -> None:
         del origins[known]
 
 
-def _strip_nulls(value: Any) -> Any:
+def _copy_without_nulls(value: Any) -> Any:
+    """A copy of a layer's value that later merges and passes may change freely (layers are
+    cached and shared); scalars are immutable and shared, null map entries dropped."""
     if isinstance(value, dict):
-        return {k: _strip_nulls(v) for k, v in value.items() if v is not None}
+        return {k: _copy_without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_copy_without_nulls(item) for item in value]
     return value
