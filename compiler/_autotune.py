@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,6 +11,7 @@ from typing import Any
 from trainspec.compiler._autotune_rules import Rules, load_rules
 from trainspec.compiler._diagnostics import Diagnostic, FieldPath, Severity
 from trainspec.compiler._origin import Origin, OriginKind
+from trainspec.compiler._tree import copy_tree
 
 RANGE_KINDS = ("integer", "continuous", "categorical")
 
@@ -116,7 +116,7 @@ def infer_tuning(
     Hyperband settings and completion criteria replace inferred ones.
     """
     rules = rules or load_rules()
-    out: dict[str, Any] = copy.deepcopy(dict(tuning))
+    out: dict[str, Any] = copy_tree(dict(tuning))
     origins: dict[FieldPath, Origin] = {}
     notes: list[Diagnostic] = []
     autotune = bool(tuning.get("autotune"))
@@ -143,7 +143,7 @@ def infer_tuning(
             origins[("tuning", "ranges", name)] = Origin(
                 OriginKind.INFERRED, source=source, reason=reason
             )
-    ranges.update(copy.deepcopy(dict(user_ranges)))
+    ranges.update(copy_tree(dict(user_ranges)))
     if ranges:
         out["ranges"] = dict(sorted(ranges.items()))
 

@@ -7,9 +7,10 @@ A `SpecError` means the user's input is wrong (exit 1, INVALID_ARGUMENT); an
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 # A field path inside a tree: map keys as str, list indexes as int.
 FieldPath = tuple[str | int, ...]
@@ -37,6 +38,11 @@ MISSING: Any = _Missing()
 
 def format_path(path: Sequence[str | int]) -> str:
     """`("training", "metrics", 0, "regex")` -> `training.metrics[0].regex`."""
+    return _format_path(tuple(path))
+
+
+@functools.lru_cache(maxsize=8192)  # the same few hundred field paths, on every compile
+def _format_path(path: tuple[str | int, ...]) -> str:
     out = ""
     for part in path:
         if isinstance(part, int):
@@ -46,9 +52,12 @@ def format_path(path: Sequence[str | int]) -> str:
     return out
 
 
-@dataclass(frozen=True, order=True)
-class Location:
-    """A 1-based place in a source file; line 0 means the file as a whole."""
+class Location(NamedTuple):
+    """A 1-based place in a source file; line 0 means the file as a whole.
+
+    A NamedTuple, not a frozen dataclass: the loader makes one per node of every spec,
+    and a frozen dataclass's __init__ costs several times a tuple's.
+    """
 
     path: str
     line: int = 0

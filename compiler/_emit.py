@@ -46,17 +46,14 @@ def emit_plan(
     )
     add = plan.provenance.add
     for field_path, path, origin in named:
+        location = origin.location
         entry = add(
             field_path=field_path,
-            kind=int(origin.kind),
+            kind=origin.kind,
             source=origin.source,
             reason=origin.reason,
+            location=None if location is None else location._asdict(),
         )
-        location = origin.location
-        if location is not None:
-            entry.location.path = location.path
-            entry.location.line = location.line
-            entry.location.column = location.column
         document = documents["sagemaker_request" if path[0] == "sagemaker_request" else ""]
         value = _get(document, path)
         if value is not MISSING:

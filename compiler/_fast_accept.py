@@ -132,6 +132,9 @@ def _compile_rules(rules: Mapping[str, Any], checks: CheckWith) -> Check:
         steps.append(nested)
     check_with = _check_with(rules.get("check_with"), checks)
     nullable = rules.get("nullable") is True
+    if check_with is None and len(steps) == 1:  # most fields: a type and nothing else
+        only = steps[0]
+        return lambda value: nullable if value is None else only(value)
 
     def check(value: Any) -> bool:
         if value is None:
@@ -144,16 +147,23 @@ def _compile_rules(rules: Mapping[str, Any], checks: CheckWith) -> Check:
     return check
 
 
+# For these exact types the answer of a type rule depends on the type alone, so it is
+# worked out once; anything else (subclasses, other Mappings) takes the general path.
+_PLAIN_TYPES = (str, int, float, bool, dict, list)
+
+
 def _type_check(names: str | list[str]) -> Check:
     definitions = [cerberus.Validator.types_mapping[name] for name in _names(names)]
 
-    def check(value: Any) -> bool:
+    def general(value: Any) -> bool:
         return any(
             isinstance(value, d.included_types) and not isinstance(value, d.excluded_types)
             for d in definitions
         )
 
-    return check
+    passing = frozenset(t for t in _PLAIN_TYPES if general(t()))
+    failing = frozenset(_PLAIN_TYPES) - passing
+    return lambda value: type(value) in passing or (type(value) not in failing and general(value))
 
 
 def _nested_check(rules: Mapping[str, Any], checks: CheckWith) -> Check | None:
@@ -176,9 +186,14 @@ def _nested_check(rules: Mapping[str, Any], checks: CheckWith) -> Check | None:
             parts.append(lambda tree, c=item_check, p=pick: all(map(c, p(tree))))
     if not parts:
         return None
-    if kind == "dict":  # type() has already passed; cerberus accepts any Mapping
-        return lambda tree: isinstance(tree, dict) and all(part(tree) for part in parts)
-    return lambda items: isinstance(items, list) and all(part(items) for part in parts)
+    if len(parts) == 1:
+        part = parts[0]
+        if kind == "dict":  # type() has already passed; cerberus accepts any Mapping
+            return lambda tree: type(tree) is dict and part(tree)
+        return lambda items: type(items) is list and part(items)
+    if kind == "dict":
+        return lambda tree: type(tree) is dict and all(part(tree) for part in parts)
+    return lambda items: type(items) is list and all(part(items) for part in parts)
 
 
 def _check_with(name: Any, checks: CheckWith) -> Check | None:

@@ -6,7 +6,6 @@ origin naming its rule (`rule:batch.scale_by_gpus`) and why.
 
 from __future__ import annotations
 
-import copy
 import functools
 import posixpath
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from trainspec.compiler._catalog import Catalog, InstanceType, PretrainedModel, 
 from trainspec.compiler._diagnostics import Diagnostic, FieldPath, Severity
 from trainspec.compiler._origin import Origin, OriginKind
 from trainspec.compiler._resolve import Resolved
+from trainspec.compiler._tree import copy_tree
 
 DEFAULT_BATCH_HYPERPARAMETER = "batch_size"
 
@@ -65,7 +65,7 @@ def _rule(rule_id: str, reason: str) -> Origin:
 
 def infer_training(resolved: Resolved, catalog: Catalog, spec_dir: Path) -> Inferred:
     """Fill catalog defaults, scale the batch size, and plan images and locations."""
-    tree = copy.deepcopy(dict(resolved.tree))
+    tree = copy_tree(dict(resolved.tree))
     origins = dict(resolved.origins)
     base = resolved.training_path
     training = _node(tree, base)

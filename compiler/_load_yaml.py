@@ -237,6 +237,16 @@ class _Builder:
         plain = event.implicit[0]
         if tag is None or tag == "!":
             tag = _resolve(event.value) if plain else _STR
+        if tag is _STR and event.anchor is None and self.stack:  # most nodes of a spec
+            top = self.stack[-1]
+            if top.key is _NO_KEY and top.is_map:
+                mark = event.start_mark
+                loc = Location(self.name, mark.line + 1, mark.column + 1)
+                self._set_key(top, event.value, loc, event.value)
+                return
+            if top.key is not _NO_KEY and top.key is not _MERGE_KEY:
+                self._string_value(top, event)
+                return
         if not self.stack:
             if plain and event.value == "" and event.tag is None:
                 self._fail(
@@ -255,6 +265,19 @@ class _Builder:
         if event.anchor is not None:
             self.anchors[event.anchor] = _Anchor(value, [((), self.log[-1][1], None)], 0)
         self._attach(value)
+
+    def _string_value(self, top: _Frame, event: Any) -> None:
+        """`_begin_node` + `_attach` for a plain string under an ordinary mapping key."""
+        self.nodes += 1
+        if self.nodes > self.max_nodes:
+            self._begin_node(event.start_mark)  # reports the limit
+        mark = event.start_mark
+        key = top.key
+        self.log.append(
+            ((*top.path, key), Location(self.name, mark.line + 1, mark.column + 1), top.key_loc)
+        )
+        top.value[key] = event.value
+        top.key = _NO_KEY
 
     def _key(self, event: Any, tag: str) -> None:
         top = self.stack[-1]

@@ -16,6 +16,7 @@ from trainspec.compiler._diagnostics import FieldPath
 from trainspec.compiler._fields import FieldInfo, MessageInfo, job_spec
 from trainspec.compiler._layers import Layer
 from trainspec.compiler._origin import Origin
+from trainspec.compiler._tree import copy_tree
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def _replace(
 ) -> None:
     if key in base:
         _drop_origins(origins, path)
-    base[key] = _copy_without_nulls(value)
+    base[key] = copy_tree(value, drop_nulls=True)  # layers are cached and shared
     _record(base[key], path, layer, origins)
 
 
@@ -131,13 +132,3 @@ def _drop_origins(origins: dict[FieldPath, Origin], path: FieldPath) -> None:
     size = len(path)
     for known in [p for p in origins if p[:size] == path]:
         del origins[known]
-
-
-def _copy_without_nulls(value: Any) -> Any:
-    """A copy of a layer's value that later merges and passes may change freely (layers are
-    cached and shared); scalars are immutable and shared, null map entries dropped."""
-    if isinstance(value, dict):
-        return {k: _copy_without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_copy_without_nulls(item) for item in value]
-    return value

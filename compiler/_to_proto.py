@@ -52,20 +52,32 @@ def _fill_map(container: Any, tree: Mapping[str, Any], item_kind: str, item) -> 
         container.update(tree)
 
 
+# The Value field that holds each plain scalar type.
+_SCALAR_FIELDS = {
+    str: "string_value",
+    bool: "bool_value",
+    int: "number_value",
+    float: "number_value",
+}
+
+
 def set_value(message: struct_pb2.Value, value: Any) -> None:
     """`json_format.ParseDict(value, message)` for a JSON-like value.
 
     Struct.update's generic checks (ABC isinstance per item) cost more than the whole
     rest of emit, so nested values are written field by field here.
     """
-    if value is None:
+    scalar_field = _SCALAR_FIELDS.get(type(value))
+    if scalar_field is not None:
+        setattr(message, scalar_field, value)
+    elif value is None:
         message.null_value = struct_pb2.NULL_VALUE
-    elif isinstance(value, str):
-        message.string_value = value
     elif isinstance(value, bool):
         message.bool_value = value
     elif isinstance(value, int | float):
         message.number_value = value
+    elif isinstance(value, str):
+        message.string_value = value
     elif isinstance(value, dict | MappingProxyType):
         set_struct(message.struct_value, value)
     else:
