@@ -8,6 +8,7 @@ done, gives every key and value its line and column, and never constructs a tag.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import yaml
@@ -543,6 +544,15 @@ class _Builder:
 
 
 def _resolve(value: str) -> str:
+    """The implicit tag of a plain scalar (int, float, bool, null, timestamp or str)."""
+    return _resolve_short(value) if len(value) <= 64 else _resolve_uncached(value)
+
+
+# Keys and common values repeat across every spec; long values (bounded memory) do not.
+_resolve_short = functools.lru_cache(maxsize=4096)(lambda value: _resolve_uncached(value))
+
+
+def _resolve_uncached(value: str) -> str:
     for tag, regexp in _RESOLVERS.get(value[:1], _WILDCARD):
         if regexp.match(value):
             return tag
