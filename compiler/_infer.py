@@ -7,6 +7,7 @@ origin naming its rule (`rule:batch.scale_by_gpus`) and why.
 from __future__ import annotations
 
 import functools
+import os
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -246,15 +247,18 @@ def framework_regions(name: str) -> list[str]:
 
 
 def _absolutize_local_paths(training: dict, spec_dir: Path) -> None:
-    """Local paths are relative to the spec file; the plan holds absolute ones."""
+    """Local paths are relative to the spec file; the plan holds absolute ones.
+
+    `spec_dir` is already a real path; what the user wrote under it stays as written
+    (no symlink resolution, which would cost a syscall per path component)."""
     framework = training.get("model", {}).get("framework")
     if framework and framework.get("source_dir") and not _is_remote(framework["source_dir"]):
-        framework["source_dir"] = str((spec_dir / framework["source_dir"]).resolve())
+        framework["source_dir"] = os.path.normpath(os.path.join(spec_dir, framework["source_dir"]))
     for channel in training.get("data", {}).values():
         uri = channel.get("uri", "")
         if uri and not _is_remote(uri):
             local = uri[len("file://") :] if uri.startswith("file://") else uri
-            channel["uri"] = str((spec_dir / local).resolve())
+            channel["uri"] = os.path.normpath(os.path.join(spec_dir, local))
 
 
 def _is_remote(uri: str) -> bool:
