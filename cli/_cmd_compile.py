@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 from trainspec._errors import handle_errors
+from trainspec._options import autotune_mode_option, defaults_option, set_option
 
 STAGES = ["load", "validate", "resolve", "infer", "check", "lower", "emit"]
 
@@ -76,21 +77,8 @@ def _whole(value: Any) -> Any:
     show_default=True,
     help="Output format of the plan.",
 )
-@click.option(
-    "--defaults",
-    "defaults",
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    help="Organisation defaults file (repeatable, lowest first). Default: the "
-    "nearest trainspec.defaults.yaml above the spec.",
-)
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="PATH=VALUE",
-    help="Override one value, e.g. training.compute.instance_type=ml.g5.xlarge.",
-)
+@defaults_option
+@set_option
 @click.option("--explain", is_flag=True, help="Print each value with its origin instead.")
 @click.option(
     "--preflight",
@@ -118,13 +106,7 @@ def _whole(value: Any) -> Any:
     metavar="USD",
     help="Fail when the worst-case cost exceeds this.",
 )
-@click.option(
-    "--autotune-mode",
-    type=click.Choice(["explicit", "native"]),
-    default="explicit",
-    show_default=True,
-    help="explicit writes inferred ranges out; native sends SageMaker's Autotune with value hints.",
-)
+@autotune_mode_option()
 @click.option(
     "--out",
     type=click.Path(file_okay=False),

@@ -10,12 +10,7 @@ from typing import Any
 
 import click
 from trainspec._errors import EXIT_INVALID, handle_errors
-
-DEFAULT_ROOT = ".trainspec/runs"
-_ROOT_HELP = (
-    f"Folder of local jobs: <root>/<job>/ is the job's /opt/ml, <root>/jobs.db the job "
-    f"store. Default: {DEFAULT_ROOT} (or $TRAINSPEC_ROOT)."
-)
+from trainspec._options import defaults_option, root_option, set_option
 
 
 def _fail(message: str) -> None:
@@ -34,29 +29,9 @@ def _user_errors() -> tuple[type[Exception], ...]:
 @click.command("run")
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--local", "local", is_flag=True, help="Run on this machine (required for now).")
-@click.option(
-    "--root",
-    type=click.Path(file_okay=False),
-    default=DEFAULT_ROOT,
-    envvar="TRAINSPEC_ROOT",
-    show_default=True,
-    help=_ROOT_HELP,
-)
-@click.option(
-    "--defaults",
-    "defaults",
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    help="Organisation defaults file (repeatable). Default: the nearest "
-    "trainspec.defaults.yaml above the spec.",
-)
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="PATH=VALUE",
-    help="Override one value, e.g. training.hyperparameters.epochs=1.",
-)
+@root_option
+@defaults_option
+@set_option
 @click.option(
     "--storage",
     default=None,
@@ -166,14 +141,7 @@ def _when(seconds: float | None) -> str:
 
 
 @jobs.command("list")
-@click.option(
-    "--root",
-    type=click.Path(file_okay=False),
-    default=DEFAULT_ROOT,
-    envvar="TRAINSPEC_ROOT",
-    show_default=True,
-    help=_ROOT_HELP,
-)
+@root_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per job.")
 @handle_errors()
 def list_jobs(root, as_json) -> None:
@@ -203,14 +171,7 @@ def _record_dict(record: Any) -> dict[str, Any]:
 
 @jobs.command("describe")
 @click.argument("name")
-@click.option(
-    "--root",
-    type=click.Path(file_okay=False),
-    default=DEFAULT_ROOT,
-    envvar="TRAINSPEC_ROOT",
-    show_default=True,
-    help=_ROOT_HELP,
-)
+@root_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @handle_errors()
 def describe_job(name, root, as_json) -> None:
@@ -261,14 +222,7 @@ def _suggest_and_fail(store: Any, name: str) -> None:
 
 @jobs.command("stop")
 @click.argument("name")
-@click.option(
-    "--root",
-    type=click.Path(file_okay=False),
-    default=DEFAULT_ROOT,
-    envvar="TRAINSPEC_ROOT",
-    show_default=True,
-    help=_ROOT_HELP,
-)
+@root_option
 @handle_errors()
 def stop_job(name, root) -> None:
     """Stop a running local job (a tuning job stops its running trials and starts no more)."""

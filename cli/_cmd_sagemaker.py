@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 from trainspec._errors import EXIT_INVALID, handle_errors
+from trainspec._options import autotune_mode_option, defaults_option, set_option
 
 _REGION_HELP = "AWS region (default: the plan's region, else the boto3 chain: AWS_REGION, ...)."
 _ENDPOINT_HELP = "SageMaker and S3 endpoint URL (for testing against a local AWS emulator)."
@@ -52,27 +53,9 @@ def _aws_call(function: Any, *args: Any) -> Any:
 
 @click.command("submit")
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option(
-    "--defaults",
-    "defaults",
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    help="Organisation defaults file (repeatable).",
-)
-@click.option(
-    "--set",
-    "overrides",
-    multiple=True,
-    metavar="PATH=VALUE",
-    help="Override one value, e.g. training.compute.instance_type=ml.g5.xlarge.",
-)
-@click.option(
-    "--autotune-mode",
-    type=click.Choice(["explicit", "native"]),
-    default="explicit",
-    show_default=True,
-    help="native lets SageMaker's Autotune choose the settings.",
-)
+@defaults_option
+@set_option
+@autotune_mode_option(help_text="native lets SageMaker's Autotune choose the settings.")
 @click.option("--region", default=None, help=_REGION_HELP)
 @click.option("--endpoint-url", default=None, help=_ENDPOINT_HELP)
 @click.option("--dry-run", is_flag=True, help="Print the uploads and the request; send nothing.")
@@ -155,13 +138,7 @@ def _describe_lines(kind: str, response: dict[str, Any]) -> list[str]:
     help="The job's spec: show the plan's tuning settings beside SageMaker's "
     "(native Autotune chooses them on SageMaker's side).",
 )
-@click.option(
-    "--autotune-mode",
-    type=click.Choice(["explicit", "native"]),
-    default="native",
-    show_default=True,
-    help="How --spec is compiled.",
-)
+@autotune_mode_option("native", help_text="How --spec is compiled.")
 @click.option("--region", default=None, help=_REGION_HELP)
 @click.option("--endpoint-url", default=None, help=_ENDPOINT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print SageMaker's whole response.")
