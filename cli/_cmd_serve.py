@@ -29,14 +29,23 @@ def _read(path: str | None, what: str) -> bytes | None:
     default=8,
     show_default=True,
     type=click.IntRange(1, 1024),
-    help="Threads that handle calls.",
+    help="Threads that handle calls (in each process).",
+)
+@click.option(
+    "--processes",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Server processes sharing the port (SO_REUSEPORT): a compile holds its process's "
+    "GIL, so more than one uses more cores. The kernel spreads connections, not calls, "
+    "over them.",
 )
 @click.option(
     "--max-concurrent-rpcs",
     default=256,
     show_default=True,
     type=click.IntRange(1),
-    help="Calls beyond this many get RESOURCE_EXHAUSTED.",
+    help="Calls beyond this many (in each process) get RESOURCE_EXHAUSTED.",
 )
 @click.option("--tls-cert", type=click.Path(dir_okay=False), help="Server certificate (PEM).")
 @click.option("--tls-key", type=click.Path(dir_okay=False), help="Server private key (PEM).")
@@ -67,12 +76,15 @@ def _read(path: str | None, what: str) -> bytes | None:
 @click.option(
     "--metrics-port",
     type=click.IntRange(0, 65535),
-    help="Serve Prometheus metrics on this port (same host).",
+    help="Serve Prometheus metrics on this port (same host). Metrics are per process: "
+    "with --processes N, process i serves its own on this port + i (0: each a free port, "
+    "logged).",
 )
 def serve(
     host,
     port,
     workers,
+    processes,
     max_concurrent_rpcs,
     tls_cert,
     tls_key,
@@ -85,10 +97,10 @@ def serve(
     """Serve trainspec.v1.CompilerService over gRPC (health and reflection included).
 
     Logs are JSON lines on stderr: one access line per call (method, code, latency,
-    request id).
+    request id); with --processes N each line also names the pid (and worker) logging it.
     """
     # grpc is imported only when serving, never by other commands.
-    from trainspec.server import ServerConfig, configure_logging
+    from trainspec.server import ServerConfig, WorkerError, configure_logging
     from trainspec.server import serve as run
 
     token = None
@@ -101,6 +113,7 @@ def serve(
             host=host,
             port=port,
             workers=workers,
+            processes=processes,
             max_concurrent_rpcs=max_concurrent_rpcs,
             tls_cert=_read(tls_cert, "TLS certificate"),
             tls_key=_read(tls_key, "TLS key"),
@@ -124,7 +137,7 @@ def serve(
     configure_logging()
     try:
         run(config)
-    except OSError as exc:
+    except (OSError, WorkerError) as exc:
         raise click.ClickException(str(exc)) from None
     except InternalError as exc:  # a broken catalog: trainspec's fault, exit 3
         click.echo(f"internal error: {exc}", err=True)

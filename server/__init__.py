@@ -3,6 +3,7 @@
 from trainspec.server._config import ServerConfig
 from trainspec.server._diff import diff_plans
 from trainspec.server._logging import configure_logging
+from trainspec.server._processes import WorkerError
 from trainspec.server._server import RunningServer, make_server, serve
 from trainspec.server._servicer import CompilerServicer
 
@@ -10,6 +11,7 @@ __all__ = [
     "CompilerServicer",
     "RunningServer",
     "ServerConfig",
+    "WorkerError",
     "configure_logging",
     "diff_plans",
     "make_server",

@@ -19,6 +19,9 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 50051
     workers: int = 8
+    # Processes serving the port together (SO_REUSEPORT), each with `workers` threads: a
+    # call holds its process's GIL, so one process computes on one core at most.
+    processes: int = 1
     # Calls beyond this many at once are refused with RESOURCE_EXHAUSTED instead of
     # queueing without bound behind the worker threads.
     max_concurrent_rpcs: int = 256
@@ -44,6 +47,8 @@ class ServerConfig:
             problems.append(f"port must be 0-65535, got {self.port}")
         if self.workers < 1:
             problems.append(f"workers must be at least 1, got {self.workers}")
+        if self.processes < 1:
+            problems.append(f"processes must be at least 1, got {self.processes}")
         if self.max_concurrent_rpcs < 1:
             problems.append(
                 f"max_concurrent_rpcs must be at least 1, got {self.max_concurrent_rpcs}"
@@ -67,6 +72,11 @@ class ServerConfig:
             problems.append("drain_seconds and grace_seconds must not be negative")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             problems.append(f"metrics_port must be 0-65535, got {self.metrics_port}")
+        elif self.metrics_port and self.metrics_port + self.processes - 1 > 65535:
+            problems.append(
+                f"metrics_port {self.metrics_port} leaves no port for each of the "
+                f"{self.processes} processes (they use metrics_port, metrics_port + 1, ...)"
+            )
         if problems:
             raise ValueError("; ".join(problems))
 

@@ -6,6 +6,16 @@ import json
 import logging
 import sys
 
+# Fields on every line of this process: the processes of `serve --processes N` share one
+# stderr, so each tags its lines with its pid (and a worker its index).
+_PROCESS_FIELDS: dict[str, object] = {}
+
+
+def tag_process(**fields: object) -> None:
+    """Add `fields` to every line this process logs from now on (replacing earlier tags)."""
+    _PROCESS_FIELDS.clear()
+    _PROCESS_FIELDS.update(fields)
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message and any `fields` extra."""
@@ -15,6 +25,7 @@ class JsonFormatter(logging.Formatter):
             "ts": round(record.created, 3),
             "level": record.levelname.lower(),
             "logger": record.name,
+            **_PROCESS_FIELDS,
         }
         fields = getattr(record, "fields", None)
         if fields:

@@ -110,7 +110,9 @@ def make_server(config: ServerConfig | None = None, *, servicer=None) -> Running
             ("grpc.max_send_message_length", config.max_send_message_bytes),
             ("grpc.max_concurrent_streams", config.max_concurrent_streams),
             # Two servers on one port would split traffic silently; fail to bind instead.
-            ("grpc.so_reuseport", 0),
+            # The processes of one `serve --processes N` share it on purpose (see
+            # _processes.py, which checks that no other server holds the port).
+            ("grpc.so_reuseport", int(config.processes > 1)),
         ],
     )
     server.add_generic_rpc_handlers((compiler_service_handler(servicer),))
@@ -139,37 +141,71 @@ def make_server(config: ServerConfig | None = None, *, servicer=None) -> Running
     return RunningServer(server, port, health_servicer, config, metrics)
 
 
-def serve(config: ServerConfig | None = None, *, servicer=None) -> None:
-    """Serve until SIGTERM or SIGINT, then drain; a second signal stops at once."""
-    config = config if config is not None else ServerConfig()
-    running = make_server(config, servicer=servicer)
-    stopping = threading.Event()
+class Shutdown:
+    """Stop requests for a started server: the first drains it, a later one stops it now."""
 
-    def on_signal(signum, _frame):
-        if stopping.is_set():
-            _log("stopping_now", signal=signal.Signals(signum).name)
-            threading.Thread(target=running.server.stop, args=(0,), daemon=True).start()
+    def __init__(self, running: RunningServer):
+        self._running = running
+        self._requested = threading.Event()
+
+    def request(self, reason: str, *, escalate: bool = True) -> None:
+        """Ask for the drain; when one was asked for already, `escalate` stops at once."""
+        if self._requested.is_set():
+            if escalate:
+                _log("stopping_now", signal=reason)
+                threading.Thread(target=self._running.server.stop, args=(0,), daemon=True).start()
             return
-        _log("signal", signal=signal.Signals(signum).name)
-        stopping.set()
+        _log("signal", signal=reason)
+        self._requested.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    def on_signal(self, signum, _frame) -> None:
+        self.request(signal.Signals(signum).name)
+
+    def wait_then_drain(self) -> None:
+        """Block until the first request, then drain the server."""
+        while not self._requested.wait(3600):
+            pass
+        self._running.drain()
+
+
+def listening_fields(config: ServerConfig, port: int) -> dict:
+    """What the `listening` log line reports: the address and the main settings."""
+    return {
+        "host": config.host,
+        "port": port,
+        "tls": config.tls_cert is not None,
+        "mtls": config.tls_client_ca is not None,
+        "token": config.token is not None,
+        "workers": config.workers,
+    }
+
+
+def serve(config: ServerConfig | None = None, *, servicer=None) -> None:
+    """Serve until SIGTERM or SIGINT, then drain; a second signal stops at once.
+
+    With `config.processes` above 1 the calls are served by that many processes sharing
+    the port, and this one supervises them (see `_processes.serve_processes`).
+    """
+    config = config if config is not None else ServerConfig()
+    if config.processes > 1:
+        from trainspec.server._processes import serve_processes
+
+        serve_processes(config, servicer=servicer)
+        return
+    running = make_server(config, servicer=servicer)
+    shutdown = Shutdown(running)
+    previous = {
+        sig: signal.signal(sig, shutdown.on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
     try:
         running.start()
         # Logged once the signal handlers are in place: a supervisor may signal right after.
         _log(
             "listening",
-            host=config.host,
-            port=running.port,
-            tls=config.tls_cert is not None,
-            mtls=config.tls_client_ca is not None,
-            token=config.token is not None,
-            workers=config.workers,
+            **listening_fields(config, running.port),
             metrics_port=running.metrics_port,
         )
-        while not stopping.wait(3600):
-            pass
-        running.drain()
+        shutdown.wait_then_drain()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
