@@ -291,7 +291,9 @@ def run_tuning(
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
         try:
-            storage = optuna.storages.RDBStorage(url)
+            from trainspec.trainer._optuna_storage import TrialStorage
+
+            storage = TrialStorage(url)
         except Exception as exc:
             raise TuningError(f"cannot open the tuning storage {url}: {exc}") from None
         study = optuna.create_study(

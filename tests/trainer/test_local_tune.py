@@ -431,3 +431,22 @@ def test_digits_tuning_example_runs_through_the_cli(tmp_path) -> None:
         timeout=60,
     )
     assert listing.returncode == 0 and "digits-tune-001" in listing.stdout
+
+
+def test_parallel_trial_threads_never_claim_one_requeued_trial_twice(tmp_path) -> None:
+    """Requeued trials (resume) popped by 4 threads at once: each runs exactly once.
+
+    Optuna's plain RDBStorage on SQLite lets two threads claim the same WAITING trial,
+    which fails the whole job; this reproduced in most runs before TrialStorage.
+    """
+    import optuna
+    from trainspec.trainer._optuna_storage import TrialStorage
+
+    for attempt in range(3):
+        storage = TrialStorage(f"sqlite:///{tmp_path}/race-{attempt}.db")
+        study = optuna.create_study(storage=storage)
+        for x in range(40):
+            study.enqueue_trial({"x": x}, skip_if_exists=False)
+        study.optimize(lambda trial: trial.suggest_int("x", 0, 100), n_trials=40, n_jobs=4)
+        assert sorted(t.params["x"] for t in study.trials) == list(range(40))
+        assert {t.state.name for t in study.trials} == {"COMPLETE"}
