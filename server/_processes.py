@@ -239,7 +239,12 @@ def _supervise(
                 if stopping and exitcode == 0:
                     continue
                 reason = _exit_reason(exitcode)
-                _log("worker_exited", worker=worker.index, pid=worker.process.pid, reason=reason)
+                _log(
+                    "worker_exited",
+                    worker_index=worker.index,
+                    worker_pid=worker.process.pid,
+                    reason=reason,
+                )
                 if failure is None:
                     failure = WorkerError(
                         f"server process {worker.index} (pid {worker.process.pid}) exited "

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import pathlib
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 
 import grpc
@@ -43,6 +47,55 @@ def start_server() -> Iterator:
     yield start
     for running in started:
         running.stop(0)
+
+
+@pytest.fixture
+def serve_process() -> Iterator:
+    """`start(*args, **popen)`: `trainspec serve --port 0 ARGS` as a real process.
+
+    Returns the process, its port and its log (a list that keeps growing: a thread reads
+    stderr, parsing JSON lines, so the server never blocks on a full pipe; other lines
+    become {"event": "text"}). Processes still running after the test are killed.
+    """
+    started: list[subprocess.Popen] = []
+
+    def start(*args: str, **popen) -> tuple[subprocess.Popen, int, list[dict]]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "trainspec", "serve", "--port", "0", *args],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+            **popen,
+        )
+        started.append(process)
+        log: list[dict] = []
+        listening = threading.Event()
+
+        def read() -> None:
+            with process.stderr:
+                for line in process.stderr:
+                    try:
+                        log.append(json.loads(line))
+                    except ValueError:
+                        log.append({"event": "text", "text": line})
+                    if log[-1].get("event") == "listening":
+                        listening.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        if not listening.wait(60):
+            process.kill()
+            process.wait()
+            pytest.fail(f"the server did not start: {log}")
+        process.reader = reader
+        port = next(e["port"] for e in log if e.get("event") == "listening")
+        return process, port, log
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 @pytest.fixture(scope="module")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import grpc
@@ -17,42 +15,10 @@ from trainspec.v1 import compiler_service_pb2 as pb
 from trainspec.v1 import compiler_service_pb2_grpc as pb_grpc
 
 
-def start(*args: str) -> tuple[subprocess.Popen, int, list[dict]]:
-    """Starts `trainspec serve --port 0 ARGS`; returns it, its port and its growing log.
-
-    A thread keeps reading stderr so the server never blocks on a full pipe.
-    """
-    process = subprocess.Popen(
-        [sys.executable, "-m", "trainspec", "serve", "--port", "0", *args],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
+def test_sigterm_drains_without_losing_in_flight_calls(serve_process, source):
+    process, port, log = serve_process(
+        "--workers", "2", "--drain-seconds", "1", "--grace-seconds", "10"
     )
-    log: list[dict] = []
-    listening = threading.Event()
-
-    def read() -> None:
-        with process.stderr:
-            for line in process.stderr:
-                try:
-                    log.append(json.loads(line))
-                except ValueError:
-                    log.append({"event": "text", "text": line})
-                if log[-1].get("event") == "listening":
-                    listening.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    if not listening.wait(60):
-        process.kill()
-        process.wait()
-        pytest.fail(f"the server did not start: {log}")
-    process.reader = reader
-    return process, log[-1]["port"], log
-
-
-def test_sigterm_drains_without_losing_in_flight_calls(source):
-    process, port, log = start("--workers", "2", "--drain-seconds", "1", "--grace-seconds", "10")
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as chan:
             stub = pb_grpc.CompilerServiceStub(chan)
@@ -86,8 +52,8 @@ def test_sigterm_drains_without_losing_in_flight_calls(source):
     assert len(compiled) >= 50 and all(e["code"] == "OK" for e in compiled)
 
 
-def test_sigint_also_drains():
-    process, _, log = start("--drain-seconds", "0")
+def test_sigint_also_drains(serve_process):
+    process, _, log = serve_process("--drain-seconds", "0")
     process.send_signal(signal.SIGINT)
     assert process.wait(30) == 0
     process.reader.join(10)
@@ -103,6 +69,8 @@ def test_sigint_also_drains():
         ),
         (["--tls-client-ca", "{ca}"], "tls_client_ca (mutual TLS) needs tls_cert"),
         (["--token-file", "{empty}"], "is empty"),
+        (["--processes", "0"], "0 is not in the range"),
+        (["--processes", "2", "--metrics-port", "65535"], "leaves no port for each"),
     ],
 )
 def test_bad_options_are_clear_errors(tmp_path, pki, args, message):
