@@ -6,13 +6,21 @@ soon as the last one answers. The no-op is grpc.health.v1 Health/Check on the sa
 server: the ceiling the gRPC stack allows on this machine, so Compile QPS / no-op QPS
 says how much of it the compiler leaves.
 
-    python bench/grpc_load.py [--seconds 10] [--callers 8,64] [--rss-calls 100000]
+Each server configuration (`--processes`, default 1 and the number of CPUs) runs on its
+own server; its no-op and Compile rows share that server and the same client. Callers
+use `--connections` channels (caller i the i-th modulo), each its own TCP connection,
+because a server of several processes shares one port (SO_REUSEPORT) and the kernel
+spreads connections, not calls, over them; the "split" column shows how the calls fell.
+
+    python bench/grpc_load.py [--seconds 10] [--callers 8,64] [--processes 1,2]
+        [--connections 16] [--rss-calls 100000]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import pathlib
@@ -47,7 +55,8 @@ EXPECTED = {
 }
 
 
-def start_server(workers: int, log: pathlib.Path) -> tuple[subprocess.Popen, int]:
+def start_server(processes: int, workers: int, log: pathlib.Path) -> tuple[subprocess.Popen, dict]:
+    """`trainspec serve` on a free port; returns it and its `listening` log line."""
     with log.open("w") as sink:
         process = subprocess.Popen(
             [
@@ -57,6 +66,8 @@ def start_server(workers: int, log: pathlib.Path) -> tuple[subprocess.Popen, int
                 "serve",
                 "--port",
                 "0",
+                "--processes",
+                str(processes),
                 "--workers",
                 str(workers),
                 "--drain-seconds",
@@ -72,12 +83,33 @@ def start_server(workers: int, log: pathlib.Path) -> tuple[subprocess.Popen, int
         for line in log.read_text().splitlines():
             event = json.loads(line)
             if event.get("event") == "listening":
-                return process, event["port"]
+                return process, event
         if process.poll() is not None:
             sys.exit(f"the server exited with {process.returncode}; see {log}")
         time.sleep(0.05)
     process.kill()
     sys.exit("the server did not start in 60 s")
+
+
+class AccessLog:
+    """Reads the server's access lines as they come: which process served how many calls."""
+
+    def __init__(self, path: pathlib.Path):
+        self._path = path
+        self._offset = 0
+
+    def calls_per_pid(self) -> collections.Counter:
+        with self._path.open() as handle:
+            handle.seek(self._offset)
+            text = handle.read()
+        complete = text[: text.rfind("\n") + 1]
+        self._offset += len(complete)
+        counts: collections.Counter = collections.Counter()
+        for line in complete.splitlines():
+            event = json.loads(line)
+            if event.get("event") == "access":
+                counts[event.get("pid", 0)] += 1
+        return counts
 
 
 def rss_mib(pid: int) -> float:
@@ -88,15 +120,23 @@ def rss_mib(pid: int) -> float:
 
 
 async def closed_loop(
-    call, request, callers: int, seconds: float | None, calls: int | None, expected: grpc.StatusCode
+    calls_by_channel: list,
+    request,
+    callers: int,
+    seconds: float | None,
+    calls: int | None,
+    expected: grpc.StatusCode,
 ) -> dict:
-    """`callers` coroutines calling back to back, for `seconds` or `calls` calls in all."""
+    """`callers` coroutines calling back to back, for `seconds` or `calls` calls in all.
+
+    Caller i calls through `calls_by_channel[i % len(calls_by_channel)]`.
+    """
     latencies: list[float] = []
     unexpected: dict[str, int] = {}
     stop_at = time.perf_counter() + seconds if seconds else None
     remaining = [calls] if calls else None
 
-    async def caller() -> None:
+    async def caller(call) -> None:
         while True:
             if stop_at is not None and time.perf_counter() >= stop_at:
                 return
@@ -115,7 +155,9 @@ async def closed_loop(
                 unexpected[code.name] = unexpected.get(code.name, 0) + 1
 
     began = time.perf_counter()
-    await asyncio.gather(*(caller() for _ in range(callers)))
+    await asyncio.gather(
+        *(caller(calls_by_channel[i % len(calls_by_channel)]) for i in range(callers))
+    )
     elapsed = time.perf_counter() - began
     latencies.sort()
 
@@ -131,63 +173,113 @@ async def closed_loop(
     }
 
 
-async def run(args) -> int:
+def _processes(count: int) -> str:
+    return f"{count} process" + ("es" if count > 1 else "")
+
+
+def _split(counts: collections.Counter, pids: list[int]) -> str:
+    """Percent of the calls each server process answered, in process order."""
+    total = sum(counts.values()) or 1
+    return "/".join(f"{100 * counts.get(pid, 0) / total:.0f}" for pid in pids)
+
+
+async def run_configuration(args, processes: int, summary: dict) -> bool:
+    """Every workload at every concurrency on one server; True when a call failed."""
     log = pathlib.Path(tempfile.mkdtemp(prefix="grpc_load_")) / "server.log"
-    process, port = start_server(args.workers, log)
+    process, listening = start_server(processes, args.workers, log)
+    port = listening["port"]
+    # A one-process server logs no pids: its access lines carry none either.
+    pids = listening.get("pids", [0])
+    server_pids = [process.pid, *listening.get("pids", [])]
+    access = AccessLog(log)
     failed = False
+    channels = [
+        grpc.aio.insecure_channel(
+            f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]
+        )
+        for _ in range(args.connections)
+    ]
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            methods = {
-                "health": health_pb2_grpc.HealthStub(channel).Check,
-                "compile": pb_grpc.CompilerServiceStub(channel).Compile,
-            }
-            requests = _requests()
-            # Warm up: the first compile loads botocore's service model.
+        methods = {
+            "health": [health_pb2_grpc.HealthStub(c).Check for c in channels],
+            "compile": [pb_grpc.CompilerServiceStub(c).Compile for c in channels],
+        }
+        requests = _requests()
+        # Warm up every connection: the first compile loads botocore's service model.
+        for name, (kind, request) in requests.items():
+            await closed_loop(methods[kind], request, args.connections, None, 400, EXPECTED[name])
+        access.calls_per_pid()
+
+        print(
+            f"\nserver: trainspec serve --processes {processes} --workers {args.workers} "
+            f"(pids {server_pids}); client: grpc.aio, one process, {args.connections} "
+            f"connections; cpus: {os.cpu_count()}"
+        )
+        print(
+            f"{'workload':<22}{'callers':>8}{'calls':>9}{'QPS':>9}{'p50 ms':>9}"
+            f"{'p99 ms':>9}{'Little ms':>10}{'errors':>7}{'/ no-op':>8}  split %"
+        )
+        for callers in args.callers:
+            noop_qps = None
             for name, (kind, request) in requests.items():
-                await closed_loop(methods[kind], request, 4, None, 200, EXPECTED[name])
-
-            print(
-                f"server: trainspec serve --workers {args.workers} (subprocess, pid "
-                f"{process.pid}); client: grpc.aio, one process; cpus: {os.cpu_count()}"
-            )
-            print(
-                f"{'workload':<22}{'callers':>8}{'calls':>9}{'QPS':>10}{'p50 ms':>9}"
-                f"{'p99 ms':>9}{'errors':>8}{'/ no-op':>9}"
-            )
-            for callers in args.callers:
-                noop_qps = None
-                for name, (kind, request) in requests.items():
-                    result = await closed_loop(
-                        methods[kind], request, callers, args.seconds, None, EXPECTED[name]
-                    )
-                    noop_qps = noop_qps or result["qps"]
-                    errors = sum(result["unexpected"].values())
-                    failed |= errors > 0
-                    print(
-                        f"{name:<22}{callers:>8}{result['calls']:>9}{result['qps']:>10.0f}"
-                        f"{result['p50_ms']:>9.2f}{result['p99_ms']:>9.2f}{errors:>8}"
-                        f"{result['qps'] / noop_qps:>9.2f}"
-                        + (f"  {result['unexpected']}" if errors else "")
-                    )
-
-            if args.rss_calls:
-                before = rss_mib(process.pid)
-                kind, request = requests["Compile valid"]
-                started = time.perf_counter()
                 result = await closed_loop(
-                    methods[kind], request, 16, None, args.rss_calls, EXPECTED["Compile valid"]
+                    methods[kind], request, callers, args.seconds, None, EXPECTED[name]
                 )
-                after = rss_mib(process.pid)
-                failed |= bool(result["unexpected"])
+                noop_qps = noop_qps or result["qps"]
+                errors = sum(result["unexpected"].values())
+                failed |= errors > 0
+                ratio = result["qps"] / noop_qps
+                summary[(processes, callers, name)] = (result, ratio)
+                # Little's law: with `callers` always in flight, the mean latency is
+                # callers / QPS; no p99 can be below that.
+                little_ms = 1000 * callers / result["qps"]
                 print(
-                    f"server RSS: {before:.1f} MiB before, {after:.1f} MiB after "
-                    f"{result['calls']} Compile calls ({time.perf_counter() - started:.0f} s): "
-                    f"growth {after - before:+.1f} MiB; unexpected errors "
-                    f"{sum(result['unexpected'].values())}"
+                    f"{name:<22}{callers:>8}{result['calls']:>9}{result['qps']:>9.0f}"
+                    f"{result['p50_ms']:>9.2f}{result['p99_ms']:>9.2f}{little_ms:>10.2f}"
+                    f"{errors:>7}{ratio:>8.2f}  {_split(access.calls_per_pid(), pids)}"
+                    + (f"  {result['unexpected']}" if errors else "")
                 )
+
+        if args.rss_calls:
+            before = sum(rss_mib(pid) for pid in server_pids)
+            kind, request = requests["Compile valid"]
+            started = time.perf_counter()
+            result = await closed_loop(
+                methods[kind], request, 16, None, args.rss_calls, EXPECTED["Compile valid"]
+            )
+            after = sum(rss_mib(pid) for pid in server_pids)
+            failed |= bool(result["unexpected"])
+            print(
+                f"server RSS (summed over {_processes(len(server_pids))}): "
+                f"{before:.1f} MiB before, "
+                f"{after:.1f} MiB after {result['calls']} Compile calls "
+                f"({time.perf_counter() - started:.0f} s): growth {after - before:+.1f} MiB; "
+                f"unexpected errors {sum(result['unexpected'].values())}"
+            )
     finally:
+        for channel in channels:
+            await channel.close()
         process.terminate()
         process.wait(30)
+    return failed
+
+
+async def run(args) -> int:
+    summary: dict = {}
+    failed = False
+    for processes in args.processes:
+        failed |= await run_configuration(args, processes, summary)
+    print(
+        "\nLittle ms = callers / QPS (Little's law): the mean latency the measured QPS implies "
+        "with every caller always waiting; p99 sits above the mean, so p99 < 20 ms at 64 "
+        "callers needs more than 64 / 0.020 s = 3200 QPS."
+    )
+    for callers in args.callers:
+        cells = []
+        for processes in args.processes:
+            result, ratio = summary[(processes, callers, "Compile valid")]
+            cells.append(f"{_processes(processes)} {result['qps']:.0f} QPS ({ratio:.2f} of no-op)")
+        print(f"Compile valid at {callers} callers: " + "; ".join(cells))
     return 1 if failed else 0
 
 
@@ -197,7 +289,18 @@ def main() -> None:
     parser.add_argument(
         "--callers", default="8,64", help="comma-separated concurrency levels (default 8,64)"
     )
-    parser.add_argument("--workers", type=int, default=8, help="server worker threads")
+    parser.add_argument(
+        "--processes",
+        default=f"1,{os.cpu_count()}" if (os.cpu_count() or 1) > 1 else "1",
+        help="comma-separated server configurations: processes sharing the port "
+        "(default 1 and the number of CPUs)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=8, help="server worker threads (per process)"
+    )
+    parser.add_argument(
+        "--connections", type=int, default=16, help="client channels, one TCP connection each"
+    )
     parser.add_argument(
         "--rss-calls",
         type=int,
@@ -206,6 +309,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.callers = [int(c) for c in args.callers.split(",")]
+    args.processes = list(dict.fromkeys(int(p) for p in args.processes.split(",")))
     sys.exit(asyncio.run(run(args)))
 
 
