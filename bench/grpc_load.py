@@ -11,9 +11,11 @@ own server; its no-op and Compile rows share that server and the same client. Ca
 use `--connections` channels (caller i the i-th modulo), each its own TCP connection,
 because a server of several processes shares one port (SO_REUSEPORT) and the kernel
 spreads connections, not calls, over them; the "split" column shows how the calls fell.
+The workloads of one concurrency take turns in `--rounds` slices, so that noise from
+neighbours on shared cores falls on the no-op and on Compile alike.
 
-    python bench/grpc_load.py [--seconds 10] [--callers 8,64] [--processes 1,2]
-        [--connections 16] [--rss-calls 100000]
+    python bench/grpc_load.py [--seconds 10] [--rounds 5] [--callers 8,64]
+        [--processes 1,2] [--connections 16] [--rss-calls 100000]
 """
 
 from __future__ import annotations
@@ -112,6 +114,15 @@ class AccessLog:
         return counts
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time the processes have used so far."""
+    total = 0
+    for pid in pids:
+        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> float:
     for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -158,18 +169,26 @@ async def closed_loop(
     await asyncio.gather(
         *(caller(calls_by_channel[i % len(calls_by_channel)]) for i in range(callers))
     )
-    elapsed = time.perf_counter() - began
-    latencies.sort()
+    return {
+        "latencies": latencies,
+        "elapsed": time.perf_counter() - began,
+        "unexpected": collections.Counter(unexpected),
+    }
+
+
+def summarize(slices: list[dict]) -> dict:
+    """QPS, p50, p99 and unexpected codes over the slices of one workload."""
+    latencies = sorted(x for piece in slices for x in piece["latencies"])
 
     def pct(p: float) -> float:
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
 
     return {
         "calls": len(latencies),
-        "qps": len(latencies) / elapsed,
+        "qps": len(latencies) / sum(piece["elapsed"] for piece in slices),
         "p50_ms": pct(0.50),
         "p99_ms": pct(0.99),
-        "unexpected": unexpected,
+        "unexpected": dict(sum((piece["unexpected"] for piece in slices), collections.Counter())),
     }
 
 
@@ -217,26 +236,51 @@ async def run_configuration(args, processes: int, summary: dict) -> bool:
         )
         print(
             f"{'workload':<22}{'callers':>8}{'calls':>9}{'QPS':>9}{'p50 ms':>9}"
-            f"{'p99 ms':>9}{'Little ms':>10}{'errors':>7}{'/ no-op':>8}  split %"
+            f"{'p99 ms':>9}{'Little ms':>10}{'errors':>7}{'/ no-op':>8}{'srv cpu':>8}"
+            f"{'cli cpu':>8}  split %"
         )
         for callers in args.callers:
+            # NOTE [interleaved rounds]: the workloads take turns in short slices, so a
+            # neighbour's burst on these shared cores lands on all of them alike and the
+            # ratio to the no-op stays fair.
+            slices: dict[str, list[dict]] = {name: [] for name in requests}
+            served: dict[str, collections.Counter] = {
+                name: collections.Counter() for name in requests
+            }
+            cpu = {name: [0.0, 0.0] for name in requests}  # server, client seconds
+            for _ in range(args.rounds):
+                for name, (kind, request) in requests.items():
+                    server_before, client_before = cpu_seconds(server_pids), time.process_time()
+                    slices[name].append(
+                        await closed_loop(
+                            methods[kind],
+                            request,
+                            callers,
+                            args.seconds / args.rounds,
+                            None,
+                            EXPECTED[name],
+                        )
+                    )
+                    cpu[name][0] += cpu_seconds(server_pids) - server_before
+                    cpu[name][1] += time.process_time() - client_before
+                    served[name] += access.calls_per_pid()
             noop_qps = None
-            for name, (kind, request) in requests.items():
-                result = await closed_loop(
-                    methods[kind], request, callers, args.seconds, None, EXPECTED[name]
-                )
+            for name in requests:
+                result = summarize(slices[name])
                 noop_qps = noop_qps or result["qps"]
                 errors = sum(result["unexpected"].values())
                 failed |= errors > 0
                 ratio = result["qps"] / noop_qps
                 summary[(processes, callers, name)] = (result, ratio)
                 # Little's law: with `callers` always in flight, the mean latency is
-                # callers / QPS; no p99 can be below that.
+                # callers / QPS.
                 little_ms = 1000 * callers / result["qps"]
+                server_ms, client_ms = (1000 * t / result["calls"] for t in cpu[name])
                 print(
                     f"{name:<22}{callers:>8}{result['calls']:>9}{result['qps']:>9.0f}"
                     f"{result['p50_ms']:>9.2f}{result['p99_ms']:>9.2f}{little_ms:>10.2f}"
-                    f"{errors:>7}{ratio:>8.2f}  {_split(access.calls_per_pid(), pids)}"
+                    f"{errors:>7}{ratio:>8.2f}{server_ms:>8.2f}{client_ms:>8.2f}"
+                    f"  {_split(served[name], pids)}"
                     + (f"  {result['unexpected']}" if errors else "")
                 )
 
@@ -244,8 +288,12 @@ async def run_configuration(args, processes: int, summary: dict) -> bool:
             before = sum(rss_mib(pid) for pid in server_pids)
             kind, request = requests["Compile valid"]
             started = time.perf_counter()
-            result = await closed_loop(
-                methods[kind], request, 16, None, args.rss_calls, EXPECTED["Compile valid"]
+            result = summarize(
+                [
+                    await closed_loop(
+                        methods[kind], request, 16, None, args.rss_calls, EXPECTED["Compile valid"]
+                    )
+                ]
             )
             after = sum(rss_mib(pid) for pid in server_pids)
             failed |= bool(result["unexpected"])
@@ -272,7 +320,10 @@ async def run(args) -> int:
     print(
         "\nLittle ms = callers / QPS (Little's law): the mean latency the measured QPS implies "
         "with every caller always waiting; p99 sits above the mean, so p99 < 20 ms at 64 "
-        "callers needs more than 64 / 0.020 s = 3200 QPS."
+        "callers needs more than 64 / 0.020 s = 3200 QPS.\nsrv cpu, cli cpu = CPU ms per call "
+        "in the server (all its processes) and in the client: once the cores are busy, QPS "
+        "cannot pass cores / (srv cpu + cli cpu), and Compile / no-op tends to the inverse "
+        "ratio of their CPU sums."
     )
     for callers in args.callers:
         cells = []
@@ -286,6 +337,12 @@ async def run(args) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="per workload and level")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="slices each workload's seconds are cut into, the workloads taking turns",
+    )
     parser.add_argument(
         "--callers", default="8,64", help="comma-separated concurrency levels (default 8,64)"
     )
