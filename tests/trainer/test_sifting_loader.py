@@ -146,18 +146,25 @@ def test_no_sample_lost_or_duplicated_at_epoch_end():
     x, y = _data(n=997)
     loader = sifting.SiftingDataloader(
         _config(beta=1.0, history=64),
-        DataLoader(_Records(x, y), batch_size=32, shuffle=True),
+        DataLoader(
+            _Records(x, y),
+            batch_size=32,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(0),
+        ),
         model=torch.nn.Linear(4, 3),
         loss_impl=_DictLoss(),
         seed=5,
     )
-    for _ in range(2):
-        ids = [i for b in loader for i in _ids_of(b)]
-        sizes = [len(b["id"]) for b in loader]
-        assert len(ids) == len(set(ids)) == loader.epoch_stats[-2].samples_kept
-        assert all(s == 32 for s in sizes[:-1]) and 0 < sizes[-1] <= 32
-    # With sifting on, a leftover exists in practice and is yielded rather than dropped.
-    assert loader.epoch_stats[0].samples_kept % 32 != 0 or sizes[-1] == 32
+    for epoch in range(3):
+        batches = list(loader)
+        ids = [i for b in batches for i in _ids_of(b)]
+        sizes = [len(b["id"]) for b in batches]
+        kept = loader.epoch_stats[epoch].samples_kept
+        assert len(ids) == len(set(ids)) == kept
+        assert all(s == 32 for s in sizes[:-1])
+        # The leftover is yielded rather than dropped.
+        assert sizes[-1] == (kept % 32 or 32)
 
 
 def test_delay_passes_batches_through_then_sifts():
@@ -316,7 +323,8 @@ def test_percentiles_are_mid_ranks_in_the_history():
     assert policy.percentiles(losses)[-2] == 0 and policy.percentiles(losses)[-1] == 1
 
 
-def test_modules_overriding_train_get_real_train_calls():
+@pytest.mark.parametrize(("score_batches", "calls"), [(1, 4), (2, 2)])
+def test_modules_overriding_train_get_real_train_calls(score_batches, calls):
     class Frozen(torch.nn.Linear):
         calls = 0
 
@@ -331,6 +339,59 @@ def test_modules_overriding_train_get_real_train_calls():
         model=model,
         loss_impl=_TupleLoss(),
         seed=0,
+        score_batches=score_batches,
     )
     list(loader)
-    assert model.training and model[0].training and Frozen.calls == 4  # eval + train, 2 batches
+    # One eval() and one train() per scored group: 2 batches in 1 or 2 groups.
+    assert model.training and model[0].training and Frozen.calls == calls
+
+
+def test_group_size_changes_no_choice():
+    x, y = _data(n=1500)
+
+    model = torch.nn.Linear(4, 3)
+
+    def batches(score_batches):
+        loader = sifting.SiftingDataloader(
+            _config(beta=2.0, history=100, delay=3),
+            DataLoader(_Records(x, y), batch_size=40),
+            model=model,
+            loss_impl=_DictLoss(),
+            seed=2,
+            score_batches=score_batches,
+        )
+        return [_ids_of(b) for _ in range(2) for b in loader]
+
+    one = batches(1)
+    assert batches(5) == one and batches(None) == one
+    assert 0 < sum(map(len, one)) < 2 * 1500
+
+
+class _Augmented(Dataset):
+    """Each fetch draws from the global RNG, like a random augmentation."""
+
+    def __len__(self):
+        return 600
+
+    def __getitem__(self, i):
+        return torch.rand(4), torch.tensor(i % 3)
+
+
+def test_dataset_randomness_is_not_replayed_by_scoring():
+    loader = sifting.SiftingDataloader(
+        _config(beta=1.0, history=100),
+        DataLoader(_Augmented(), batch_size=30),
+        model=torch.nn.Linear(4, 3),
+        loss_impl=_RandomLoss(),  # draws from the RNG too, restored after
+        seed=0,
+        score_batches=4,
+    )
+    torch.manual_seed(0)
+    plain = torch.cat([b[0] for b in loader.orig_dataloader])
+    torch.manual_seed(0)
+    rows = torch.cat([b[0] for b in loader])
+    # Every yielded sample is one the plain loader drew, none twice: fetching ran on the
+    # live RNG, not on a state restored after scoring.
+    assert 0 < len(rows) < len(plain)
+    assert len(torch.unique(rows, dim=0)) == len(rows)
+    assert all(bool((plain == r).all(1).any()) for r in rows)

@@ -108,6 +108,11 @@ def _build(batch: Any, dim_of: Any, path: str = "batch") -> Any:
 
 
 def _rebuild(template: Any, items: Any) -> Any:
+    kind = type(template)
+    if kind is list:  # default_collate's output; checked first, it is the common case
+        return items if isinstance(items, list) else list(items)
+    if kind is tuple:
+        return tuple(items)
     if isinstance(template, Mapping):
         try:
             return type(template)(items)
@@ -148,7 +153,9 @@ def batch_size(batch: Any, layout: Any) -> int:
 def select(batch: Any, layout: Any, index: torch.Tensor) -> Any:
     """The samples of `batch` at `index` (a 1-d int64 tensor), in the batch's own format."""
     if isinstance(layout, int):
-        return batch.index_select(layout, index.to(batch.device))
+        if index.device != batch.device:
+            index = index.to(batch.device)
+        return batch.index_select(layout, index)
     if layout == _SAMPLES:
         return type(batch)(batch[i] for i in index.tolist())
     if layout == _CONSTANT:
@@ -157,7 +164,9 @@ def select(batch: Any, layout: Any, index: torch.Tensor) -> Any:
         if not isinstance(batch, Mapping) or batch.keys() != layout.keys():
             raise _mismatch(layout, batch)
         return _rebuild(batch, {k: select(batch[k], layout[k], index) for k in batch})
-    if not isinstance(batch, Sequence) or len(batch) != len(layout):
+    if type(batch) not in (list, tuple) and not isinstance(batch, Sequence):
+        raise _mismatch(layout, batch)
+    if len(batch) != len(layout):
         raise _mismatch(layout, batch)
     return _rebuild(batch, [select(b, sub, index) for b, sub in zip(batch, layout, strict=True)])
 

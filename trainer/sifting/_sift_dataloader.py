@@ -7,6 +7,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator
+from itertools import islice
 from typing import Any
 
 import torch
@@ -26,6 +27,9 @@ from ._runtime import (
 )
 from ._stats import Counters, SiftingStats, log_epoch, logger
 
+# Bounds of the default group size (see NOTE [groups]).
+_MIN_GROUP, _MAX_GROUP = 2, 8
+
 
 class SiftingDataloader:
     """A drop-in for SageMaker smart sifting's SiftingDataloader.
@@ -35,7 +39,11 @@ class SiftingDataloader:
     and `epoch_stats` (finished epochs).
 
     Beyond the SageMaker arguments (all keyword-only): `generator` or `seed` for every
-    random choice, `autocast_dtype` to score under torch.autocast, `process_group` for DDP.
+    random choice, `autocast_dtype` to score under torch.autocast, `process_group` for DDP,
+    and `score_batches`, how many original batches are fetched and scored before they are
+    sifted together (default: about one batch of kept samples, ceil(1 + beta_value),
+    within [2, 8]); it changes no choice, only how often the bookkeeping runs, and that
+    many batches are held at once.
     """
 
     def __init__(
@@ -51,8 +59,15 @@ class SiftingDataloader:
         seed: int | None = None,
         autocast_dtype: torch.dtype | None = None,
         process_group: object | None = None,
+        score_batches: int | None = None,
     ) -> None:
         problems = []
+        if score_batches is not None and (
+            isinstance(score_batches, bool)
+            or not isinstance(score_batches, int)
+            or score_batches < 1
+        ):
+            problems.append(f"score_batches must be a positive integer, got {score_batches!r}")
         if not isinstance(sift_config, RelativeProbabilisticSiftConfig):
             problems.append(
                 "sift_config must be a RelativeProbabilisticSiftConfig, "
@@ -84,6 +99,10 @@ class SiftingDataloader:
         self.policy = RelativeProbabilisticPolicy(
             sift_config.beta_value, sift_config.loss_history_length, self.generator
         )
+        if score_batches is None:
+            # About one batch of kept samples per group (1/(1 + beta) of each is kept).
+            score_batches = min(_MAX_GROUP, max(_MIN_GROUP, math.ceil(1 + sift_config.beta_value)))
+        self.score_batches = score_batches
         self._counters = Counters()
         self.epoch_stats: list[SiftingStats] = []
         self._steps = 0  # batches yielded since the (last) delay started
@@ -108,7 +127,7 @@ class SiftingDataloader:
         self._counters = Counters(epoch=len(self.epoch_stats) + 1)
         if self.sift_config.repeat_delay_per_epoch:
             self._steps = 0
-        # Listed once per epoch: walking the module tree shows in every scored batch.
+        # Listed once per epoch: walking the module tree shows in every scored group.
         self._modules = module_list(self.model)
         try:
             yield from self._epoch()
@@ -126,86 +145,119 @@ class SiftingDataloader:
         return batch
 
     def _epoch(self) -> Iterator[Any]:
-        rank, size = world(self.process_group)
-        delay = self.sift_config.sift_delay
+        _, size = world(self.process_group)
         hint = getattr(self.orig_dataloader, "batch_size", None)
-        width = hint  # the gathered-loss row width under DDP, fixed for the run
-        buffer: _batch.BatchBuffer | None = None
-        last: Any = None
-        target = 0
-        self._pending = [0] * size
         iterator = iter(self.orig_dataloader)
-        while True:
+        while self._steps < self.sift_config.sift_delay:
+            # NOTE [delay]: no scoring and no collective during the delay; the original
+            # loader (e.g. with a DistributedSampler) already gives every rank the same
+            # number of batches.
             batch = next(iterator, None)
-            if batch is not None and self._layout is None:
+            if batch is None:
+                return
+            if self._layout is None:
                 self._layout = _batch.detect_layout(batch, hint)
-            if batch is not None and self._steps < delay:
-                # NOTE [delay]: no scoring and no collective during the delay; the original
-                # loader (e.g. with a DistributedSampler) already gives every rank the
-                # same number of batches.
-                n = _batch.batch_size(batch, self._layout)
-                self._counters.add(samples_seen=n)
-                yield self._emit(batch, n)
-                continue
-            n = 0 if batch is None else _batch.batch_size(batch, self._layout)
-            if buffer is None:
-                if batch is None:
-                    return
-                buffer = _batch.BatchBuffer(self._layout)
-                target = n if hint is None else hint
-                width = width or n
-            if size == 1 and batch is None:
+            n = _batch.batch_size(batch, self._layout)
+            self._counters.add(samples_seen=n)
+            yield self._emit(batch, n)
+        if size == 1:
+            yield from self._sift(iterator, hint)
+        else:
+            yield from self._sift_distributed(iterator, hint)
+
+    def _sift(self, iterator: Iterator[Any], hint: int | None) -> Iterator[Any]:
+        """One process: score a group of batches, yield the full batches of kept samples.
+
+        NOTE [groups]: `score_batches` original batches are fetched, then scored one by
+        one under a single eval-mode/no-grad/RNG-restoring context and ranked in one pass
+        (the same choices as batch after batch; see RelativeProbabilisticPolicy). The
+        scoring forwards are unchanged; the bookkeeping around them is paid once per
+        group, and on CUDA the one host sync (the kept count) too. Fetching stays outside
+        the context, so a dataset's random augmentations draw from the live RNG.
+        """
+        buffer: _batch.BatchBuffer | None = None
+        target = hint or 0
+        while True:
+            batches = list(islice(iterator, self.score_batches))
+            if not batches:
                 break
             start = time.perf_counter()
-            losses = self._score(batch, n) if batch is not None else None
-            if size > 1:
-                all_losses, counts = self._gather(losses, n, width)
-                if sum(counts) == 0:
-                    break
-                if 0 in counts:
-                    # NOTE [equal batch counts]: every rank sees the counts, so all of them
-                    # fail together here instead of one waiting forever in a collective.
-                    raise RuntimeError(
-                        f"the original DataLoader ran out of batches on rank(s) "
-                        f"{[r for r, c in enumerate(counts) if c == 0]} before the others; "
-                        "use a DistributedSampler so all ranks get the same number of batches"
-                    )
-                mask = self.policy.keep_mask(all_losses)
-                kept_per_rank = [
-                    int(c) for c in torch.stack([m.sum() for m in mask.split(counts)]).tolist()
-                ]
-                offset = sum(counts[:rank])
-                mine = mask[offset : offset + n]
-            else:
-                mine = self.policy.keep_mask(losses)
-                kept_per_rank = None
-            index = mine.nonzero().squeeze(1)  # the one host sync per batch
-            kept = index.numel()
-            buffer.add(_batch.select(batch, self._layout, index), kept)
+            if self._layout is None:
+                self._layout = _batch.detect_layout(batches[0], hint)
+            layout = self._layout
+            sizes = [_batch.batch_size(b, layout) for b in batches]
+            if buffer is None:
+                buffer = _batch.BatchBuffer(layout)
+                target = target or sizes[0]
+            index = self.policy.keep_index(self._score(batches, sizes))
+            kept, total = index.numel(), sum(sizes)  # the one host sync per group
+            if kept:
+                joined = _batch.concat(batches, layout)
+                buffer.add(joined if kept == total else _batch.select(joined, layout, index), kept)
+            self._counters.add(
+                samples_seen=total,
+                samples_scored=total,
+                scoring_seconds=time.perf_counter() - start,
+            )
+            while buffer.size >= target:
+                yield self._emit(buffer.take(target), target)
+        if buffer is not None and buffer.size:
+            n = buffer.size
+            yield self._emit(buffer.take(n), n)
+
+    def _sift_distributed(self, iterator: Iterator[Any], hint: int | None) -> Iterator[Any]:
+        """Under DDP: one collective per step, so every rank yields the same batch count."""
+        rank, size = world(self.process_group)
+        width = hint  # the gathered-loss row width, fixed for the run
+        buffer: _batch.BatchBuffer | None = None
+        last: Any = None
+        target = hint or 0
+        self._pending = [0] * size
+        while True:
+            batch = next(iterator, None)
+            start = time.perf_counter()
+            if batch is not None and self._layout is None:
+                self._layout = _batch.detect_layout(batch, hint)
+            n = 0 if batch is None else _batch.batch_size(batch, self._layout)
+            if buffer is None:
+                if self._layout is None:
+                    return  # no batch at all after the delay (on this rank)
+                buffer = _batch.BatchBuffer(self._layout)
+                target = target or n
+                width = width or n
+            losses = self._score([batch], [n])[0] if batch is not None else None
+            all_losses, counts = self._gather(losses, n, width)
+            if sum(counts) == 0:
+                break
+            if 0 in counts:
+                # NOTE [equal batch counts]: every rank sees the counts, so all of them fail
+                # together here instead of one waiting forever in a collective.
+                raise RuntimeError(
+                    f"the original DataLoader ran out of batches on rank(s) "
+                    f"{[r for r, c in enumerate(counts) if c == 0]} before the others; "
+                    "use a DistributedSampler so all ranks get the same number of batches"
+                )
+            mask = self.policy.keep_mask(all_losses)
+            kept_per_rank = [
+                int(c) for c in torch.stack([m.sum() for m in mask.split(counts)]).tolist()
+            ]
+            offset = sum(counts[:rank])
+            index = mask[offset : offset + n].nonzero().squeeze(1)
+            buffer.add(_batch.select(batch, self._layout, index), index.numel())
             self._counters.add(
                 samples_seen=n, samples_scored=n, scoring_seconds=time.perf_counter() - start
             )
             last = batch
-            if kept_per_rank is None:
-                while buffer.size >= target:
-                    yield self._emit(buffer.take(target), target)
-            else:
-                fills = _fills(kept_per_rank, self._pending, buffer.size, rank)
-                self._pending = fills
-                ready = min(fills) // target
-                for _ in range(ready):
-                    yield self._emit(buffer.take(target), target)
-                self._pending = [f - ready * target for f in fills]
+            fills = _fills(kept_per_rank, self._pending, buffer.size, rank)
+            ready = min(fills) // target
+            self._pending = [f - ready * target for f in fills]
+            for _ in range(ready):
+                yield self._emit(buffer.take(target), target)
         yield from self._flush(buffer, last, target, size)
 
     def _flush(self, buffer: _batch.BatchBuffer | None, last: Any, target: int, size: int):
-        """Yield the leftover; under DDP every rank yields the same number of batches."""
+        """Yield the leftover so that every rank yields the same number of batches."""
         if buffer is None:
-            return
-        if size == 1:
-            if buffer.size:
-                n = buffer.size
-                yield self._emit(buffer.take(n), n)
             return
         fills = self._pending
         chunks = math.ceil(max(fills) / target) if max(fills) else 0
@@ -220,24 +272,29 @@ class SiftingDataloader:
                 one = _batch.narrow(last, self._layout, 0, 1)
                 yield self._emit(one, 0, repeated=1)
 
-    def _score(self, batch: Any, n: int) -> torch.Tensor:
+    def _score(self, batches: list[Any], sizes: list[int]) -> list[torch.Tensor]:
+        """One loss per sample of each batch, without autograd, in eval mode, RNG restored."""
         transform = self.batch_transforms
         if transform is not None and not callable(transform):
             transform = transform.transform
-        transformed = transform(batch) if transform is not None else batch
+        transformed = [transform(b) for b in batches] if transform is not None else batches
         autocast = (
             torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
             if self.autocast_dtype is not None
             else contextlib.nullcontext()
         )
+        loss = self.loss_impl.loss
         with preserved(self.model, self.device, self._modules), torch.no_grad(), autocast:
-            losses = self.loss_impl.loss(self.model, transformed, batch)
-        if not isinstance(losses, torch.Tensor) or losses.numel() != n:
-            got = tuple(losses.shape) if isinstance(losses, torch.Tensor) else type(losses).__name__
-            raise ValueError(
-                f"loss_impl.loss must return one loss per sample: expected {n}, got {got}"
-            )
-        return losses.detach().float().reshape(-1).to(self.device)
+            losses = [loss(self.model, t, b) for t, b in zip(transformed, batches, strict=True)]
+        for n, value in zip(sizes, losses, strict=True):
+            if not isinstance(value, torch.Tensor) or value.numel() != n:
+                got = (
+                    tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                )
+                raise ValueError(
+                    f"loss_impl.loss must return one loss per sample: expected {n}, got {got}"
+                )
+        return [x.detach().float().reshape(-1).to(self.device) for x in losses]
 
     def _gather(
         self, losses: torch.Tensor | None, n: int, width: int
