@@ -25,6 +25,7 @@ from trainspec.v1 import job_spec_pb2
         (lambda: sifting.PruneConfig(keep_fraction=0), "keep_fraction"),
         (lambda: sifting.PruneConfig(keep_fraction=1.5), "keep_fraction"),
         (lambda: sifting.PruneConfig(anneal_fraction=1), "anneal_fraction"),
+        (lambda: sifting.PruneConfig(reweight="sum"), "reweight"),
         (lambda: sifting.RandomDropConfig(keep_fraction=-0.1), "keep_fraction"),
     ],
 )
@@ -140,3 +141,12 @@ def test_loader_arguments_are_checked_together():
         sifting.SiftingDataloader(sifting.RelativeProbabilisticSiftConfig(), data)
     with pytest.raises(ValueError, match="epochs"):
         sifting.PruningDataloader(sifting.PruneConfig(), data, epochs=0)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="score_batches"):
+            sifting.SiftingDataloader(
+                sifting.RelativeProbabilisticSiftConfig(),
+                data,
+                model=torch.nn.Linear(3, 2),
+                loss_impl=_Loss(),
+                score_batches=bad,
+            )

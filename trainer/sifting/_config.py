@@ -109,9 +109,12 @@ class PruneConfig:
 
     keep_fraction: float = 0.7
     anneal_fraction: float = 0.125
+    reweight: str = "epoch"
 
     def __post_init__(self) -> None:
         _check_keep_fraction(self.keep_fraction)
+        if self.reweight not in ("epoch", "step"):
+            raise ValueError(f"reweight must be 'epoch' or 'step', got {self.reweight!r}")
         anneal = _check_real("anneal_fraction", self.anneal_fraction)
         if not 0 <= anneal < 1:
             raise ValueError(f"anneal_fraction must be in [0, 1), got {self.anneal_fraction!r}")

@@ -24,17 +24,21 @@ class PruningDataloader:
     The training step reports its per-sample losses through `report(losses)`, which
     returns the (re-weighted) mean loss to backpropagate. With a PruneConfig, each epoch
     after the first drops `1 - keep_fraction` of the data at random from the samples whose
-    last loss is low (below the mean, widened to at least twice the number dropped), and
-    weights the low-loss samples it keeps by 1/(their keep probability), normalised so
-    each step's weighted mean loss is an unbiased estimate of the full data's mean loss;
-    the last `anneal_fraction` of the `epochs` train on all data. With a RandomDropConfig
-    every epoch trains on a uniform random `keep_fraction` of the data, unweighted.
+    last loss is low (below the mean, widened to at least twice the number dropped) and
+    weights the low-loss samples it keeps by 1/(their keep probability): with
+    reweight="epoch" (InfoBatch's rescaling) an epoch's summed gradient is an unbiased
+    estimate of a full epoch's, taken in fewer, larger steps; with reweight="step" every
+    weight is also scaled by the kept fraction, so each step's weighted mean loss is an
+    unbiased estimate of the full data's mean loss. The last `anneal_fraction` of the
+    `epochs` train on all data. With a RandomDropConfig every epoch trains on a uniform
+    random `keep_fraction` of the data, unweighted.
 
-    Samples are drawn by index from `orig_dataloader.dataset`, batched with its batch
-    size, collate_fn, workers and drop_last; it shuffles unless the original sampler is
-    sequential. Under DDP the chosen indices are split across ranks like
-    DistributedSampler does (padded so all ranks get the same number of batches) and the
-    loss table is all-reduced once per epoch.
+    Samples are drawn by index from `orig_dataloader.dataset` in the order of its sampler
+    (see NOTE [data order]), batched with its batch size, collate_fn, workers and
+    drop_last. Under DDP the chosen indices are shuffled by the loader's generator (unless
+    the original sampler is sequential) and split across ranks like DistributedSampler
+    does (padded so all ranks get the same number of batches); the loss table is
+    all-reduced once per epoch.
     """
 
     def __init__(
@@ -79,10 +83,8 @@ class PruningDataloader:
         # NaN marks a sample whose loss was never reported: it is never pruned.
         self._losses = torch.full((self.size,), float("nan"), device=self.device)
         self._updated = torch.zeros(self.size, dtype=torch.bool, device=self.device)
-        self._weights = torch.ones(self.size, device=self.device)
-        self._order: torch.Tensor = torch.empty(0, dtype=torch.long, device=self.device)
-        self._cursor = 0
-        self._current: torch.Tensor | None = None
+        self._current: tuple[int, torch.Tensor, torch.Tensor | None] | None = None
+        self._reported: list[torch.Tensor | None] = []
         self._counters = Counters()
         self.epoch_stats: list[SiftingStats] = []
 
@@ -119,44 +121,61 @@ class PruningDataloader:
 
     def report(self, losses: torch.Tensor) -> torch.Tensor:
         """Record the last yielded batch's per-sample losses; return the loss to backpropagate."""
-        if self._current is None:
+        current = self._current
+        if current is None:
             raise RuntimeError("report() called before a batch was yielded")
-        index = self._current
+        position, index, weights = current
         if losses.dim() != 1 or losses.numel() != index.numel():
             raise ValueError(
                 f"report() needs one loss per sample of the batch: expected "
                 f"({index.numel()},), got {tuple(losses.shape)}"
             )
-        if not self._prune:
+        if self._prune:
+            # NOTE [deferred loss table]: kept per batch and written into the table once at
+            # epoch end; a second report() for the same batch replaces the first.
+            self._reported[position] = losses.detach()
+        if weights is None:
             return losses.mean()
-        index = index.to(losses.device)
-        self._losses[index] = losses.detach().float().to(self._losses.device)
-        self._updated[index] = True
-        return (losses * self._weights[index].to(losses.dtype)).mean()
+        if weights.dtype != losses.dtype or weights.device != losses.device:
+            weights = weights.to(device=losses.device, dtype=losses.dtype)
+        # The weights are pre-divided by the batch length: one op gives the weighted mean.
+        return torch.dot(losses, weights)
 
     def __iter__(self) -> Iterator[Any]:
         epoch = len(self.epoch_stats) + 1
         self._counters = Counters(epoch=epoch)
         rank, size = world(self.process_group)
-        chosen = self._choose(epoch)
-        if self._shuffle:
-            chosen = chosen[
-                torch.randperm(
+        chosen, weights = self._choose(epoch)
+        if size == 1:
+            mine, weights = self._in_sampler_order(chosen, weights)
+            padding = 0
+        else:
+            if self._shuffle:
+                order = torch.randperm(
                     chosen.numel(), generator=self.generator, device=self.generator.device
                 ).to(chosen.device)
-            ]
-        # NOTE [equal batch counts]: pad by repeating, then stride, as DistributedSampler.
-        per_rank = math.ceil(chosen.numel() / size)
-        padding = per_rank * size - chosen.numel()
-        if padding:
-            chosen = torch.cat([chosen, chosen[:padding]])
-        mine = chosen[rank::size]
+                chosen = chosen[order]
+                weights = None if weights is None else weights[order]
+            # NOTE [equal batch counts]: pad by repeating, then stride, as DistributedSampler.
+            per_rank = math.ceil(chosen.numel() / size)
+            padding = per_rank * size - chosen.numel()
+            if padding:
+                chosen = torch.cat([chosen, chosen[:padding]])
+                weights = None if weights is None else torch.cat([weights, weights[:padding]])
+            mine = chosen[rank::size]
+            weights = None if weights is None else weights[rank::size]
         loader = self.orig_dataloader
         bs = loader.batch_size
         host = mine.tolist()  # the one transfer of indices per epoch
         batches = [host[i : i + bs] for i in range(0, len(host), bs)]
         if loader.drop_last and batches and len(batches[-1]) < bs:
             batches.pop()
+        if weights is not None:
+            # Divided by each batch's length once, so report() is a single dot product.
+            weights = weights / bs
+            full = len(host) // bs * bs
+            if full < len(host):
+                weights[full:] *= bs / (len(host) - full)
         inner = DataLoader(
             loader.dataset,
             batch_sampler=batches,
@@ -166,47 +185,100 @@ class PruningDataloader:
             timeout=loader.timeout,
             worker_init_fn=loader.worker_init_fn,
             multiprocessing_context=loader.multiprocessing_context if loader.num_workers else None,
-            generator=loader.generator,
+            # Seeded from the draw above: no second draw from the user's generator.
+            generator=self._worker_generator if size == 1 else loader.generator,
             prefetch_factor=loader.prefetch_factor if loader.num_workers else None,
         )
         unique = chosen.numel() - padding
         repeated = sum(1 for p in range(unique, unique + padding) if p % size == rank)
         self._counters.add(samples_seen=math.ceil(self.size / size))
+        self._reported = [None] * len(batches)
+        starts: list[int] = []
         start = 0
         try:
-            for rows, batch in zip(batches, inner, strict=True):
-                self._current = mine[start : start + len(rows)]
-                start += len(rows)
+            for position, (rows, batch) in enumerate(zip(batches, inner, strict=True)):
+                end = start + len(rows)
+                self._current = (
+                    position,
+                    mine[start:end],
+                    None if weights is None else weights[start:end],
+                )
+                starts.append(start)
+                start = end
                 self._counters.add(batches=1, samples_kept=len(rows))
                 yield batch
             self._counters.add(samples_kept=-repeated, samples_repeated=repeated)
-            self._sync_losses()
+            self._record(mine, starts)
+            self._sync_losses()  # a collective: only when every rank finished the epoch
         finally:
+            self._record(mine, starts)  # a loop stopped early keeps the losses reported so far
             self._current = None
             self.epoch_stats.append(self.stats)
             log_epoch(type(self).__name__, self.stats)
 
-    def _choose(self, epoch: int) -> torch.Tensor:
-        """Indices of this epoch's samples, identical on every rank; sets the weights."""
+    def _in_sampler_order(
+        self, chosen: torch.Tensor, weights: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The chosen samples in the order the original sampler gives this epoch.
+
+        NOTE [data order]: one process walks the original DataLoader's sampler each epoch
+        (drawing from its generator exactly as a plain epoch would) and skips the dropped
+        samples, so a seeded DataLoader gives the same order with and without sifting and
+        a full epoch is exactly the plain one (with workers, their seeds differ). Under DDP
+        every rank must agree on the order, so the loader's own generator shuffles instead.
+        """
+        loader = self.orig_dataloader
+        # A plain epoch's iterator draws its workers' base seed first, then the sampler
+        # draws; the same draws in the same order give the same permutation.
+        seed = torch.empty((), dtype=torch.int64).random_(generator=loader.generator).item()
+        self._worker_generator = torch.Generator().manual_seed(seed)
+        order = torch.as_tensor(list(loader.sampler), dtype=torch.long).to(self.device)
+        if chosen.numel() == self.size and weights is None:
+            return order, None
+        keep = torch.zeros(self.size, dtype=torch.bool, device=self.device)
+        keep[chosen] = True
+        mine = order[keep[order]]
+        if weights is None:
+            return mine, None
+        table = torch.ones(self.size, device=self.device)
+        table[chosen] = weights
+        return mine, table[mine]
+
+    def _record(self, mine: torch.Tensor, starts: list[int]) -> None:
+        """Write this epoch's reported losses into the loss table (one scatter)."""
+        pairs = [
+            (mine[s : s + r.numel()], r)
+            for s, r in zip(starts, self._reported, strict=False)
+            if r is not None
+        ]
+        self._reported = []
+        if not pairs:
+            return
+        index = torch.cat([i for i, _ in pairs]).to(self.device)
+        values = torch.cat([v.float().reshape(-1) for _, v in pairs]).to(self.device)
+        self._losses[index] = values
+        self._updated[index] = True
+
+    def _choose(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """This epoch's sample indices and their loss weights (None: all 1), equal on all ranks."""
         everything = torch.arange(self.size, device=self.device)
-        self._weights.fill_(1.0)
         if self._uses_all(epoch):
-            return everything
+            return everything, None
         drop = self.size - round(self.config.keep_fraction * self.size)
         if drop <= 0:
-            return everything
+            return everything, None
         if not self._prune:
             keep = torch.randperm(
                 self.size, generator=self.generator, device=self.generator.device
             )[: self.size - drop]
-            return keep.to(self.device).sort().values
+            return keep.to(self.device).sort().values, None
         losses = self._losses
         known = ~losses.isnan()
         ranked = torch.where(known, losses, torch.full_like(losses, float("inf")))
         order = ranked.argsort()
         n_known = int(known.sum())  # one sync per epoch
         if n_known == 0:
-            return everything
+            return everything, None
         mean = losses[known].mean()
         below = int((ranked < mean).sum())
         # NOTE [pool]: InfoBatch drops at random among the below-mean samples; when that
@@ -219,19 +291,21 @@ class PruningDataloader:
             self.device
         )
         dropped = pool[perm[:drop]]
-        # NOTE [reweighting]: a pool sample is kept with probability p = 1 - drop/pool,
-        # so weighting it 1/p makes the kept set's weighted sum unbiased for the full
-        # data's sum; scaling every weight by the kept fraction makes each step's weighted
-        # batch mean unbiased for the full data's mean gradient. InfoBatch leaves out that
-        # scale (an epoch's summed update then matches a full epoch), which acts as a
-        # larger learning rate while pruning and made SGD with momentum diverge in tests.
-        kept_fraction = (self.size - drop) / self.size
-        self._weights.fill_(kept_fraction)
+        weights = torch.ones(self.size, device=self.device)
         if pool_size > drop:
-            self._weights[pool] = kept_fraction * pool_size / (pool_size - drop)
+            weights[pool] = pool_size / (pool_size - drop)
+        if self.config.reweight == "step":
+            # NOTE [reweighting]: a pool sample is kept with probability p = 1 - drop/pool,
+            # so weighting it 1/p makes the kept set's weighted sum unbiased for the full
+            # data's sum (InfoBatch's rescaling, reweight="epoch": an epoch's summed update
+            # matches a full epoch's, in fewer, larger steps). reweight="step" also scales
+            # every weight by the kept fraction, so each step's weighted batch mean is
+            # unbiased for the full data's mean (the same step size as without pruning).
+            weights *= (self.size - drop) / self.size
         keep = torch.ones(self.size, dtype=torch.bool, device=self.device)
         keep[dropped] = False
-        return keep.nonzero().squeeze(1)
+        chosen = keep.nonzero().squeeze(1)
+        return chosen, weights[chosen]
 
     def _sync_losses(self) -> None:
         """Under DDP, merge every rank's reported losses of this epoch (one all-reduce)."""
