@@ -42,6 +42,7 @@ class _Worker:
     process: multiprocessing.process.BaseProcess
     control: Connection  # the supervisor's end: "ready"/"error" come in, "drain"/"now" go out
     ready: bool = False
+    hung_up: bool = False  # its end of the pipe closed before it said "ready"
     fields: dict = field(default_factory=dict)
 
     def tell(self, what: str, reason: str) -> None:
@@ -97,17 +98,20 @@ def _worker(
         shutdown = Shutdown(running)
         signal.signal(signal.SIGTERM, shutdown.on_signal)
         running.start()
-    except OSError as exc:
-        control.send(("oserror", str(exc)))
-        sys.exit(1)
     except Exception as exc:
-        LOGGER.exception("worker_failed", extra={"fields": {"event": "worker_failed"}})
-        control.send(("error", f"worker {index} failed to start: {type(exc).__name__}"))
+        if isinstance(exc, OSError):
+            report = ("oserror", str(exc))
+        else:
+            LOGGER.exception("worker_failed", extra={"fields": {"event": "worker_failed"}})
+            report = ("error", f"server process {index} failed to start: {type(exc).__name__}")
+        with contextlib.suppress(OSError):  # the supervisor is gone already
+            control.send(report)
         sys.exit(1)
     # Blocked by the supervisor around fork; one that came meanwhile is handled now.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     _log("worker_listening", port=running.port, metrics_port=running.metrics_port)
-    control.send(("ready", {"pid": os.getpid(), "metrics_port": running.metrics_port}))
+    with contextlib.suppress(OSError):  # the supervisor is gone: the thread below drains
+        control.send(("ready", {"pid": os.getpid(), "metrics_port": running.metrics_port}))
 
     def follow_supervisor() -> None:
         while True:
@@ -200,7 +204,7 @@ def _supervise(
             worker.tell(what, reason)
 
     while live:
-        starting = {w.control: w for w in live.values() if not w.ready}
+        starting = {w.control: w for w in live.values() if not (w.ready or w.hung_up)}
         for ready in wait([wake, *starting, *live]):
             if ready is wake:
                 wake.recv(64)
@@ -215,23 +219,28 @@ def _supervise(
                         stop_all("drain", reason)
             elif ready in starting:
                 worker = starting[ready]
-                with contextlib.suppress(EOFError):  # it died: its sentinel tells
+                try:
                     kind, detail = ready.recv()
-                    if kind == "ready":
-                        worker.ready, worker.fields = True, detail
-                        if all(w.ready for w in workers):
-                            _log(
-                                "listening",
-                                **listening_fields(config, config.port),
-                                processes=len(workers),
-                                pids=[w.fields["pid"] for w in workers],
-                                metrics_ports=[w.fields["metrics_port"] for w in workers],
-                            )
-                    elif failure is None:  # it could not start: stop the others now
-                        failure = (OSError if kind == "oserror" else WorkerError)(detail)
-                        stopping = True
-                        stop_all("drain", "worker_failed")
-                        stop_all("now", "worker_failed")
+                except (EOFError, OSError):  # it died: its sentinel tells how
+                    worker.hung_up = True
+                    continue
+                if kind == "ready":
+                    worker.ready, worker.fields = True, detail
+                    if all(w.ready for w in workers):
+                        _log(
+                            "listening",
+                            **listening_fields(config, config.port),
+                            processes=len(workers),
+                            pids=[w.fields["pid"] for w in workers],
+                            metrics_ports=[w.fields["metrics_port"] for w in workers],
+                        )
+                    continue
+                worker.hung_up = True  # it could not start, and exits
+                if failure is None:  # stop the others now
+                    failure = (OSError if kind == "oserror" else WorkerError)(detail)
+                    stopping = True
+                    stop_all("drain", "worker_failed")
+                    stop_all("now", "worker_failed")
             else:
                 worker = live.pop(ready)
                 worker.process.join()

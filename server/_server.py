@@ -38,7 +38,12 @@ class RunningServer:
     def start(self) -> RunningServer:
         self.server.start()
         if self.metrics is not None:
-            self.metrics_port = self.metrics.start_http(self.config.host, self.config.metrics_port)
+            host, port = self.config.host, self.config.metrics_port
+            try:
+                self.metrics_port = self.metrics.start_http(host, port)
+            except OSError as exc:
+                self.server.stop(0)
+                raise OSError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
         for service in ("", SERVICE.full_name, JOB_SERVICE):
             self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         return self

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -145,3 +146,20 @@ def test_a_port_in_use_is_a_clear_error(start_server):
     )
     assert done.returncode == 1
     assert "cannot listen on" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_process_that_cannot_start_is_a_clear_error():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        metrics_port = busy.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "trainspec", "serve", "--port", "0", "--processes", "2"]
+            + ["--metrics-port", str(metrics_port), "--drain-seconds", "0"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert f"Error: cannot serve metrics on 127.0.0.1:{metrics_port}" in done.stderr
+    assert "Traceback" not in done.stderr
