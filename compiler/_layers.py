@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -107,20 +108,26 @@ def defaults_layer(source: LoadedSource, job: str) -> Layer:
 
 # A whole repository compiles against one or two defaults files: loading and validating
 # them once per content, not once per spec, is a third of a compile saved. Keyed by the
-# bytes, so an edited file is simply a miss; bounded, as a server sees many clients.
-_DEFAULTS_CACHE: dict[tuple[str, bytes, str], Layer] = {}
-_DEFAULTS_CACHE_SIZE = 64
+# bytes, so an edited file is simply a miss; bounded in entries and entry size, as a
+# server sees many clients; locked, as a server compiles on several threads.
+_DEFAULTS_CACHE: dict[tuple[str, str | bytes, str], Layer] = {}
+_DEFAULTS_CACHE_ENTRIES = 64
+_DEFAULTS_CACHE_MAX_BYTES = 64 * 1024
+_DEFAULTS_CACHE_LOCK = threading.Lock()
 
 
-def defaults_layer_of(path: str, content: bytes, job: str) -> Layer:
+def defaults_layer_of(path: str, content: str | bytes, job: str) -> Layer:
     """`defaults_layer(load_source(path, content), job)`, cached; SpecError on a bad file."""
     key = (path, content, job)
     layer = _DEFAULTS_CACHE.get(key)
-    if layer is None:
-        layer = defaults_layer(load_source(path, content), job)
-        if len(_DEFAULTS_CACHE) >= _DEFAULTS_CACHE_SIZE:
-            _DEFAULTS_CACHE.pop(next(iter(_DEFAULTS_CACHE)))
-        _DEFAULTS_CACHE[key] = layer
+    if layer is not None:
+        return layer
+    layer = defaults_layer(load_source(path, content), job)
+    if len(content) <= _DEFAULTS_CACHE_MAX_BYTES:
+        with _DEFAULTS_CACHE_LOCK:
+            while len(_DEFAULTS_CACHE) >= _DEFAULTS_CACHE_ENTRIES:
+                del _DEFAULTS_CACHE[next(iter(_DEFAULTS_CACHE))]
+            _DEFAULTS_CACHE[key] = layer
     return layer
 
 

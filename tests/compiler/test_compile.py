@@ -117,3 +117,23 @@ def test_stubbed_boto3_receives_exactly_the_planned_request():
         stubber.add_response("create_training_job", {"TrainingJobArn": "arn:x"}, request)
         client.create_training_job(**request)
         stubber.assert_no_pending_responses()
+
+
+def test_an_edited_defaults_file_is_read_again(tmp_path):
+    """Defaults layers are cached by content: an edit must still change the next plan."""
+    spec = tmp_path / "job.yaml"
+    spec.write_text((ROOT / "examples/training/xgboost-cpu.yaml").read_text())
+    defaults = tmp_path / "trainspec.defaults.yaml"
+    base = (ROOT / "examples/trainspec.defaults.yaml").read_text()
+    regions = []
+    for region in ("us-east-1", "eu-west-1", "us-east-1"):
+        defaults.write_text(base.replace("region: us-east-1", f"region: {region}"))
+        plan = compile_file(spec)
+        regions.append(plan.job.training.region)
+    assert regions == ["us-east-1", "eu-west-1", "us-east-1"]
+
+    defaults.write_text(base + "  bogus_field: 1\n")
+    for _ in range(2):  # a bad file is reported every time, never cached as good
+        with pytest.raises(SpecError) as caught:
+            compile_file(spec)
+        assert [d.code for d in caught.value.diagnostics] == ["spec.unknown_field"]
