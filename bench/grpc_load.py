@@ -237,7 +237,7 @@ async def run_configuration(args, processes: int, summary: dict) -> bool:
         print(
             f"{'workload':<22}{'callers':>8}{'calls':>9}{'QPS':>9}{'p50 ms':>9}"
             f"{'p99 ms':>9}{'Little ms':>10}{'errors':>7}{'/ no-op':>8}{'srv cpu':>8}"
-            f"{'cli cpu':>8}  split %"
+            f"{'cli cpu':>8}{'cores':>6}  split %"
         )
         for callers in args.callers:
             # NOTE [interleaved rounds]: the workloads take turns in short slices, so a
@@ -280,6 +280,7 @@ async def run_configuration(args, processes: int, summary: dict) -> bool:
                     f"{name:<22}{callers:>8}{result['calls']:>9}{result['qps']:>9.0f}"
                     f"{result['p50_ms']:>9.2f}{result['p99_ms']:>9.2f}{little_ms:>10.2f}"
                     f"{errors:>7}{ratio:>8.2f}{server_ms:>8.2f}{client_ms:>8.2f}"
+                    f"{result['qps'] * (server_ms + client_ms) / 1000:>6.2f}"
                     f"  {_split(served[name], pids)}"
                     + (f"  {result['unexpected']}" if errors else "")
                 )
@@ -321,9 +322,10 @@ async def run(args) -> int:
         "\nLittle ms = callers / QPS (Little's law): the mean latency the measured QPS implies "
         "with every caller always waiting; p99 sits above the mean, so p99 < 20 ms at 64 "
         "callers needs more than 64 / 0.020 s = 3200 QPS.\nsrv cpu, cli cpu = CPU ms per call "
-        "in the server (all its processes) and in the client: once the cores are busy, QPS "
-        "cannot pass cores / (srv cpu + cli cpu), and Compile / no-op tends to the inverse "
-        "ratio of their CPU sums."
+        "in the server (all its processes) and in the client; cores = QPS x their sum, the "
+        "cores the run kept busy (less than the machine's when neighbours took some). Once "
+        "the cores are busy, QPS cannot pass cores / (srv cpu + cli cpu), and Compile / "
+        "no-op tends to the inverse ratio of their CPU sums."
     )
     for callers in args.callers:
         cells = []
