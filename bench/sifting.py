@@ -1,11 +1,16 @@
 """Sifting time-to-accuracy benchmark on scikit-learn's bundled digits, printed as ratios.
 
-Every mode trains the same model from the same initialisation with the same data order
-seed, side by side in one run (modes interleaved per seed, so machine noise hits all of
-them alike). Times are training wall time only; evaluation after each epoch is excluded.
+Every arm trains the same model from the same initialisation with the same optimizer,
+learning-rate schedule, epoch budget, data and data-order seed, side by side in one run
+(arms interleaved epoch by epoch in a rotating order, so machine noise hits all of them
+alike). Times are training wall time only; evaluation after each epoch is excluded. All
+arms read the data through the same DataLoader over in-memory tensors that fetches a
+whole batch with one index (`__getitems__`), so per-sample Python collation does not
+dominate the cost of these small models.
 
     python bench/sifting.py                 # 5 seeds, 8 epochs, CNN and MLP (a few minutes)
     python bench/sifting.py --quick         # smoke run: 2 seeds, 3 epochs, MLP only
+    python bench/sifting.py --arms prune,random --models mlp    # a subset of the arms
 """
 
 from __future__ import annotations
@@ -21,14 +26,38 @@ import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset
 from trainspec.trainer import sifting
 
 # The original plus one-pixel shifts up, down, left and right.
 SHIFTS = [(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)]
+TTA_TARGET = 0.75  # the prune mode's time-to-accuracy ratio must not exceed this
+BOUND_TARGET = 1.15  # a relative-probabilistic epoch / (scoring pass + kept share of an epoch)
 
 
-def load_data() -> tuple[TensorDataset, torch.Tensor, torch.Tensor]:
+class InMemory(Dataset):
+    """Tensors in memory; `__getitems__` lets the DataLoader fetch a batch with one index."""
+
+    def __init__(self, *tensors: torch.Tensor) -> None:
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(self.tensors[0])
+
+    def __getitem__(self, i: int) -> list[torch.Tensor]:
+        return [t[i] for t in self.tensors]
+
+    def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
+        index = torch.as_tensor(indices)
+        return [t[index] for t in self.tensors]
+
+
+def as_batch(batch: list[torch.Tensor]) -> list[torch.Tensor]:
+    """collate_fn for InMemory: `__getitems__` already returns the collated batch."""
+    return batch
+
+
+def load_data() -> tuple[InMemory, torch.Tensor, torch.Tensor]:
     """Digits (no download), split 70/30 once; the training part grown 5x by 1-pixel shifts."""
     digits = load_digits()
     images = digits.images.astype(np.float32) / 16.0
@@ -45,7 +74,7 @@ def load_data() -> tuple[TensorDataset, torch.Tensor, torch.Tensor]:
     x_big = torch.from_numpy(np.concatenate(shifted))[:, None]
     y_big = torch.from_numpy(np.tile(y_train, len(SHIFTS))).long()
     test_x = torch.from_numpy(x_test)[:, None]
-    return TensorDataset(x_big, y_big), test_x, torch.from_numpy(y_test).long()
+    return InMemory(x_big, y_big), test_x, torch.from_numpy(y_test).long()
 
 
 def make_model(kind: str) -> torch.nn.Module:
@@ -78,14 +107,21 @@ class CrossEntropy(sifting.Loss):
         return F.cross_entropy(model(x), y, reduction="none")
 
 
+@dataclass(frozen=True)
+class Arm:
+    mode: str  # none, relative, prune, random, scoring
+    param: float = 0.0  # beta (relative) or keep fraction (prune, random)
+    label: str = ""
+    reweight: str = "epoch"
+
+
 @dataclass
 class Run:
-    name: str
     accuracies: list[float] = field(default_factory=list)  # after each epoch
     times: list[float] = field(default_factory=list)  # cumulative training wall seconds
     cpu_times: list[float] = field(default_factory=list)  # cumulative process CPU seconds
-    epoch_seconds: list[float] = field(default_factory=list)
-    kept: float = 1.0
+    kept: float = 1.0  # over the run
+    kept_epochs: list[float] = field(default_factory=list)
 
 
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -98,37 +134,40 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 class Trainer:
-    """One mode's training run, advanced one epoch at a time so modes can interleave."""
+    """One arm's training run, advanced one epoch at a time so arms can interleave."""
 
-    def __init__(self, mode: str, param: float, label: str, kind: str, seed: int, data, args):
-        self.mode, self.data, self.args = mode, data, args
-        train_set = data[0]
+    def __init__(self, arm: Arm, kind: str, seed: int, data, args) -> None:
+        self.arm, self.data, self.args = arm, data, args
         torch.manual_seed(seed)
         self.model = make_model(kind)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=args.lr, momentum=0.9, nesterov=True)
         gen = torch.Generator().manual_seed(seed)
-        base = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, generator=gen)
-        if mode in ("none", "scoring"):
+        base = DataLoader(
+            data[0], batch_size=args.batch_size, shuffle=True, generator=gen, collate_fn=as_batch
+        )
+        if arm.mode in ("none", "scoring"):
             self.loader = base
-        elif mode == "relative":
+        elif arm.mode == "relative":
             config = sifting.RelativeProbabilisticSiftConfig(
-                beta_value=param,
+                beta_value=arm.param,
                 loss_history_length=args.history,
                 loss_based_sift_config={"sift_config": {"sift_delay": args.sift_delay}},
             )
             self.loader = sifting.SiftingDataloader(
                 config, base, model=self.model, loss_impl=CrossEntropy(), seed=seed
             )
-        elif mode == "prune":
-            config = sifting.PruneConfig(keep_fraction=param, anneal_fraction=args.anneal)
+        elif arm.mode == "prune":
+            config = sifting.PruneConfig(
+                keep_fraction=arm.param, anneal_fraction=args.anneal, reweight=arm.reweight
+            )
             self.loader = sifting.PruningDataloader(
                 config, base, self.model, epochs=args.epochs, seed=seed
             )
         else:
             self.loader = sifting.PruningDataloader(
-                sifting.RandomDropConfig(param), base, self.model, seed=seed
+                sifting.RandomDropConfig(arm.param), base, self.model, seed=seed
             )
-        self.run = Run(label)
+        self.run = Run()
         self.epoch = 0
 
     def step_epoch(self) -> None:
@@ -137,8 +176,9 @@ class Trainer:
         for group in opt.param_groups:
             group["lr"] = lr
         self.epoch += 1
+        plain = self.arm.mode == "none"
         start, cpu = time.perf_counter(), time.process_time()
-        if self.mode == "scoring":
+        if self.arm.mode == "scoring":
             # The bound's "one scoring forward over the data": no-grad, eval mode.
             model.eval()
             with torch.no_grad():
@@ -148,20 +188,20 @@ class Trainer:
             model.train()
             for bx, by in loader:
                 per_sample = F.cross_entropy(model(bx), by, reduction="none")
-                loss = per_sample.mean() if self.mode == "none" else loader.report(per_sample)
+                loss = per_sample.mean() if plain else loader.report(per_sample)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
         spent, spent_cpu = time.perf_counter() - start, time.process_time() - cpu
         run = self.run
-        run.epoch_seconds.append(spent)
         run.times.append((run.times[-1] if run.times else 0.0) + spent)
         run.cpu_times.append((run.cpu_times[-1] if run.cpu_times else 0.0) + spent_cpu)
-        if self.mode != "scoring":
+        if self.arm.mode != "scoring":
             run.accuracies.append(evaluate(model, self.data[1], self.data[2]))
-        if self.mode not in ("none", "scoring"):
+        if self.arm.mode not in ("none", "scoring"):
             stats = loader.epoch_stats
             run.kept = sum(s.samples_kept for s in stats) / sum(s.samples_seen for s in stats)
+            run.kept_epochs.append(stats[-1].kept_fraction)
 
 
 def time_to(run: Run, target: float, cpu: bool = False) -> float:
@@ -204,20 +244,51 @@ def median(values: list[float]) -> float:
 def fmt_ratio(values: list[float]) -> str:
     reached = [v for v in values if math.isfinite(v)]
     m = median(values)
-    text = f"{m:6.2f}" if math.isfinite(m) else "   inf"
-    if len(reached) < len(values):
-        text += f" ({len(reached)}/{len(values)} reached)"
-    return text
+    text = f"{m:5.2f}" if math.isfinite(m) else "  inf"
+    return text + f" {len(reached)}/{len(values)}"
+
+
+def overall_keep(keep: float, args) -> float:
+    """The prune mode's kept share over the whole run: first and annealed epochs are full."""
+    anneal = math.ceil(args.anneal * args.epochs - 1e-9) if args.anneal else 0
+    pruned = max(0, args.epochs - 1 - anneal)
+    return (args.epochs - pruned + pruned * keep) / args.epochs
+
+
+def arms_for(args) -> list[Arm]:
+    betas = [float(b) for b in args.betas.split(",") if b]
+    keeps = [float(k) for k in args.keeps.split(",") if k]
+    wanted = set(args.arms.split(","))
+    arms = [Arm("none", label="no sifting")]
+    if "relative" in wanted:
+        arms += [Arm("relative", b, f"relative beta={b:g}") for b in betas]
+    if "prune" in wanted:
+        arms += [Arm("prune", k, f"prune keep={k:g}") for k in keeps]
+        if args.step_reweight:
+            arms += [Arm("prune", k, f"prune keep={k:g} step", "step") for k in keeps]
+    if "random" in wanted:
+        if "relative" in wanted:
+            arms += [Arm("random", 1 / (1 + b), f"random keep={1 / (1 + b):.3f}") for b in betas]
+        arms += [
+            Arm("random", overall_keep(k, args), f"random keep={overall_keep(k, args):.3f}")
+            for k in keeps
+        ]
+    unique = {arm.label: arm for arm in arms}  # a beta and a keep may match the same fraction
+    return list(unique.values())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=9)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--models", default="cnn,mlp")
+    parser.add_argument("--arms", default="relative,prune,random", help="arm families to run")
     parser.add_argument("--betas", default="0.5,1,2,3")
     parser.add_argument(
-        "--keeps", default="0.5,0.7", help="prune mode keep_fraction values (comma-separated)"
+        "--keeps", default="0.6,0.7", help="prune mode keep_fraction values (comma-separated)"
+    )
+    parser.add_argument(
+        "--step-reweight", action="store_true", help="also run prune with reweight='step'"
     )
     parser.add_argument("--anneal", type=float, default=0.125, help="prune anneal_fraction")
     parser.add_argument("--history", type=int, default=500)
@@ -226,68 +297,69 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="2 seeds, 3 epochs, MLP only")
+    parser.add_argument(
+        "--curves", action="store_true", help="also print each arm's median accuracy per epoch"
+    )
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.epochs, args.models = 2, 3, "mlp"
     torch.set_num_threads(args.threads)
     data = load_data()
-    betas = [float(b) for b in args.betas.split(",")]
-    keeps = [float(k) for k in args.keeps.split(",")]
+    arms = arms_for(args)
+    keeps = [float(k) for k in args.keeps.split(",") if k]
     anneal_epochs = math.ceil(args.anneal * args.epochs - 1e-9) if args.anneal else 0
-    pruned_epochs = max(0, args.epochs - 1 - anneal_epochs)
-
-    def overall(keep: float) -> float:
-        return (args.epochs - pruned_epochs + pruned_epochs * keep) / args.epochs
-
-    modes = [("none", 0.0, "no sifting")]
-    modes += [("relative", b, f"relative beta={b:g}") for b in betas]
-    modes += [("prune", k, f"prune keep={k:g}") for k in keeps]
-    modes += [("random", 1 / (1 + b), f"random keep={1 / (1 + b):.3f}") for b in betas]
-    modes += [("random", overall(k), f"random keep={overall(k):.3f}") for k in keeps]
     print(
         f"digits: {len(data[0])} training samples (1257 originals x {len(SHIFTS)} one-pixel "
         f"shifts, deterministic), {len(data[2])} test samples; batch {args.batch_size}, "
-        f"{args.epochs} epochs, SGD lr {args.lr} cosine, {args.seeds} seeds, "
+        f"{args.epochs} epochs, SGD lr {args.lr} nesterov cosine, {args.seeds} seeds, "
         f"torch threads {args.threads}, device cpu"
     )
     print(
         f"relative: loss_history_length {args.history}, sift_delay {args.sift_delay}; prune: "
         f"keep {args.keeps} in pruned epochs, anneal {args.anneal} ({anneal_epochs} full "
         f"epoch(s) at the end, first epoch full); random drop keeps 1/(1+beta) and prune's "
-        f"overall fractions ({', '.join(f'{overall(k):.3f}' for k in keeps)}) in every epoch"
+        f"overall fractions ({', '.join(f'{overall_keep(k, args):.3f}' for k in keeps)}) "
+        "in every epoch"
     )
     print(
-        "time-to-accuracy: training seconds until test accuracy >= (no-sifting final - 0.5 pt)"
-        ", divided by the no-sifting run's own time to that target; evaluation excluded"
-    )
-    print(
-        "all modes of a seed train side by side, interleaved epoch by epoch in a rotating "
-        "order; 'cpu' columns use process CPU time, steadier than wall time on a busy machine"
+        "tta: training seconds until test accuracy >= (no-sifting final - 0.5 pt) over the "
+        "no-sifting run's own seconds to that target, median over seeds, then how many seeds "
+        "reached it; cpu: the same with process CPU time; total: whole-run seconds ratio; "
+        "acc: median final accuracy difference (pt); bound: median sifted epoch / (scoring "
+        "pass over the data + kept share of a plain epoch)"
     )
     for kind in args.models.split(","):
         bwd_fwd, score_fwd = backward_forward(kind, data, args)
-        results: dict[str, list[Run]] = {label: [] for _, _, label in modes}
+        results: dict[str, list[Run]] = {arm.label: [] for arm in arms}
         scoring: list[Run] = []
         for seed in range(args.seeds):
-            trainers = [Trainer(m, p, label, kind, seed, data, args) for m, p, label in modes]
-            trainers.append(Trainer("scoring", 0.0, "scoring", kind, seed, data, args))
+            trainers = [Trainer(arm, kind, seed, data, args) for arm in arms]
+            if "relative" in args.arms:
+                trainers.append(Trainer(Arm("scoring", label="scoring"), kind, seed, data, args))
             for epoch in range(args.epochs):
                 shift = (epoch + seed) % len(trainers)
                 for trainer in trainers[shift:] + trainers[:shift]:
                     trainer.step_epoch()
-            for trainer in trainers[:-1]:
-                results[trainer.run.name].append(trainer.run)
-            scoring.append(trainers[-1].run)
-        report(kind, modes, results, scoring, bwd_fwd, score_fwd)
+            for trainer in trainers:
+                if trainer.arm.mode == "scoring":
+                    scoring.append(trainer.run)
+                else:
+                    results[trainer.arm.label].append(trainer.run)
+        report(kind, arms, results, scoring, bwd_fwd, score_fwd, args)
 
 
-def report(kind, modes, results, scoring, bwd_fwd, score_fwd) -> None:
+@dataclass(frozen=True)
+class Row:
+    tta: list[float]
+    diff: list[float]
+    bound: list[float] | None
+
+
+def report(kind, arms, results, scoring, bwd_fwd, score_fwd, args) -> None:
     base_runs = results["no sifting"]
     base_final = [r.accuracies[-1] for r in base_runs]
-    base_ttt = [time_to(r, a - 0.5) for r, a in zip(base_runs, base_final, strict=True)]
-    base_ttt_cpu = [
-        time_to(r, a - 0.5, cpu=True) for r, a in zip(base_runs, base_final, strict=True)
-    ]
+    base_tta = [time_to(r, a - 0.5) for r, a in zip(base_runs, base_final, strict=True)]
+    base_cpu = [time_to(r, a - 0.5, cpu=True) for r, a in zip(base_runs, base_final, strict=True)]
     print()
     print(
         f"== {kind}: backward/forward cost {bwd_fwd:.2f}x, scoring forward (no-grad, eval) / "
@@ -295,30 +367,84 @@ def report(kind, modes, results, scoring, bwd_fwd, score_fwd) -> None:
         f"{median(base_final):.2f}% (seeds: {', '.join(f'{a:.1f}' for a in base_final)})"
     )
     print(
-        f"{'mode':<20}{'time-to-acc':>19}{'(cpu)':>8}{'total':>7}{'(cpu)':>7}"
-        f"{'acc diff pt':>12}{'kept':>7}{'epoch/bound':>12}{'(cpu)':>7}"
+        f"{'arm':<22}{'tta':>10}{'cpu':>7}{'total':>7}{'acc':>8}{'kept':>7}{'bound':>7}"
+        f"{'bound cpu':>10}"
     )
-    for _, _, label in modes:
-        runs = results[label]
-        ttt = [time_to(r, a - 0.5) / b for r, a, b in zip(runs, base_final, base_ttt, strict=True)]
-        ttt_cpu = [
-            time_to(r, a - 0.5, cpu=True) / b
-            for r, a, b in zip(runs, base_final, base_ttt_cpu, strict=True)
+    rows: dict[str, Row] = {}
+    for arm in arms:
+        runs = results[arm.label]
+        pairs = list(zip(runs, base_final, strict=True))
+        tta = [time_to(r, a - 0.5) / b for (r, a), b in zip(pairs, base_tta, strict=True)]
+        tta_cpu = [
+            time_to(r, a - 0.5, cpu=True) / b for (r, a), b in zip(pairs, base_cpu, strict=True)
         ]
         total = [r.times[-1] / b.times[-1] for r, b in zip(runs, base_runs, strict=True)]
-        total_cpu = [
-            r.cpu_times[-1] / b.cpu_times[-1] for r, b in zip(runs, base_runs, strict=True)
-        ]
-        diff = [r.accuracies[-1] - a for r, a in zip(runs, base_final, strict=True)]
-        bound = bound_cpu = ""
-        if label.startswith("relative"):
-            bound = f"{median(bound_ratios(runs, scoring, base_runs, cpu=False)):.2f}x"
-            bound_cpu = f"{median(bound_ratios(runs, scoring, base_runs, cpu=True)):.2f}x"
+        diff = [r.accuracies[-1] - a for r, a in pairs]
+        bound = bound_cpu = None
+        if arm.mode == "relative":
+            bound = bound_ratios(runs, scoring, base_runs, cpu=False)
+            bound_cpu = bound_ratios(runs, scoring, base_runs, cpu=True)
+        rows[arm.label] = Row(tta, diff, bound)
+        cpu_text = f"{median(tta_cpu):.2f}" if math.isfinite(median(tta_cpu)) else "inf"
         print(
-            f"{label:<20}{fmt_ratio(ttt):>19}{median(ttt_cpu):>8.2f}{median(total):>7.2f}"
-            f"{median(total_cpu):>7.2f}{median(diff):>+12.2f}{median([r.kept for r in runs]):>7.3f}"
-            f"{bound:>12}{bound_cpu:>7}"
+            f"{arm.label:<22}{fmt_ratio(tta):>10}{cpu_text:>7}{median(total):>7.2f}"
+            f"{median(diff):>+8.2f}{median([r.kept for r in runs]):>7.3f}"
+            f"{f'{median(bound):.2f}' if bound else '':>7}"
+            f"{f'{median(bound_cpu):.2f}' if bound_cpu else '':>10}"
         )
+    if args.curves:
+        print("median test accuracy after each epoch (%), and the epoch each seed hit the target:")
+        for arm in arms:
+            runs = results[arm.label]
+            curve = [median(r.accuracies[e] for r in runs) for e in range(args.epochs)]
+            hit = [
+                next((e + 1 for e, a in enumerate(r.accuracies) if a >= t - 0.5), 0)
+                for r, t in zip(runs, base_final, strict=True)
+            ]
+            print(f"  {arm.label:<22}{' '.join(f'{a:5.1f}' for a in curve)}   hit {hit}")
+    verdicts(kind, arms, rows, results, args)
+
+
+def verdicts(kind, arms, rows, results, args) -> None:
+    """A PASS/MISS line per target of issue 7."""
+
+    def line(ok: bool, text: str) -> None:
+        print(f"{'PASS' if ok else 'MISS'} {kind}: {text}")
+
+    for arm in arms:
+        if arm.mode == "prune":
+            row = rows[arm.label]
+            tta = median(row.tta)
+            line(tta <= TTA_TARGET, f"{arm.label} time-to-accuracy {tta:.2f} <= {TTA_TARGET}")
+            twin = f"random keep={overall_keep(arm.param, args):.3f}"
+            if twin in rows:
+                mine = median([r.accuracies[-1] for r in results[arm.label]])
+                theirs = median([r.accuracies[-1] for r in results[twin]])
+                wins = sum(
+                    a.accuracies[-1] > b.accuracies[-1]
+                    for a, b in zip(results[arm.label], results[twin], strict=True)
+                )
+                ties = sum(
+                    a.accuracies[-1] == b.accuracies[-1]
+                    for a, b in zip(results[arm.label], results[twin], strict=True)
+                )
+                line(
+                    mine > theirs,
+                    f"{arm.label} final accuracy {mine:.2f}% vs {twin} {theirs:.2f}% "
+                    f"(median; prune ahead on {wins}, tied on {ties} of {len(row.diff)} seeds)",
+                )
+        elif arm.mode == "relative":
+            row = rows[arm.label]
+            bound = median(row.bound)
+            line(bound <= BOUND_TARGET, f"{arm.label} epoch cost {bound:.2f}x <= {BOUND_TARGET}x")
+    for arm in arms:
+        if arm.mode == "relative":
+            tta = median(rows[arm.label].tta)
+            verdict = "faster" if tta < 1 else "slower"
+            print(
+                f"INFO {kind}: {arm.label} time-to-accuracy {tta:.2f} ({verdict} than no "
+                "sifting; reported, no target)"
+            )
 
 
 def _epochs(run: Run, cpu: bool) -> list[float]:
@@ -329,14 +455,18 @@ def _epochs(run: Run, cpu: bool) -> list[float]:
 def bound_ratios(runs: list[Run], scoring: list[Run], base: list[Run], cpu: bool) -> list[float]:
     """A sifted epoch / (one scoring pass over the data + kept share of a training epoch).
 
-    Epochs after the first are compared (the sift delay ends inside the first); each
-    term is the median over epochs of that seed.
+    Epochs after the first are compared (the sift delay ends inside the first), each with
+    its own kept share; the scoring pass and the plain epoch are that seed's medians. The
+    result per seed is the median over its epochs.
     """
     out = []
     for r, s, b in zip(runs, scoring, base, strict=True):
-        sifted = _epochs(r, cpu)[1:] or _epochs(r, cpu)
-        kept = r.kept
-        out.append(median(sifted) / (median(_epochs(s, cpu)) + kept * median(_epochs(b, cpu))))
+        score, plain = median(_epochs(s, cpu)), median(_epochs(b, cpu))
+        ratios = [
+            spent / (score + kept * plain)
+            for spent, kept in zip(_epochs(r, cpu), r.kept_epochs, strict=True)
+        ]
+        out.append(median(ratios[1:] or ratios))
     return out
 
 

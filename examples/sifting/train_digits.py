@@ -93,7 +93,7 @@ def config_for(args) -> sifting.SiftConfig | None:
             ),
         )
     if args.mode == "prune":
-        return sifting.PruneConfig(keep_fraction=args.keep)
+        return sifting.PruneConfig(keep_fraction=args.keep, reweight=args.reweight)
     return sifting.RandomDropConfig(keep_fraction=args.keep)
 
 
@@ -137,7 +137,13 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--beta", type=float, default=1.0)
-    parser.add_argument("--keep", type=float, default=0.5)
+    parser.add_argument("--keep", type=float, default=0.6)
+    parser.add_argument(
+        "--reweight",
+        choices=["epoch", "step"],
+        default="epoch",
+        help="prune mode: InfoBatch's per-epoch rescaling or per-step normalisation",
+    )
     parser.add_argument("--sift-delay", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("-v", "--verbose", action="store_true", help="log sifting counters")

@@ -23,10 +23,13 @@ Three modes, one loop shape::
   1/(1 + beta_value) kept); kept samples refill batches of the original size and format
   (tensor, tuple/list, dict); the leftover is yielded at epoch end; no sifting during the
   first sift_delay steps. Optional torch.autocast for scoring (autocast_dtype).
+  Batches are scored in groups of `score_batches` (same choices, less bookkeeping).
 * PruneConfig + PruningDataloader: no scoring pass (InfoBatch-like). `report()` takes the
   training step's per-sample losses and returns the re-weighted loss to backpropagate;
-  later epochs drop 1 - keep_fraction of the data among low-loss samples, the last
-  anneal_fraction of the epochs use all data.
+  later epochs drop 1 - keep_fraction of the data among low-loss samples, the kept
+  low-loss samples weighted by 1/(their keep probability) (`reweight`: "epoch", as
+  InfoBatch, or "step"), the last anneal_fraction of the epochs use all data. One
+  process follows the original DataLoader's sampler order.
 * RandomDropConfig: a uniform random keep_fraction each epoch (the baseline).
 
 Every random choice uses one torch.Generator (pass `generator` or `seed`; the default seed

@@ -104,10 +104,14 @@ class PruneConfig:
 
     keep_fraction: share of the data each pruned epoch trains on, in (0, 1].
     anneal_fraction: share of the last epochs that train on all data, in [0, 1).
+    reweight: "epoch" (InfoBatch's rescaling: a pruned epoch's summed gradient is an
+        unbiased estimate of a full epoch's, so its fewer steps are up to 1/keep_fraction
+        larger) or "step" (each step's weighted mean is an unbiased estimate of the full
+        data's mean: steps keep their size, and a pruned epoch moves less).
     The first epoch always uses all data (no loss is known yet).
     """
 
-    keep_fraction: float = 0.7
+    keep_fraction: float = 0.6
     anneal_fraction: float = 0.125
     reweight: str = "epoch"
 

@@ -54,10 +54,10 @@ def config_from_json(text: str) -> SiftConfig:
 
     Field names may be snake_case or lowerCamelCase. A field at its proto3 zero value
     counts as absent; absent fields take the defaults: beta_value 0.5,
-    loss_history_length 500, sift_delay 0, repeat_delay_per_epoch false, keep_fraction 0.7,
-    anneal_fraction 0.125. Raises ValueError naming the field
-    for unknown fields, wrong types, out-of-range values and fields that do not apply to
-    the mode.
+    loss_history_length 500, sift_delay 0, repeat_delay_per_epoch false, keep_fraction
+    0.6 (prune) or 0.7 (random), anneal_fraction 0.125. Raises ValueError naming the
+    field for unknown fields, wrong types, out-of-range values and fields that do not
+    apply to the mode.
     """
     try:
         raw = json.loads(text)

@@ -27,8 +27,8 @@ from ._runtime import (
 )
 from ._stats import Counters, SiftingStats, log_epoch, logger
 
-# Bounds of the default group size (see NOTE [groups]).
-_MIN_GROUP, _MAX_GROUP = 2, 8
+# The default group (see NOTE [groups]): about this many samples, at most this many batches.
+_GROUP_SAMPLES, _MAX_GROUP = 512, 8
 
 
 class SiftingDataloader:
@@ -41,9 +41,9 @@ class SiftingDataloader:
     Beyond the SageMaker arguments (all keyword-only): `generator` or `seed` for every
     random choice, `autocast_dtype` to score under torch.autocast, `process_group` for DDP,
     and `score_batches`, how many original batches are fetched and scored before they are
-    sifted together (default: about one batch of kept samples, ceil(1 + beta_value),
-    within [2, 8]); it changes no choice, only how often the bookkeeping runs, and that
-    many batches are held at once.
+    sifted together (default: enough for 512 samples and for one batch of kept samples,
+    at most 8); it changes no choice, only how often the bookkeeping runs, and that many
+    batches are held at once.
     """
 
     def __init__(
@@ -100,8 +100,13 @@ class SiftingDataloader:
             sift_config.beta_value, sift_config.loss_history_length, self.generator
         )
         if score_batches is None:
-            # About one batch of kept samples per group (1/(1 + beta) of each is kept).
-            score_batches = min(_MAX_GROUP, max(_MIN_GROUP, math.ceil(1 + sift_config.beta_value)))
+            # At least one batch of kept samples per group (1/(1 + beta) of each is kept),
+            # and enough samples that the per-group bookkeeping is small beside the forwards.
+            size = getattr(orig_dataloader, "batch_size", None) or _GROUP_SAMPLES
+            score_batches = min(
+                _MAX_GROUP,
+                max(math.ceil(1 + sift_config.beta_value), math.ceil(_GROUP_SAMPLES / size)),
+            )
         self.score_batches = score_batches
         self._counters = Counters()
         self.epoch_stats: list[SiftingStats] = []
@@ -294,7 +299,8 @@ class SiftingDataloader:
                 raise ValueError(
                     f"loss_impl.loss must return one loss per sample: expected {n}, got {got}"
                 )
-        return [x.detach().float().reshape(-1).to(self.device) for x in losses]
+        # The policy flattens and casts; only a loss on another device moves here.
+        return [x if x.device == self.device else x.to(self.device) for x in losses]
 
     def _gather(
         self, losses: torch.Tensor | None, n: int, width: int
@@ -305,7 +311,7 @@ class SiftingDataloader:
         row = torch.full((width + 1,), float("nan"), device=self.device)
         row[0] = n
         if losses is not None:
-            row[1 : n + 1] = losses
+            row[1 : n + 1] = losses.detach().reshape(-1)
         comm = collective_device(self.device, self.process_group)
         row = row.to(comm)
         rows = [torch.empty_like(row) for _ in range(dist.get_world_size(self.process_group))]
