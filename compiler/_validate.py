@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -209,14 +210,27 @@ def _schema(kind: str) -> dict:
     }
 
 
-@functools.cache
+# A cerberus Validator keeps the document being validated on itself, so one instance
+# must never serve two threads at once (the gRPC server compiles on several).
+_per_thread = threading.local()
+
+
 def _validator(kind: str) -> _Validator:
-    return _Validator(_schema(kind))
+    validators = _per_thread.__dict__.setdefault("validators", {})
+    validator = validators.get(kind)
+    if validator is None:
+        validator = validators[kind] = _Validator(_schema_cached(kind))
+    return validator
+
+
+@functools.cache
+def _schema_cached(kind: str) -> dict:
+    return _schema(kind)
 
 
 @functools.cache
 def _accepts(kind: str):
-    return compile_document(_schema(kind), _CHECKS)
+    return compile_document(_schema_cached(kind), _CHECKS)
 
 
 def validate_layer(

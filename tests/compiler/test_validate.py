@@ -78,3 +78,29 @@ def test_defaults_files_take_a_catalog_block_and_no_job():
         kind="defaults",
     )
     assert layer.tree["training"]["region"] == "us-east-1"
+
+
+def test_threads_validating_at_once_each_get_their_own_diagnostics():
+    """The gRPC server validates on many threads; cerberus validators hold per-call state."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    specs = {
+        FIVE_MISTAKES: sorted(_codes(FIVE_MISTAKES)),
+        "training:\n  compute: [ml.m5.large]\n": ["spec.type"],
+        "training:\n  sifting: {beta_value: 0}\n": ["spec.out_of_range"],
+    }
+
+    def validate_many(text: str) -> set[tuple[str, ...]]:
+        return {tuple(sorted(_codes(text))) for _ in range(40)}
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(validate_many, [t for t in specs for _ in range(8)]))
+    texts = [t for t in specs for _ in range(8)]
+    for text, seen in zip(texts, results, strict=True):
+        assert seen == {tuple(specs[text])}
+
+
+def _codes(text: str) -> list[str]:
+    with pytest.raises(SpecError) as caught:
+        _validate(text)
+    return [d.code for d in caught.value.diagnostics]
