@@ -95,10 +95,12 @@ def _get(tree: Any, path: FieldPath) -> Any:
 
 def digest_of(plan: plan_pb2.Plan) -> str:
     """`sha256:<hex>` of the plan's deterministic bytes with the digest field empty."""
-    unstamped = plan_pb2.Plan()
-    unstamped.CopyFrom(plan)
-    unstamped.digest = ""
-    data = unstamped.SerializeToString(deterministic=True)
+    if plan.digest:
+        unstamped = plan_pb2.Plan()
+        unstamped.CopyFrom(plan)
+        unstamped.digest = ""
+        plan = unstamped
+    data = plan.SerializeToString(deterministic=True)
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 

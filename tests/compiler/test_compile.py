@@ -9,6 +9,7 @@ from google.protobuf import json_format
 from trainspec._plan import request_of
 from trainspec.compiler import SpecError, compile_file
 from trainspec.compiler._botocore_check import check_request
+from trainspec.compiler._emit import digest_of
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(
@@ -75,6 +76,7 @@ def test_same_inputs_give_byte_identical_plans():
         deterministic=True
     )
     assert first.digest == second.digest
+    assert digest_of(first) == first.digest  # recomputable from the stamped plan
 
 
 def test_per_device_batch_and_batch_hyperparameter_together_is_an_error(tmp_path):
