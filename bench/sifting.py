@@ -8,9 +8,15 @@ arms read the data through the same DataLoader over in-memory tensors that fetch
 whole batch with one index (`__getitems__`), so per-sample Python collation does not
 dominate the cost of these small models.
 
-    python bench/sifting.py                 # 5 seeds, 8 epochs, CNN and MLP (a few minutes)
+    python bench/sifting.py                 # 9 seeds, 8 epochs, CNN and MLP (~5 minutes)
     python bench/sifting.py --quick         # smoke run: 2 seeds, 3 epochs, MLP only
     python bench/sifting.py --arms prune,random --models mlp    # a subset of the arms
+    python bench/sifting.py --reweights step --curves   # also prune reweight="step";
+                                                        # accuracy after every epoch
+
+Accuracies are deterministic for given seeds (only the timings vary between runs); the
+time-to-accuracy ratios move with machine noise and with which epoch first crosses the
+target, so read them with the per-seed epochs that --curves prints.
 """
 
 from __future__ import annotations
@@ -264,8 +270,9 @@ def arms_for(args) -> list[Arm]:
         arms += [Arm("relative", b, f"relative beta={b:g}") for b in betas]
     if "prune" in wanted:
         arms += [Arm("prune", k, f"prune keep={k:g}") for k in keeps]
-        if args.step_reweight:
-            arms += [Arm("prune", k, f"prune keep={k:g} step", "step") for k in keeps]
+        for reweight in args.reweights.split(","):
+            if reweight:
+                arms += [Arm("prune", k, f"prune keep={k:g} {reweight}", reweight) for k in keeps]
     if "random" in wanted:
         if "relative" in wanted:
             arms += [Arm("random", 1 / (1 + b), f"random keep={1 / (1 + b):.3f}") for b in betas]
@@ -288,7 +295,7 @@ def main() -> None:
         "--keeps", default="0.6,0.7", help="prune mode keep_fraction values (comma-separated)"
     )
     parser.add_argument(
-        "--step-reweight", action="store_true", help="also run prune with reweight='step'"
+        "--reweights", default="", help="also run prune with these reweight values, e.g. step"
     )
     parser.add_argument("--anneal", type=float, default=0.125, help="prune anneal_fraction")
     parser.add_argument("--history", type=int, default=500)

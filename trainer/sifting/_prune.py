@@ -294,13 +294,13 @@ class PruningDataloader:
         weights = torch.ones(self.size, device=self.device)
         if pool_size > drop:
             weights[pool] = pool_size / (pool_size - drop)
+        # NOTE [reweighting]: a pool sample is kept with probability p = 1 - drop/pool, so
+        # weighting it 1/p makes the kept set's weighted sum unbiased for the full data's
+        # sum (InfoBatch's rescaling, reweight="epoch": an epoch's summed update matches a
+        # full epoch's, in fewer, larger steps). reweight="step" also scales every weight
+        # by the kept fraction, so each step's weighted batch mean is unbiased for the full
+        # data's mean (the same step size as without pruning).
         if self.config.reweight == "step":
-            # NOTE [reweighting]: a pool sample is kept with probability p = 1 - drop/pool,
-            # so weighting it 1/p makes the kept set's weighted sum unbiased for the full
-            # data's sum (InfoBatch's rescaling, reweight="epoch": an epoch's summed update
-            # matches a full epoch's, in fewer, larger steps). reweight="step" also scales
-            # every weight by the kept fraction, so each step's weighted batch mean is
-            # unbiased for the full data's mean (the same step size as without pruning).
             weights *= (self.size - drop) / self.size
         keep = torch.ones(self.size, dtype=torch.bool, device=self.device)
         keep[dropped] = False
