@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import shutil
 import subprocess
@@ -17,6 +18,8 @@ def node() -> str:
     node = shutil.which("node")
     if node is None or not (NODE_DIR / "node_modules").is_dir():
         if node is None or shutil.which("npm") is None:
+            if os.environ.get("CI"):  # CI installs Node: a missing one is a broken setup
+                pytest.fail("node/npm are not installed, but CI must run the Node client")
             pytest.skip("node/npm are not installed; the Node client cannot run")
         pytest.fail(
             f"{NODE_DIR / 'node_modules'} is missing: run `npm ci` in {NODE_DIR} (.ci/run does)"
