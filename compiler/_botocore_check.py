@@ -4,7 +4,9 @@ botocore's ParamValidator checks required keys, unknown keys, types and minimums
 strict pass here adds what it skips and the service enforces: enum membership, `pattern`
 (full match), maximum lengths and values, minimum sizes of maps, and no bool for a number.
 The service model is read once; each operation's input shape is compiled once into plain
-nodes with precompiled regexes, so a check is one walk over the request.
+nodes with precompiled regexes, and once into an accept-only predicate that answers for
+both checks when a request is valid (`_request_accept`): only a request it cannot vouch
+for is walked by ParamValidator and the strict pass, which then name every problem.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from trainspec.compiler._diagnostics import Diagnostic
+from trainspec.compiler._request_accept import Accept, compile_shape
 
 _SERVICE = "sagemaker"
 CODE = "sagemaker.request_invalid"
@@ -177,12 +180,13 @@ def _build(shape: Any, memo: dict[str, _Node]) -> _Node:
 
 
 @functools.cache
-def _operation(operation: str) -> tuple[Any, _Node]:
-    """(botocore input shape, compiled node) for an operation name like CreateTrainingJob."""
+def _operation(operation: str) -> tuple[Any, _Node, Accept]:
+    """(botocore input shape, compiled node, accept predicate) for an operation name like
+    CreateTrainingJob."""
     model = _model()
     shape = model.operation_model(operation).input_shape
     memo: dict[str, _Node] = {}
-    return shape, _build(shape, memo)
+    return shape, _build(shape, memo), compile_shape(shape, _compile)
 
 
 @functools.cache
@@ -201,7 +205,7 @@ def check_request(operation: str, request: Mapping[str, Any]) -> list[Diagnostic
     An unknown operation name is itself reported (code sagemaker.unknown_operation).
     """
     try:
-        shape, node = _operation(operation)
+        shape, node, accept = _operation(operation)
     except Exception as error:  # botocore raises OperationNotFoundError and kin
         return [
             Diagnostic(
@@ -212,6 +216,13 @@ def check_request(operation: str, request: Mapping[str, Any]) -> list[Diagnostic
                 value=operation,
             )
         ]
+    if accept(request):
+        return []
+    return _full_check(shape, node, request)
+
+
+def _full_check(shape: Any, node: _Node, request: Mapping[str, Any]) -> list[Diagnostic]:
+    """ParamValidator, then the strict pass: every problem, located."""
     out: list[Diagnostic] = []
     report = _param_validator().validate(dict(request), shape)
     if report.has_errors():
