@@ -15,7 +15,7 @@ from trainspec import __version__
 from trainspec.compiler._diagnostics import MISSING, Diagnostic, FieldPath, format_path
 from trainspec.compiler._fields import job_spec
 from trainspec.compiler._origin import Origin
-from trainspec.compiler._to_proto import fill_message, set_struct, set_value
+from trainspec.compiler._to_proto import SCALAR_FIELDS, fill_message, set_struct, set_value
 from trainspec.v1 import job_spec_pb2, plan_pb2
 
 
@@ -39,25 +39,7 @@ def emit_plan(
     )
     fill_message(plan.job, tree, job_spec())
     set_struct(plan.sagemaker_request, request)
-    documents = {"": tree, "sagemaker_request": {"sagemaker_request": request}}
-    named = sorted(
-        ((format_path(path), path, origin) for path, origin in origins.items()),
-        key=lambda item: item[0],
-    )
-    add = plan.provenance.add
-    for field_path, path, origin in named:
-        location = origin.location
-        entry = add(
-            field_path=field_path,
-            kind=origin.kind,
-            source=origin.source,
-            reason=origin.reason,
-            location=None if location is None else location._asdict(),
-        )
-        document = documents["sagemaker_request" if path[0] == "sagemaker_request" else ""]
-        value = _get(document, path)
-        if value is not MISSING:
-            set_value(entry.value, value)
+    _add_provenance(plan.provenance, origins, tree, request)
     plan.warnings.extend(d.to_proto() for d in warnings)
     if batch_sizes is not None:
         plan.batch_sizes.CopyFrom(_batch_message(batch_sizes))
@@ -71,6 +53,42 @@ def emit_plan(
     plan.versions.catalogs.update(versions)
     plan.digest = digest_of(plan)
     return plan
+
+
+def _add_provenance(
+    entries: Any, origins: Mapping[FieldPath, Origin], tree: Any, request: Any
+) -> None:
+    """One ValueOrigin per resolved value, sorted by field path, each with its value."""
+    documents = {"": tree, "sagemaker_request": {"sagemaker_request": request}}
+    named = sorted(
+        ((format_path(path), path, origin) for path, origin in origins.items()), key=_first
+    )
+    add = entries.add
+    scalar_fields = SCALAR_FIELDS
+    for field_path, path, origin in named:
+        # Only non-default fields are passed: each keyword costs a call into upb.
+        entry = add(field_path=field_path, kind=origin.kind)
+        if origin.source:
+            entry.source = origin.source
+        if origin.reason:
+            entry.reason = origin.reason
+        location = origin.location
+        if location is not None:
+            target = entry.location
+            target.path = location.path
+            if location.line:
+                target.line = location.line
+                target.column = location.column
+        value = _get(documents["sagemaker_request" if path[0] == "sagemaker_request" else ""], path)
+        scalar_field = scalar_fields.get(type(value))
+        if scalar_field is not None:
+            setattr(entry.value, scalar_field, value)
+        elif value is not MISSING:
+            set_value(entry.value, value)
+
+
+def _first(item: tuple) -> Any:
+    return item[0]
 
 
 def _batch_message(batch_sizes: Any) -> plan_pb2.BatchSizes:

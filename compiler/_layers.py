@@ -12,7 +12,7 @@ import os
 import re
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -40,14 +40,20 @@ class Layer:
     source: str = ""  # the catalog entry or `--set` text, when not a file
     catalog: Mapping[str, Any] | None = None  # a defaults file's `catalog` block
     catalog_locations: Mapping[FieldPath, Location] | None = None
+    # Origins already made: the built-in, catalog and defaults layers are cached and
+    # resolve asks them for the same paths on every compile.
+    _origins: dict[FieldPath, Origin] = field(default_factory=dict, compare=False, repr=False)
 
     def origin(self, path: FieldPath) -> Origin:
-        location = None
-        for end in range(len(path), -1, -1):
-            location = self.locations.get(path[:end])
-            if location is not None:
-                break
-        return Origin(self.kind, location, self.source)
+        origin = self._origins.get(path)
+        if origin is None:
+            location = None
+            for end in range(len(path), -1, -1):
+                location = self.locations.get(path[:end])
+                if location is not None:
+                    break
+            origin = self._origins[path] = Origin(self.kind, location, self.source)
+        return origin
 
 
 def _reroot(layer: Validated, job: str) -> tuple[dict, dict[FieldPath, Location]]:

@@ -114,10 +114,15 @@ def _merges_by_key(field: FieldInfo) -> bool:
 def _replace(
     base: dict, key: str, value: Any, path: FieldPath, layer: Layer, origins: dict
 ) -> None:
-    if key in base:
+    old = base.get(key)
+    if isinstance(old, dict) and old:
         _drop_origins(origins, path)
-    base[key] = copy_tree(value, drop_nulls=True)  # layers are cached and shared
-    _record(base[key], path, layer, origins)
+    else:  # a leaf's origin sits at its own path alone; no need to scan them all
+        origins.pop(path, None)
+    if isinstance(value, dict | list):
+        value = copy_tree(value, drop_nulls=True)  # layers are cached and shared
+    base[key] = value
+    _record(value, path, layer, origins)
 
 
 def _record(value: Any, path: FieldPath, layer: Layer, origins: dict) -> None:

@@ -53,7 +53,7 @@ def _fill_map(container: Any, tree: Mapping[str, Any], item_kind: str, item) -> 
 
 
 # The Value field that holds each plain scalar type.
-_SCALAR_FIELDS = {
+SCALAR_FIELDS = {
     str: "string_value",
     bool: "bool_value",
     int: "number_value",
@@ -67,7 +67,7 @@ def set_value(message: struct_pb2.Value, value: Any) -> None:
     Struct.update's generic checks (ABC isinstance per item) cost more than the whole
     rest of emit, so nested values are written field by field here.
     """
-    scalar_field = _SCALAR_FIELDS.get(type(value))
+    scalar_field = SCALAR_FIELDS.get(type(value))
     if scalar_field is not None:
         setattr(message, scalar_field, value)
     elif value is None:
