@@ -116,7 +116,8 @@ def infer_tuning(
     Hyperband settings and completion criteria replace inferred ones.
     """
     rules = rules or load_rules()
-    out: dict[str, Any] = copy_tree(dict(tuning))
+    # Shallow: `infer` copies each dict on the path it writes, so `tuning` stays untouched.
+    out: dict[str, Any] = dict(tuning)
     origins: dict[FieldPath, Origin] = {}
     notes: list[Diagnostic] = []
     autotune = bool(tuning.get("autotune"))
@@ -127,7 +128,9 @@ def infer_tuning(
     def infer(path: tuple[str, ...], value: Any, source: str, reason: str) -> None:
         node = out
         for key in path[:-1]:
-            node = node.setdefault(key, {})
+            child = node.get(key)
+            node[key] = child = dict(child) if isinstance(child, dict) else {}
+            node = child
         node[path[-1]] = value
         origins[("tuning", *path)] = Origin(OriginKind.INFERRED, source=source, reason=reason)
 

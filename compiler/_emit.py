@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from google.protobuf import json_format
@@ -60,9 +61,8 @@ def _add_provenance(
 ) -> None:
     """One ValueOrigin per resolved value, sorted by field path, each with its value."""
     documents = {"": tree, "sagemaker_request": {"sagemaker_request": request}}
-    named = sorted(
-        ((format_path(path), path, origin) for path, origin in origins.items()), key=_first
-    )
+    named = [(format_path(path), path, origin) for path, origin in origins.items()]
+    named.sort(key=itemgetter(0))
     add = entries.add
     scalar_fields = SCALAR_FIELDS
     for field_path, path, origin in named:
@@ -85,10 +85,6 @@ def _add_provenance(
             setattr(entry.value, scalar_field, value)
         elif value is not MISSING:
             set_value(entry.value, value)
-
-
-def _first(item: tuple) -> Any:
-    return item[0]
 
 
 def _batch_message(batch_sizes: Any) -> plan_pb2.BatchSizes:

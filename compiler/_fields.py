@@ -10,6 +10,7 @@ import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from trainspec.v1 import job_spec_pb2
@@ -72,6 +73,8 @@ class MessageInfo:
     fields: Mapping[str, FieldInfo]
     by_json_name: Mapping[str, str]  # json name -> proto name
     oneofs: Mapping[str, tuple[str, ...]]  # oneof name -> member field names
+    # Each field by its proto name and by its json name: the lookup every pass makes.
+    by_any_name: Mapping[str, FieldInfo] = dataclass_field(default_factory=dict)
 
     @property
     def is_tagged_union(self) -> bool:
@@ -79,8 +82,7 @@ class MessageInfo:
         return len(self.oneofs) == 1 and len(next(iter(self.oneofs.values()))) == len(self.fields)
 
     def field(self, key: str) -> FieldInfo | None:
-        name = key if key in self.fields else self.by_json_name.get(key)
-        return self.fields.get(name) if name else None
+        return self.by_any_name.get(key)
 
 
 def _enum_info(descriptor: EnumDescriptor) -> EnumInfo:
@@ -116,6 +118,10 @@ class _Builder:
         self.messages[descriptor.full_name] = info  # before fields: messages may recurse
         for field in descriptor.fields:
             fields[field.name] = self.field(field)
+        by_any_name = info.by_any_name
+        assert isinstance(by_any_name, dict)
+        by_any_name.update({f.json_name: f for f in fields.values()})
+        by_any_name.update(fields)  # a proto name wins over another field's json name
         return info
 
     def field(self, field: FieldDescriptor) -> FieldInfo:

@@ -9,14 +9,19 @@ def copy_tree(value: Any, *, drop_nulls: bool = False) -> Any:
     """A copy whose dicts and lists the caller may change; scalars are shared (immutable).
 
     copy.deepcopy does the same for these trees at several times the cost (memo, dispatch),
-    and copies happen on every compile.
+    and copies happen on every compile; leaves are tested inline, not in a call each.
     """
     if isinstance(value, dict):
-        return {
-            k: copy_tree(v, drop_nulls=drop_nulls)
-            for k, v in value.items()
-            if not (drop_nulls and v is None)
-        }
+        if drop_nulls:
+            return {
+                k: copy_tree(v, drop_nulls=True) if isinstance(v, dict | list) else v
+                for k, v in value.items()
+                if v is not None
+            }
+        return {k: copy_tree(v) if isinstance(v, dict | list) else v for k, v in value.items()}
     if isinstance(value, list):
-        return [copy_tree(item, drop_nulls=drop_nulls) for item in value]
+        return [
+            copy_tree(item, drop_nulls=drop_nulls) if isinstance(item, dict | list) else item
+            for item in value
+        ]
     return value
