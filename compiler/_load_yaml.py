@@ -57,6 +57,9 @@ _RESOLVERS: dict[str, tuple] = {
 }
 _CONSTRUCTOR = SafeConstructor()
 _NO_KEY = object()  # a mapping frame waiting for its next key
+# Location((path, line, column)) without the NamedTuple's Python-level __new__: the loader
+# makes two per node (value and key), the most frequent call of a compile.
+_location = functools.partial(tuple.__new__, Location)
 _MERGE_KEY = object()  # a mapping frame whose pending key is `<<`
 
 
@@ -183,7 +186,7 @@ class _Builder:
     # -- nodes ----------------------------------------------------------------------------
 
     def _loc(self, mark: Any) -> Location:
-        return Location(self.name, mark.line + 1, mark.column + 1)
+        return _location((self.name, mark.line + 1, mark.column + 1))
 
     def _begin_node(self, mark: Any) -> FieldPath:
         """Count a new value node and log its path and location."""
@@ -242,7 +245,7 @@ class _Builder:
             top = self.stack[-1]
             if top.key is _NO_KEY and top.is_map:
                 mark = event.start_mark
-                loc = Location(self.name, mark.line + 1, mark.column + 1)
+                loc = _location((self.name, mark.line + 1, mark.column + 1))
                 self._set_key(top, event.value, loc, event.value)
                 return
             if top.key is not _NO_KEY and top.key is not _MERGE_KEY:
@@ -275,7 +278,7 @@ class _Builder:
         mark = event.start_mark
         key = top.key
         self.log.append(
-            ((*top.path, key), Location(self.name, mark.line + 1, mark.column + 1), top.key_loc)
+            ((*top.path, key), _location((self.name, mark.line + 1, mark.column + 1)), top.key_loc)
         )
         top.value[key] = event.value
         top.key = _NO_KEY

@@ -83,11 +83,19 @@ def set_value(message: struct_pb2.Value, value: Any) -> None:
     else:
         values = message.list_value.values
         for item in value:
-            set_value(values.add(), item)
+            scalar_field = SCALAR_FIELDS.get(type(item))
+            if scalar_field is not None:  # inline: most items are scalars
+                setattr(values.add(), scalar_field, item)
+            else:
+                set_value(values.add(), item)
 
 
 def set_struct(message: struct_pb2.Struct, tree: Mapping[str, Any]) -> None:
     """`message.update(tree)`, through `set_value`."""
     fields = message.fields
     for key, value in tree.items():
-        set_value(fields[key], value)
+        scalar_field = SCALAR_FIELDS.get(type(value))
+        if scalar_field is not None:  # inline: most values are scalars
+            setattr(fields[key], scalar_field, value)
+        else:
+            set_value(fields[key], value)
