@@ -7,9 +7,9 @@ single field's type can express. Each returns Diagnostics; none stops the others
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 from trainspec.compiler._catalog import Catalog
@@ -351,7 +351,7 @@ def _data(c: _Context) -> Iterator[Diagnostic]:
                 "s3://bucket/train-old/)",
                 value=uri,
             )
-        if is_local(uri) and not Path(uri).exists():
+        if is_local(uri) and not os.path.exists(uri):
             yield c.error(
                 "data.local_missing",
                 ("data", channel, "uri"),
@@ -365,14 +365,14 @@ def _entry_point(c: _Context) -> Iterator[Diagnostic]:
     source_dir = framework.get("source_dir", "")
     entry_point = framework.get("entry_point", "")
     if source_dir and is_local(source_dir):
-        if not Path(source_dir).is_dir():
+        if not os.path.isdir(source_dir):
             yield c.error(
                 "model.source_dir_missing",
                 ("model", "framework", "source_dir"),
                 f"the folder {source_dir} does not exist",
                 value=source_dir,
             )
-        elif entry_point and not (Path(source_dir) / entry_point).is_file():
+        elif entry_point and not os.path.isfile(os.path.join(source_dir, entry_point)):
             yield c.error(
                 "model.entry_point_missing",
                 ("model", "framework", "entry_point"),

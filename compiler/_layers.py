@@ -143,13 +143,18 @@ def find_defaults_file(spec_dir: str | os.PathLike) -> str | None:
     while True:
         candidate = os.path.join(folder, DEFAULTS_FILE_NAME)
         if os.path.isfile(candidate):
-            # report it as the user would name it, relative to where they are
-            relative = os.path.relpath(candidate)
-            return candidate if relative.startswith("..") else relative
+            return _as_user_names_it(candidate, os.getcwd())
         parent = os.path.dirname(folder)
         if parent == folder:
             return None
         folder = parent
+
+
+@functools.lru_cache(maxsize=256)  # the same file and folder for every spec of a repository
+def _as_user_names_it(path: str, cwd: str) -> str:
+    """`path` relative to `cwd` when it lies below it, else as it is."""
+    relative = os.path.relpath(path, cwd)
+    return path if relative.startswith("..") else relative
 
 
 _INDEX = re.compile(r"^(?P<name>[^\[\]]+)(?P<indexes>(\[\d+\])*)$")

@@ -47,6 +47,8 @@ _TIMESTAMP, _MERGE, _MAP, _SEQ = _T + "timestamp", _T + "merge", _T + "map", _T 
 # spec has no date type), and `=` / `!`-like values are just text here.
 _AS_TEXT = frozenset({_STR, _TIMESTAMP, _T + "value", _T + "yaml"})
 _SCALAR_TAGS = frozenset({_STR, _INT, _FLOAT, _BOOL, _NULL, _TIMESTAMP})
+# The implicit tags of plain ints, floats, bools and nulls.
+_IMPLICIT = frozenset({_INT, _FLOAT, _BOOL, _NULL})
 
 # The YAML 1.1 implicit resolvers safe_load uses, by first character.
 _WILDCARD = tuple(Resolver.yaml_implicit_resolvers.get(None, ()))
@@ -241,16 +243,27 @@ class _Builder:
         plain = event.implicit[0]
         if tag is None or tag == "!":
             tag = _resolve(event.value) if plain else _STR
-        if tag is _STR and event.anchor is None and self.stack:  # most nodes of a spec
+        if event.anchor is None and self.stack:  # most nodes of a spec: keys and values
             top = self.stack[-1]
-            if top.key is _NO_KEY and top.is_map:
-                mark = event.start_mark
-                loc = _location((self.name, mark.line + 1, mark.column + 1))
-                self._set_key(top, event.value, loc, event.value)
-                return
-            if top.key is not _NO_KEY and top.key is not _MERGE_KEY:
-                self._string_value(top, event)
-                return
+            if tag is _STR:
+                if top.key is _NO_KEY and top.is_map:
+                    mark = event.start_mark
+                    loc = _location((self.name, mark.line + 1, mark.column + 1))
+                    self._set_key(top, event.value, loc, event.value)
+                    return
+                if top.key is not _NO_KEY and top.key is not _MERGE_KEY:
+                    self._value_under_key(top, event, event.value)
+                    return
+            elif (
+                plain and tag in _IMPLICIT and top.key is not _NO_KEY and top.key is not _MERGE_KEY
+            ):
+                try:
+                    value = _construct_scalar(tag, event.value)
+                except (ValueError, KeyError, ConstructorError):
+                    pass  # e.g. `0b_` matches the int pattern; the general path reports it
+                else:
+                    self._value_under_key(top, event, value)
+                    return
         if not self.stack:
             if plain and event.value == "" and event.tag is None:
                 self._fail(
@@ -270,8 +283,8 @@ class _Builder:
             self.anchors[event.anchor] = _Anchor(value, [((), self.log[-1][1], None)], 0)
         self._attach(value)
 
-    def _string_value(self, top: _Frame, event: Any) -> None:
-        """`_begin_node` + `_attach` for a plain string under an ordinary mapping key."""
+    def _value_under_key(self, top: _Frame, event: Any, value: Any) -> None:
+        """`_begin_node` + `_attach` for a scalar under an ordinary mapping key."""
         self.nodes += 1
         if self.nodes > self.max_nodes:
             self._begin_node(event.start_mark)  # reports the limit
@@ -280,7 +293,7 @@ class _Builder:
         self.log.append(
             ((*top.path, key), _location((self.name, mark.line + 1, mark.column + 1)), top.key_loc)
         )
-        top.value[key] = event.value
+        top.value[key] = value
         top.key = _NO_KEY
 
     def _key(self, event: Any, tag: str) -> None:
@@ -334,15 +347,7 @@ class _Builder:
             self._unsafe_tag(tag, event.start_mark, path, "a scalar")
             return value
         try:
-            if tag == _INT:
-                if value.isdigit() and (value[0] != "0" or len(value) == 1):
-                    return int(value)  # the common case; `010` is octal in YAML 1.1
-                return _CONSTRUCTOR.construct_yaml_int(ScalarNode(tag, value))
-            if tag == _FLOAT:
-                return _CONSTRUCTOR.construct_yaml_float(ScalarNode(tag, value))
-            if tag == _BOOL:
-                return SafeConstructor.bool_values[value.lower()]
-            return None  # _NULL
+            return _construct_scalar(tag, value)
         except (ValueError, KeyError, ConstructorError):
             short = tag.replace(_T, "")
             self.errors.append(
@@ -544,6 +549,19 @@ class _Builder:
             hint = f"{context} started at line {context_mark.line + 1}; {hint}"
         loc = self._loc(mark) if mark is not None else Location(self.name)
         return Diagnostic("load.syntax", "", f"invalid yaml: {problem}", hint, loc)
+
+
+def _construct_scalar(tag: str, value: str) -> Any:
+    """The value of an int, float, bool or null scalar; ValueError/KeyError if malformed."""
+    if tag == _INT:
+        if value.isdigit() and (value[0] != "0" or len(value) == 1):
+            return int(value)  # the common case; `010` is octal in YAML 1.1
+        return _CONSTRUCTOR.construct_yaml_int(ScalarNode(tag, value))
+    if tag == _FLOAT:
+        return _CONSTRUCTOR.construct_yaml_float(ScalarNode(tag, value))
+    if tag == _BOOL:
+        return SafeConstructor.bool_values[value.lower()]
+    return None  # _NULL
 
 
 def _resolve(value: str) -> str:
