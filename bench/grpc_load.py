@@ -37,6 +37,8 @@ from trainspec.v1 import compiler_service_pb2 as pb
 from trainspec.v1 import compiler_service_pb2_grpc as pb_grpc
 
 DATA = pathlib.Path(__file__).parents[1] / "tests" / "server" / "data"
+# Longer than the server holds access lines back before writing them (see _logging.py).
+ACCESS_LOG_DELAY = 0.25
 
 
 def _requests() -> dict[str, tuple[str, object]]:
@@ -227,6 +229,7 @@ async def run_configuration(args, processes: int, summary: dict) -> bool:
         # Warm up every connection: the first compile loads botocore's service model.
         for name, (kind, request) in requests.items():
             await closed_loop(methods[kind], request, args.connections, None, 400, EXPECTED[name])
+        await asyncio.sleep(ACCESS_LOG_DELAY)
         access.calls_per_pid()
 
         print(
@@ -263,6 +266,8 @@ async def run_configuration(args, processes: int, summary: dict) -> bool:
                     )
                     cpu[name][0] += cpu_seconds(server_pids) - server_before
                     cpu[name][1] += time.process_time() - client_before
+                    # The server writes access lines in batches, up to 0.1 s late.
+                    await asyncio.sleep(ACCESS_LOG_DELAY)
                     served[name] += access.calls_per_pid()
             noop_qps = None
             for name in requests:

@@ -26,11 +26,22 @@ class Metrics:
             registry=self.registry,
         )
         self._http = None
+        # (method, code) -> its counter and histogram children: `labels()` looks them up
+        # under a lock on every call otherwise. Methods are the registered ones only.
+        self._children: dict[tuple[str, str], tuple] = {}
 
     def observe(self, method: str, code: str, seconds: float) -> None:
-        _, service, name = method.split("/", 2) if method.count("/") == 2 else ("", "", method)
-        self._handled.labels(service, name, code).inc()
-        self._seconds.labels(service, name).observe(seconds)
+        children = self._children.get((method, code))
+        if children is None:
+            _, service, name = method.split("/", 2) if method.count("/") == 2 else ("", "", method)
+            children = (
+                self._handled.labels(service, name, code),
+                self._seconds.labels(service, name),
+            )
+            self._children[(method, code)] = children
+        handled, latency = children
+        handled.inc()
+        latency.observe(seconds)
 
     def start_http(self, host: str, port: int) -> int:
         """Serve /metrics; returns the bound port (useful with port 0)."""
