@@ -64,6 +64,13 @@ class FieldInfo:
     oneof: str = ""  # the containing oneof (real oneofs only, not proto3 `optional`)
     has_presence: bool = False  # proto3 `optional` or message-typed
 
+    @functools.cached_property
+    def merges_by_key(self) -> bool:
+        """Whether layers merge this field key by key (maps, messages but tagged unions)."""
+        if self.kind == "message":
+            return self.message is not None and not self.message.is_tagged_union
+        return self.kind == "map"
+
 
 @dataclass(frozen=True)
 class MessageInfo:

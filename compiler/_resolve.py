@@ -57,11 +57,12 @@ def _merge_message(
     layer: Layer,
     origins: dict[FieldPath, Origin],
 ) -> None:
+    fields = info.by_any_name
     for key, value in upper.items():
-        field = info.field(key)
-        child = path + (key,)
+        field = fields.get(key)
         if field is None:  # validated layers hold known fields only
             continue
+        child = path + (key,)
         if field.oneof:
             for sibling in info.oneofs[field.oneof]:
                 if sibling != key and sibling in base:
@@ -70,7 +71,7 @@ def _merge_message(
         if value is None:
             base.pop(key, None)
             _drop_origins(origins, child)
-        elif _merges_by_key(field) and isinstance(base.get(key), dict) and isinstance(value, dict):
+        elif field.merges_by_key and isinstance(value, dict) and isinstance(base.get(key), dict):
             if field.kind == "message":
                 assert field.message is not None
                 _merge_message(base[key], value, field.message, child, layer, origins)
@@ -105,12 +106,6 @@ def _merge_map(
             _replace(base, key, value, child, layer, origins)
 
 
-def _merges_by_key(field: FieldInfo) -> bool:
-    if field.kind == "message":
-        return field.message is not None and not field.message.is_tagged_union
-    return field.kind == "map"
-
-
 def _replace(
     base: dict, key: str, value: Any, path: FieldPath, layer: Layer, origins: dict
 ) -> None:
@@ -126,11 +121,18 @@ def _replace(
 
 
 def _record(value: Any, path: FieldPath, layer: Layer, origins: dict) -> None:
-    if isinstance(value, dict) and value:
-        for key, item in value.items():
-            _record(item, path + (key,), layer, origins)
-    else:  # scalars, lists (replaced whole) and empty maps are leaves
+    """Give every leaf under `path` its origin in `layer`: scalars, lists (replaced whole)
+    and empty maps are leaves. Leaves are handled in the loop, not in a call each."""
+    if not (isinstance(value, dict) and value):
         origins[path] = layer.origin(path)
+        return
+    origin = layer.origin
+    for key, item in value.items():
+        child = path + (key,)
+        if isinstance(item, dict) and item:
+            _record(item, child, layer, origins)
+        else:
+            origins[child] = origin(child)
 
 
 def _drop_origins(origins: dict[FieldPath, Origin], path: FieldPath) -> None:
