@@ -67,9 +67,14 @@ def set_value(message: struct_pb2.Value, value: Any) -> None:
     Struct.update's generic checks (ABC isinstance per item) cost more than the whole
     rest of emit, so nested values are written field by field here.
     """
-    scalar_field = SCALAR_FIELDS.get(type(value))
+    kind = type(value)
+    scalar_field = SCALAR_FIELDS.get(kind)
     if scalar_field is not None:
         setattr(message, scalar_field, value)
+    elif kind is dict:  # the exact containers first: the chain below is for subclasses
+        set_struct(message.struct_value, value)
+    elif kind is list:
+        _set_list(message.list_value.values, value)
     elif value is None:
         message.null_value = struct_pb2.NULL_VALUE
     elif isinstance(value, bool):
@@ -81,13 +86,16 @@ def set_value(message: struct_pb2.Value, value: Any) -> None:
     elif isinstance(value, dict | MappingProxyType):
         set_struct(message.struct_value, value)
     else:
-        values = message.list_value.values
-        for item in value:
-            scalar_field = SCALAR_FIELDS.get(type(item))
-            if scalar_field is not None:  # inline: most items are scalars
-                setattr(values.add(), scalar_field, item)
-            else:
-                set_value(values.add(), item)
+        _set_list(message.list_value.values, value)
+
+
+def _set_list(values: Any, items: Any) -> None:
+    for item in items:
+        scalar_field = SCALAR_FIELDS.get(type(item))
+        if scalar_field is not None:  # inline: most items are scalars
+            setattr(values.add(), scalar_field, item)
+        else:
+            set_value(values.add(), item)
 
 
 def set_struct(message: struct_pb2.Struct, tree: Mapping[str, Any]) -> None:
