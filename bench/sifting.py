@@ -13,10 +13,20 @@ dominate the cost of these small models.
     python bench/sifting.py --arms prune,random --models mlp    # a subset of the arms
     python bench/sifting.py --reweights step --curves   # also prune reweight="step";
                                                         # accuracy after every epoch
+    python bench/sifting.py --models cnn --arms prune,boost --curves   # diagnostic below
 
 Accuracies are deterministic for given seeds (only the timings vary between runs); the
 time-to-accuracy ratios move with machine noise and with which epoch first crosses the
-target, so read them with the per-seed epochs that --curves prints.
+target, so read them with the per-seed epochs that --curves prints. A run that first reaches
+the target after epoch h of a plain run's h, training the kept share k of the data in every
+epoch but the first, has the ratio (1 + (h - 1) * k) / h: at h = 5, k = 0.6 gives 0.68 and
+k = 0.7 gives 0.76, so one epoch of delay, or keep 0.7, misses 0.75.
+
+The `boost` arms are a diagnostic, not a sifting mode: all data, but the learning rate
+multiplied by 1/keep in the epochs the prune mode prunes. With SGD, prune's default
+reweight="epoch" (InfoBatch's rescaling) raises the size of each step by that factor in
+expectation (an epoch's update is kept with fewer steps), so this arm shows what the
+larger steps alone cost or gain, apart from which samples are dropped.
 """
 
 from __future__ import annotations
@@ -115,8 +125,8 @@ class CrossEntropy(sifting.Loss):
 
 @dataclass(frozen=True)
 class Arm:
-    mode: str  # none, relative, prune, random, scoring
-    param: float = 0.0  # beta (relative) or keep fraction (prune, random)
+    mode: str  # none, relative, prune, random, scoring, boost
+    param: float = 0.0  # beta (relative) or keep fraction (prune, random, boost)
     label: str = ""
     reweight: str = "epoch"
 
@@ -151,7 +161,7 @@ class Trainer:
         base = DataLoader(
             data[0], batch_size=args.batch_size, shuffle=True, generator=gen, collate_fn=as_batch
         )
-        if arm.mode in ("none", "scoring"):
+        if arm.mode in ("none", "scoring", "boost"):
             self.loader = base
         elif arm.mode == "relative":
             config = sifting.RelativeProbabilisticSiftConfig(
@@ -179,10 +189,12 @@ class Trainer:
     def step_epoch(self) -> None:
         args, model, opt, loader = self.args, self.model, self.opt, self.loader
         lr = args.lr * 0.5 * (1 + math.cos(math.pi * self.epoch / args.epochs))
+        self.epoch += 1
+        if self.arm.mode == "boost" and 1 < self.epoch <= args.epochs - anneal_epochs(args):
+            lr /= self.arm.param  # the epochs prune would prune
         for group in opt.param_groups:
             group["lr"] = lr
-        self.epoch += 1
-        plain = self.arm.mode == "none"
+        plain = self.arm.mode in ("none", "boost")
         start, cpu = time.perf_counter(), time.process_time()
         if self.arm.mode == "scoring":
             # The bound's "one scoring forward over the data": no-grad, eval mode.
@@ -204,7 +216,7 @@ class Trainer:
         run.cpu_times.append((run.cpu_times[-1] if run.cpu_times else 0.0) + spent_cpu)
         if self.arm.mode != "scoring":
             run.accuracies.append(evaluate(model, self.data[1], self.data[2]))
-        if self.arm.mode not in ("none", "scoring"):
+        if not plain and self.arm.mode != "scoring":
             stats = loader.epoch_stats
             run.kept = sum(s.samples_kept for s in stats) / sum(s.samples_seen for s in stats)
             run.kept_epochs.append(stats[-1].kept_fraction)
@@ -254,10 +266,14 @@ def fmt_ratio(values: list[float]) -> str:
     return text + f" {len(reached)}/{len(values)}"
 
 
+def anneal_epochs(args) -> int:
+    """The prune mode's final full epochs (PruningDataloader.anneal_epochs)."""
+    return math.ceil(args.anneal * args.epochs - 1e-9) if args.anneal else 0
+
+
 def overall_keep(keep: float, args) -> float:
     """The prune mode's kept share over the whole run: first and annealed epochs are full."""
-    anneal = math.ceil(args.anneal * args.epochs - 1e-9) if args.anneal else 0
-    pruned = max(0, args.epochs - 1 - anneal)
+    pruned = max(0, args.epochs - 1 - anneal_epochs(args))
     return (args.epochs - pruned + pruned * keep) / args.epochs
 
 
@@ -280,6 +296,8 @@ def arms_for(args) -> list[Arm]:
             Arm("random", overall_keep(k, args), f"random keep={overall_keep(k, args):.3f}")
             for k in keeps
         ]
+    if "boost" in wanted:
+        arms += [Arm("boost", k, f"boost lr/{k:g} all data") for k in keeps]
     unique = {arm.label: arm for arm in arms}  # a beta and a keep may match the same fraction
     return list(unique.values())
 
@@ -289,7 +307,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=9)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--models", default="cnn,mlp")
-    parser.add_argument("--arms", default="relative,prune,random", help="arm families to run")
+    parser.add_argument(
+        "--arms",
+        default="relative,prune,random",
+        help="arm families to run: relative, prune, random; boost (a diagnostic)",
+    )
     parser.add_argument("--betas", default="0.5,1,2,3")
     parser.add_argument(
         "--keeps", default="0.6,0.7", help="prune mode keep_fraction values (comma-separated)"
@@ -314,7 +336,6 @@ def main() -> None:
     data = load_data()
     arms = arms_for(args)
     keeps = [float(k) for k in args.keeps.split(",") if k]
-    anneal_epochs = math.ceil(args.anneal * args.epochs - 1e-9) if args.anneal else 0
     print(
         f"digits: {len(data[0])} training samples (1257 originals x {len(SHIFTS)} one-pixel "
         f"shifts, deterministic), {len(data[2])} test samples; batch {args.batch_size}, "
@@ -323,7 +344,7 @@ def main() -> None:
     )
     print(
         f"relative: loss_history_length {args.history}, sift_delay {args.sift_delay}; prune: "
-        f"keep {args.keeps} in pruned epochs, anneal {args.anneal} ({anneal_epochs} full "
+        f"keep {args.keeps} in pruned epochs, anneal {args.anneal} ({anneal_epochs(args)} full "
         f"epoch(s) at the end, first epoch full); random drop keeps 1/(1+beta) and prune's "
         f"overall fractions ({', '.join(f'{overall_keep(k, args):.3f}' for k in keeps)}) "
         "in every epoch"

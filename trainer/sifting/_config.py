@@ -105,9 +105,14 @@ class PruneConfig:
     keep_fraction: share of the data each pruned epoch trains on, in (0, 1].
     anneal_fraction: share of the last epochs that train on all data, in [0, 1).
     reweight: "epoch" (InfoBatch's rescaling: a pruned epoch's summed gradient is an
-        unbiased estimate of a full epoch's, so its fewer steps are up to 1/keep_fraction
-        larger) or "step" (each step's weighted mean is an unbiased estimate of the full
-        data's mean: steps keep their size, and a pruned epoch moves less).
+        unbiased estimate of a full epoch's, so its fewer steps are 1/keep_fraction
+        larger in expectation) or "step" (each step's weighted mean is an unbiased
+        estimate of the full data's mean: steps keep their size, and a pruned epoch moves
+        keep_fraction as far). The two differ only by that constant factor per epoch: for
+        SGD "epoch" acts as a learning rate 1/keep_fraction higher in pruned epochs (it
+        helps a run the schedule leaves under-trained and hurts one whose peak rate is
+        near its stability limit: bench/sifting.py's `boost` arms measure this); optimizers
+        that normalise the gradient's scale, such as Adam, divide most of it out.
     The first epoch always uses all data (no loss is known yet).
     """
 
