@@ -98,6 +98,8 @@ def serve(
 
     Logs are JSON lines on stderr: one access line per call (method, code, latency,
     request id); with --processes N each line also names the pid (and worker) logging it.
+    Access lines are written in batches, at most 0.1 s after their call; any other line
+    (listening, draining, errors) writes the waiting ones first.
     """
     # grpc is imported only when serving, never by other commands.
     from trainspec.server import ServerConfig, WorkerError, configure_logging
