@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import random
@@ -76,6 +77,7 @@ def hyperband_brackets(
     return rows
 
 
+@functools.lru_cache(maxsize=256)  # a pure function of two ints, asked on every compile
 def hyperband_resource_fraction(min_resource: int, max_resource: int) -> float:
     """Resource Hyperband spends, as a fraction of running every trial to max_resource."""
     spent = full = 0.0
