@@ -20,7 +20,6 @@ from trainspec.compiler._catalog import Catalog, InstanceType, PretrainedModel, 
 from trainspec.compiler._diagnostics import Diagnostic, FieldPath, Severity
 from trainspec.compiler._origin import Origin, OriginKind
 from trainspec.compiler._resolve import Resolved
-from trainspec.compiler._tree import copy_tree
 
 DEFAULT_BATCH_HYPERPARAMETER = "batch_size"
 
@@ -66,10 +65,9 @@ def _rule(rule_id: str, reason: str) -> Origin:
 
 def infer_training(resolved: Resolved, catalog: Catalog, spec_dir: Path) -> Inferred:
     """Fill catalog defaults, scale the batch size, and plan images and locations."""
-    tree = copy_tree(dict(resolved.tree))
-    origins = dict(resolved.origins)
     base = resolved.training_path
-    training = _node(tree, base)
+    tree, training = _own_training(resolved.tree, base)
+    origins = dict(resolved.origins)
     notes: list[Diagnostic] = []
 
     model = training.get("model", {})
@@ -130,10 +128,25 @@ def infer_training(resolved: Resolved, catalog: Catalog, spec_dir: Path) -> Infe
     )
 
 
-def _node(tree: dict, path: FieldPath) -> dict:
-    for part in path:
-        tree = tree.setdefault(part, {})
-    return tree
+def _own_training(resolved_tree: Mapping[str, Any], base: FieldPath) -> tuple[dict, dict]:
+    """(tree, training block) sharing the resolved tree's subtrees except the dicts this
+    pass writes to, which are copied: the path down to the training block, the block
+    itself, its hyperparameters, data channels and framework. Copying the whole tree
+    on every compile cost more than the rest of the pass."""
+    tree = dict(resolved_tree)
+    node = tree
+    for part in base:
+        node[part] = node = dict(node.get(part) or {})
+    hyperparameters = node.get("hyperparameters")
+    if hyperparameters is not None:
+        node["hyperparameters"] = dict(hyperparameters)
+    data = node.get("data")
+    if data is not None:
+        node["data"] = {name: dict(channel) for name, channel in data.items()}
+    framework = (node.get("model") or {}).get("framework")
+    if framework is not None:
+        node["model"] = {**node["model"], "framework": dict(framework)}
+    return tree, node
 
 
 def _dotted(path: FieldPath) -> str:

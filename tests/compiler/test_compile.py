@@ -139,3 +139,38 @@ def test_an_edited_defaults_file_is_read_again(tmp_path):
         with pytest.raises(SpecError) as caught:
             compile_file(spec)
         assert [d.code for d in caught.value.diagnostics] == ["spec.unknown_field"]
+
+
+_NO_DATA_FINETUNE = """\
+training:
+  name: bert-default-data
+  model: {pretrained: huggingface-tc-bert-base-uncased}
+  compute: {instance_type: ml.p3.8xlarge}
+  data: {}
+  role_arn: arn:aws:iam::111122223333:role/r
+  region: us-east-1
+  output: {path: s3://bucket-a/out/}
+"""
+
+
+@pytest.mark.parametrize("spec", [*EXAMPLES, "no-data-finetune"], ids=str)
+def test_infer_leaves_the_resolved_job_as_it_was(spec, tmp_path):
+    # Infer shares the resolved tree's subtrees and copies only what it writes: local
+    # paths made absolute, the scaled batch size, a catalog's default data and batch.
+    import copy
+
+    from trainspec.compiler import Stage
+    from trainspec.compiler._catalog import load_catalog
+    from trainspec.compiler._infer import infer_training
+
+    default_data = spec == "no-data-finetune"
+    if default_data:
+        spec = tmp_path / "job.yaml"
+        spec.write_text(_NO_DATA_FINETUNE)
+    resolved = compile_file(spec, until=Stage.RESOLVE).data
+    before = copy.deepcopy(dict(resolved.tree))
+    inferred = infer_training(resolved, load_catalog(), Path(spec).resolve().parent)
+    assert dict(resolved.tree) == before
+    if default_data:  # written where the resolved job has an empty map
+        assert inferred.training["data"]["train"]["uri"].startswith("s3://")
+        assert inferred.training["hyperparameters"]["batch_size"] == 256  # 64 x 4 GPUs
