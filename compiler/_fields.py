@@ -78,7 +78,6 @@ class MessageInfo:
 
     full_name: str
     fields: Mapping[str, FieldInfo]
-    by_json_name: Mapping[str, str]  # json name -> proto name
     oneofs: Mapping[str, tuple[str, ...]]  # oneof name -> member field names
     # Each field by its proto name and by its json name: the lookup every pass makes.
     by_any_name: Mapping[str, FieldInfo] = dataclass_field(default_factory=dict)
@@ -115,7 +114,6 @@ class _Builder:
         info = MessageInfo(
             descriptor.full_name,
             fields,
-            {f.json_name: f.name for f in descriptor.fields},
             {
                 o.name: tuple(f.name for f in o.fields)
                 for o in descriptor.oneofs
