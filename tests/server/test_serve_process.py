@@ -16,8 +16,10 @@ from trainspec.v1 import compiler_service_pb2_grpc as pb_grpc
 
 
 def test_sigterm_drains_without_losing_in_flight_calls(serve_process, source):
+    # A drain of 3 s leaves a loaded CI machine time to see NOT_SERVING before the
+    # server stops taking calls (with 1 s, one run under heavy load did not).
     process, port, log = serve_process(
-        "--workers", "2", "--drain-seconds", "1", "--grace-seconds", "10"
+        "--workers", "2", "--drain-seconds", "3", "--grace-seconds", "10"
     )
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as chan:
