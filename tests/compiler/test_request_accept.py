@@ -7,9 +7,9 @@ import copy
 from pathlib import Path
 
 import pytest
-from google.protobuf import json_format
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from trainspec._plan import request_of
 from trainspec.compiler import _botocore_check as bc
 from trainspec.compiler import compile_file
 
@@ -43,23 +43,8 @@ _MUTANTS = [
 
 @pytest.fixture(scope="module")
 def lowered() -> list[tuple[str, dict]]:
-    requests = []
-    for spec in EXAMPLES:
-        plan = compile_file(spec)
-        request = json_format.MessageToDict(plan.sagemaker_request)
-        requests.append((plan.sagemaker_operation, _restore_numbers(request)))
-    return requests
-
-
-def _restore_numbers(value):
-    """Struct holds every number as a double; the lowered request had ints."""
-    if isinstance(value, dict):
-        return {k: _restore_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_restore_numbers(v) for v in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
+    plans = [compile_file(spec) for spec in EXAMPLES]
+    return [(plan.sagemaker_operation, request_of(plan)) for plan in plans]
 
 
 def _full(operation: str, request: dict) -> list:
