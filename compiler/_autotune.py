@@ -31,10 +31,10 @@ def enum_short(value: Any, prefix: str) -> str | None:
 
 def range_kind(parameter_range: Any) -> tuple[str, Mapping[str, Any]] | tuple[None, None]:
     """The one kind set in a ParameterRange tree and its body, or (None, None)."""
-    if isinstance(parameter_range, Mapping):
+    if _is_mapping(parameter_range):
         for kind in RANGE_KINDS:
             body = parameter_range.get(kind)
-            if isinstance(body, Mapping):
+            if _is_mapping(body):
                 return kind, body
     return None, None
 
@@ -74,9 +74,14 @@ def present(tree: Mapping[str, Any], key: str) -> bool:
     value = tree.get(key)
     if value is None:
         return False
-    if isinstance(value, Mapping | list | tuple):
+    if type(value) in (dict, list) or isinstance(value, Mapping | tuple):
         return bool(value)
     return True
+
+
+def _is_mapping(value: Any) -> bool:
+    # `type() is dict` first: an ABC isinstance is a Python-level call on every compile
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 # --- inference ---------------------------------------------------------------------------

@@ -61,7 +61,9 @@ class _Context:
     def get(self, *parts: str) -> Any:
         node: Any = self.training
         for part in parts:
-            if not isinstance(node, Mapping):
+            # `type() is dict` first: an ABC isinstance is a Python-level call, and this
+            # runs for every field a rule reads
+            if type(node) is not dict and not isinstance(node, Mapping):
                 return None
             node = node.get(part)
         return node
