@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from trainspec.compiler._diagnostics import (
@@ -299,17 +300,25 @@ class _Walker:
         else:
             self._map_entry(field, path, depth)
 
-    def _map_entry(self, field: Any, path: FieldPath, depth: int) -> None:
-        """`{ key: "k" value: ... }`: the key must come first for its value to be placed."""
-        entry = field.message_type
-        closer = self._open(depth + 1)
-        key: str | None = None
+    def _block(self, depth: int) -> Iterator[tuple[str, Location]]:
+        """Open a `{...}` or `<...>` block and yield each field name in it with where it is
+        written, positioned at its value for the caller to read or skip; then close it."""
+        closer = self._open(depth)
         while self.tok.token != closer:
             if self.tok.AtEnd():
                 raise ValueError("unbalanced")
-            word, key_loc = self.tok.token, self._here()
-            self._next()
+            word_loc = self._here()
+            word = self._next()
             self.tok.TryConsume(":")
+            yield word, word_loc
+            self._separator()
+        self._next()
+
+    def _map_entry(self, field: Any, path: FieldPath, depth: int) -> None:
+        """`{ key: "k" value: ... }`: the key must come first for its value to be placed."""
+        entry = field.message_type
+        key: str | None = None
+        for word, key_loc in self._block(depth + 1):
             if word == "key":
                 raw = self.tok.token
                 self._scalar()
@@ -319,50 +328,28 @@ class _Walker:
                 self._field_value(entry.fields_by_name["value"], (*path, key), depth + 1)
             else:
                 self._skip_value(depth + 1)
-            self._separator()
-        self._next()
 
     # -- google.protobuf.Value and friends --------------------------------------------------
 
     def _value(self, path: FieldPath, depth: int) -> None:
-        closer = self._open(depth + 1)
-        while self.tok.token != closer:
-            if self.tok.AtEnd():
-                raise ValueError("unbalanced")
-            word = self._next()
-            self.tok.TryConsume(":")
+        for word, _ in self._block(depth + 1):
             if word == "struct_value":
                 self._struct(path, depth + 1)
             elif word == "list_value":
                 self._list(path, depth + 1)
             else:
                 self._skip_value(depth + 1)
-            self._separator()
-        self._next()
 
     def _struct(self, path: FieldPath, depth: int) -> None:
-        closer = self._open(depth + 1)
-        while self.tok.token != closer:
-            if self.tok.AtEnd():
-                raise ValueError("unbalanced")
-            word = self._next()
-            self.tok.TryConsume(":")
+        for word, _ in self._block(depth + 1):
             if word == "fields":
                 self._struct_entry(path, depth + 1)
             else:
                 self._skip_value(depth + 1)
-            self._separator()
-        self._next()
 
     def _struct_entry(self, path: FieldPath, depth: int) -> None:
-        closer = self._open(depth + 1)
         key: str | None = None
-        while self.tok.token != closer:
-            if self.tok.AtEnd():
-                raise ValueError("unbalanced")
-            word, word_loc = self.tok.token, self._here()
-            self._next()
-            self.tok.TryConsume(":")
+        for word, word_loc in self._block(depth + 1):
             if word == "key":
                 raw = self.tok.token
                 self._scalar()
@@ -373,25 +360,16 @@ class _Walker:
                 self._value((*path, key), depth + 1)
             else:
                 self._skip_value(depth + 1)
-            self._separator()
-        self._next()
 
     def _list(self, path: FieldPath, depth: int) -> None:
-        closer = self._open(depth + 1)
         index = 0
-        while self.tok.token != closer:
-            if self.tok.AtEnd():
-                raise ValueError("unbalanced")
-            word = self._next()
-            self.tok.TryConsume(":")
+        for word, _ in self._block(depth + 1):
             if word == "values":
                 self.locations[(*path, index)] = self._here()
                 self._value((*path, index), depth + 1)
                 index += 1
             else:
                 self._skip_value(depth + 1)
-            self._separator()
-        self._next()
 
 
 def _is_map(field: Any) -> bool:
