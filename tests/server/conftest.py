@@ -160,7 +160,6 @@ def _certificate(subject: str, key, issuer_name, issuer_key, *, ca: bool, server
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory) -> dict[str, bytes]:
     """A throwaway CA with a server and a client certificate, made at test time (PEM)."""
-    pytest.importorskip("cryptography", reason="the cryptography package makes the test CA")
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 

@@ -65,7 +65,6 @@ def test_every_call_is_logged_with_method_code_latency_and_request_id(stub, capl
 
 
 def test_prometheus_metrics_count_calls_by_method_and_code(start_server):
-    pytest.importorskip("prometheus_client")
     running = start_server(metrics_port=0)
     with grpc.insecure_channel(f"127.0.0.1:{running.port}") as chan:
         stub = pb_grpc.CompilerServiceStub(chan)
