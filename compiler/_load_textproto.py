@@ -186,17 +186,22 @@ class _Walker:
                 self._skip_field(depth + 1)
             self._next()
         elif token == "[":
-            self._next()
-            while self.tok.token != "]":
-                if self.tok.AtEnd():
-                    raise ValueError("unbalanced")
-                if self.tok.token == ",":
-                    self._next()
-                else:
-                    self._skip_value(depth)
-            self._next()
+            for _ in self._list_items():
+                self._skip_value(depth)
         else:
             self._scalar()
+
+    def _list_items(self) -> Iterator[None]:
+        """Step through a `[a, b, ...]` list, yielding at each item for the caller to read."""
+        self._next()
+        while self.tok.token != "]":
+            if self.tok.AtEnd():
+                raise ValueError("unbalanced")
+            if self.tok.token == ",":
+                self._next()
+            else:
+                yield
+        self._next()
 
     def _skip_field(self, depth: int) -> None:
         if self.tok.token == "[":  # an extension or Any type URL
@@ -243,19 +248,7 @@ class _Walker:
                 base = (*path, field.name)
                 self.key_locations.setdefault(base, key_loc)
                 self.locations.setdefault(base, key_loc)
-                if self.tok.token == "[":
-                    self._next()
-                    while self.tok.token != "]":
-                        if self.tok.AtEnd():
-                            raise ValueError("unbalanced")
-                        if self.tok.token == ",":
-                            self._next()
-                            continue
-                        index = counts.get(field.name, 0)
-                        counts[field.name] = index + 1
-                        self._field_value(field, (*base, index), depth)
-                    self._next()
-                else:
+                for _ in self._list_items() if self.tok.token == "[" else (None,):
                     index = counts.get(field.name, 0)
                     counts[field.name] = index + 1
                     self._field_value(field, (*base, index), depth)
@@ -287,17 +280,7 @@ class _Walker:
     def _map_entries(self, field: Any, path: FieldPath, key_loc: Location, depth: int) -> None:
         self.key_locations.setdefault(path, key_loc)
         self.locations.setdefault(path, key_loc)
-        if self.tok.token == "[":
-            self._next()
-            while self.tok.token != "]":
-                if self.tok.AtEnd():
-                    raise ValueError("unbalanced")
-                if self.tok.token == ",":
-                    self._next()
-                else:
-                    self._map_entry(field, path, depth)
-            self._next()
-        else:
+        for _ in self._list_items() if self.tok.token == "[" else (None,):
             self._map_entry(field, path, depth)
 
     def _block(self, depth: int) -> Iterator[tuple[str, Location]]:
