@@ -164,21 +164,10 @@ def job_spec() -> MessageInfo:
 
 def message_at(path: tuple[str | int, ...]) -> MessageInfo | None:
     """The message type found at a field path of a JobSpec tree, or None for leaves."""
-    info: MessageInfo | None = job_spec()
-    field: FieldInfo | None = None
-    for part in path:
-        if field is not None and field.kind in ("map", "list"):
-            info, field = field.message, None
-            continue
-        if info is None or not isinstance(part, str):
-            return None
-        field = info.field(part)
-        if field is None:
-            return None
-        info = field.message if field.kind == "message" else None
-    if field is not None and field.kind in ("map", "list"):
-        return None
-    return info
+    if not path:
+        return job_spec()
+    field = field_at(path)
+    return field.message if field is not None and field.kind == "message" else None
 
 
 def field_at(path: tuple[str | int, ...]) -> FieldInfo | None:
