@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import stat
 import time
 
 import pytest
 import yaml
+from trainspec.compiler import _load
 from trainspec.compiler._diagnostics import Location, SpecError
 from trainspec.compiler._load import (
     FORMATS,
@@ -394,6 +396,20 @@ def test_50_mb_file_is_rejected_without_reading_it(tmp_path):
 def test_in_memory_content_over_the_limit_is_too_large():
     with pytest.raises(SpecError) as excinfo:
         load_source("big.json", b"{" + b" " * MAX_BYTES + b"}")
+    assert _one(excinfo).code == "load.too_large"
+
+
+def test_a_file_that_grew_since_stat_is_read_to_the_end_or_refused(tmp_path, monkeypatch):
+    # The read buffer is sized from stat; a file that grew since must still be read whole,
+    # and one that grew past the limit is refused, not cut.
+    grown = tmp_path / "grown.yaml"
+    grown.write_text("training: {}\n" + "#" * 300_000 + "\n")
+    stale = os.stat_result((stat.S_IFREG | 0o644, 0, 0, 1, 0, 0, 10, 0, 0, 0))
+    monkeypatch.setattr(_load.os, "stat", lambda name: stale)
+    assert load_file(grown).tree == {"training": {}}
+    grown.write_text("#" * (MAX_BYTES + 10))
+    with pytest.raises(SpecError) as excinfo:
+        load_file(grown)
     assert _one(excinfo).code == "load.too_large"
 
 
