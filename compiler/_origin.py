@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from trainspec.compiler._diagnostics import Location
 
@@ -19,9 +19,11 @@ class OriginKind(enum.IntEnum):
     INFERRED = 6
 
 
-@dataclass(frozen=True)
-class Origin:
-    """One value's origin. `source` names a catalog entry or rule (`rule:batch.scale_by_gpus`)."""
+class Origin(NamedTuple):
+    """One value's origin. `source` names a catalog entry or rule (`rule:batch.scale_by_gpus`).
+
+    A NamedTuple, not a frozen dataclass: resolve makes one per value of every spec.
+    """
 
     kind: OriginKind
     location: Location | None = None
