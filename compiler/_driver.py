@@ -83,7 +83,7 @@ def compile_file(
 ) -> plan_pb2.Plan | Intermediate:
     """Compile a spec file. `defaults=None` finds trainspec.defaults.yaml walking up."""
     source = load_file(path)
-    spec_dir = Path(os.path.realpath(path)).parent
+    spec_dir = os.path.dirname(os.path.realpath(path))
     if defaults is None:
         found = find_defaults_file(spec_dir)
         defaults = [found] if found else []
@@ -126,7 +126,7 @@ def compile_loaded(
     overrides: Sequence[str],
     options: CompileOptions,
     until: Stage,
-    spec_dir: Path,
+    spec_dir: str | os.PathLike,
 ) -> plan_pb2.Plan | Intermediate:
     if until is Stage.LOAD:
         return Intermediate(until, source)

@@ -12,7 +12,6 @@ import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -63,7 +62,7 @@ def _rule(rule_id: str, reason: str) -> Origin:
     return Origin(OriginKind.INFERRED, source=f"rule:{rule_id}", reason=reason)
 
 
-def infer_training(resolved: Resolved, catalog: Catalog, spec_dir: Path) -> Inferred:
+def infer_training(resolved: Resolved, catalog: Catalog, spec_dir: str | os.PathLike) -> Inferred:
     """Fill catalog defaults, scale the batch size, and plan images and locations."""
     base = resolved.training_path
     tree, training = _own_training(resolved.tree, base)
@@ -259,7 +258,7 @@ def framework_regions(name: str) -> list[str]:
     return sorted(frameworks()["registries"][entry["registry"]]) if entry else []
 
 
-def _absolutize_local_paths(training: dict, spec_dir: Path) -> None:
+def _absolutize_local_paths(training: dict, spec_dir: str | os.PathLike) -> None:
     """Local paths are relative to the spec file; the plan holds absolute ones.
 
     `spec_dir` is already a real path; what the user wrote under it stays as written
