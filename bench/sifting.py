@@ -535,9 +535,13 @@ def verdicts(kind, arms, rows, results, args) -> None:
     for arm in arms:
         if arm.mode == "relative":
             tta = median(rows[arm.label].tta)
-            verdict = "faster" if tta < 1 else "slower"
+            verdict = "as fast as"  # within the printed precision of 1.00
+            if tta < 0.995:
+                verdict = "faster than"
+            elif tta >= 1.005:
+                verdict = "slower than"
             print(
-                f"INFO {kind}: {arm.label} time-to-accuracy {tta:.2f} ({verdict} than no "
+                f"INFO {kind}: {arm.label} time-to-accuracy {tta:.2f} ({verdict} no "
                 "sifting; reported, no target)"
             )
 
