@@ -20,6 +20,7 @@ from trainspec.compiler._diagnostics import (
     Location,
     SpecError,
 )
+from trainspec.compiler._tree import tree_paths
 
 __all__ = ["load_textproto"]
 
@@ -83,22 +84,12 @@ def load_textproto(
     key_locations: dict[FieldPath, Location] = {}
     found = walker.locations if walked else {}
     found_keys = walker.key_locations if walked else {}
-    for path in _paths(tree, ()):
+    for path in tree_paths(tree):
         locations[path] = found.get(path, whole_file)
         if path and isinstance(path[-1], str):
             key_locations[path] = found_keys.get(path, whole_file)
     locations[()] = Location(name, 1, 1)
     return tree, locations, key_locations
-
-
-def _paths(value: Any, path: FieldPath):
-    yield path
-    if isinstance(value, dict):
-        for key, child in value.items():
-            yield from _paths(child, (*path, key))
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            yield from _paths(child, (*path, index))
 
 
 def _parse_error(error: Any, name: str) -> Diagnostic:

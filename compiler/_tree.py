@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
+
+from trainspec.compiler._diagnostics import FieldPath
 
 
 def copy_tree(value: Any, *, drop_nulls: bool = False) -> Any:
@@ -25,3 +28,14 @@ def copy_tree(value: Any, *, drop_nulls: bool = False) -> Any:
             for item in value
         ]
     return value
+
+
+def tree_paths(value: Any, path: FieldPath = ()) -> Iterator[FieldPath]:
+    """The path of every node of `value`, itself first, in document order."""
+    yield path
+    if isinstance(value, dict):
+        for key, child in value.items():
+            yield from tree_paths(child, (*path, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            yield from tree_paths(child, (*path, index))

@@ -20,6 +20,7 @@ from trainspec.compiler._load import (
     load_file,
     load_source,
 )
+from trainspec.compiler._tree import tree_paths
 
 DATA = pathlib.Path(__file__).parent / "data" / "load"
 BAD_INPUTS = yaml.safe_load((DATA / "bad_inputs.yaml").read_text())
@@ -106,7 +107,7 @@ def test_yaml_locations_for_values_and_keys():
 
 def test_yaml_every_node_has_a_location_and_every_entry_a_key_location():
     loaded = load_source("spec.yaml", SPEC_YAML)
-    paths = set(_paths(loaded.tree))
+    paths = set(tree_paths(loaded.tree))
     assert set(loaded.locations) == paths
     assert set(loaded.key_locations) == {p for p in paths if p and isinstance(p[-1], str)}
 
@@ -250,7 +251,7 @@ def test_json_locations_for_values_and_keys():
     assert _at(loaded, "training", "metrics", 1) == (8, 7)
     assert _key_at(loaded, "training", "metrics", 1, "regex") == (8, 28)
     assert _at(loaded, "training", "metrics", 1, "regex") == (8, 37)
-    paths = set(_paths(loaded.tree))
+    paths = set(tree_paths(loaded.tree))
     assert set(loaded.locations) == paths
     assert set(loaded.key_locations) == {p for p in paths if p and isinstance(p[-1], str)}
 
@@ -314,7 +315,7 @@ def test_textproto_locations():
     assert _at(loaded, "training", "hyperparameters", "layers", 1) == (8, 62)
     assert _at(loaded, "training", "metrics", 0, "regex") == (10, 32)
     assert _at(loaded, "training", "metrics", 1, "name") == (11, 20)
-    assert set(loaded.locations) == set(_paths(loaded.tree))
+    assert set(loaded.locations) == set(tree_paths(loaded.tree))
 
 
 def test_textproto_unlocatable_nodes_get_the_file():
@@ -489,13 +490,3 @@ def test_loaded_source_is_frozen():
         loaded.tree = {}  # type: ignore[misc]
     with pytest.raises(TypeError):
         loaded.locations[("x",)] = Location("a.yaml")  # type: ignore[index]
-
-
-def _paths(value, path=()):
-    yield path
-    if isinstance(value, dict):
-        for key, child in value.items():
-            yield from _paths(child, (*path, key))
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            yield from _paths(child, (*path, index))

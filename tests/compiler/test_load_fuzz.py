@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from trainspec.compiler._diagnostics import SpecError
 from trainspec.compiler._load import load_source
+from trainspec.compiler._tree import tree_paths
 
 SETTINGS = settings(
     max_examples=100,
@@ -61,7 +62,7 @@ def _check(name: str, content: str | bytes) -> None:
             assert diagnostic.message
         return
     assert isinstance(loaded.tree, dict)
-    for path in _paths(loaded.tree):
+    for path in tree_paths(loaded.tree):
         assert path in loaded.locations
         if path and isinstance(path[-1], str):
             assert path in loaded.key_locations
@@ -159,16 +160,6 @@ def test_yaml_matches_safe_load_on_dumped_trees(tree, flow):
     loaded = load_source("t.yaml", text)
     assert loaded.tree == yaml.safe_load(text)
     _check("t.yaml", text)
-
-
-def _paths(value, path=()):
-    yield path
-    if isinstance(value, dict):
-        for key, child in value.items():
-            yield from _paths(child, (*path, key))
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            yield from _paths(child, (*path, index))
 
 
 def _assert_plain(value) -> None:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from trainspec._plan import request_of
 from trainspec.compiler import _botocore_check as bc
 from trainspec.compiler import compile_file
+from trainspec.compiler._tree import tree_paths
 
 EXAMPLES = sorted(
     p
@@ -56,16 +57,6 @@ def _accepts(operation: str, request: dict) -> bool:
     return bc._operation(operation)[2](request)
 
 
-def _paths(value, prefix=()):
-    yield prefix
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _paths(item, (*prefix, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _paths(item, (*prefix, index))
-
-
 def _replace(request: dict, path: tuple, value) -> dict:
     copied = copy.deepcopy(request)
     node = copied
@@ -103,7 +94,7 @@ def test_every_example_request_is_vouched_for(lowered):
 def test_single_mutations_agree_with_the_full_checks(lowered):
     checked = rejected = 0
     for operation, request in lowered:
-        for path in _paths(request):
+        for path in tree_paths(request):
             if not path:
                 continue
             variants = [_replace(request, path, mutant) for mutant in _MUTANTS]
@@ -143,7 +134,7 @@ _JUNK = st.recursive(
 @given(data=st.data(), junk=_JUNK)
 def test_random_junk_is_never_vouched_for_wrongly(lowered, data, junk):
     operation, request = data.draw(st.sampled_from(lowered))
-    path = data.draw(st.sampled_from([p for p in _paths(request) if p]))
+    path = data.draw(st.sampled_from([p for p in tree_paths(request) if p]))
     variant = _replace(request, path, junk)
     if _accepts(operation, variant):
         assert _full(operation, variant) == []
