@@ -14,6 +14,7 @@ dominate the cost of these small models.
     python bench/sifting.py --reweights step --curves   # also prune reweight="step";
                                                         # accuracy after every epoch
     python bench/sifting.py --models cnn --arms prune,boost --curves   # diagnostic below
+    python bench/sifting.py --first-seed 100    # fresh seeds, to confirm a finding
 
 Accuracies are deterministic for given seeds (only the timings vary between runs); the
 time-to-accuracy ratios move with machine noise and with which epoch first crosses the
@@ -352,6 +353,12 @@ def lrs_text(args) -> str:
     return ", ".join(f"{kind} {learning_rate(kind, args):g}" for kind in args.models.split(","))
 
 
+def seeds_text(args) -> str:
+    if args.first_seed == 0:
+        return f"{args.seeds} seeds"
+    return f"{args.seeds} seeds ({args.first_seed}..{args.first_seed + args.seeds - 1})"
+
+
 def anneal_epochs(args) -> int:
     """The prune mode's final full epochs (PruningDataloader.anneal_epochs)."""
     return math.ceil(args.anneal * args.epochs - 1e-9) if args.anneal else 0
@@ -391,6 +398,9 @@ def arms_for(args) -> list[Arm]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=9)
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds are FIRST..FIRST+SEEDS-1 (fresh seeds)"
+    )
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--models", default="cnn,mlp")
     parser.add_argument(
@@ -442,7 +452,7 @@ def main() -> None:
     print(
         f"digits: {len(data[0])} training samples (1257 originals x {len(SHIFTS)} one-pixel "
         f"shifts, deterministic), {len(data[2])} test samples; batch {args.batch_size}, "
-        f"{args.epochs} epochs, SGD nesterov cosine, lr {lrs_text(args)}, {args.seeds} seeds, "
+        f"{args.epochs} epochs, SGD nesterov cosine, lr {lrs_text(args)}, {seeds_text(args)}, "
         f"torch threads {args.threads}, device cpu; test accuracy {args.evals}x per epoch"
     )
     print(
@@ -463,7 +473,7 @@ def main() -> None:
         bwd_fwd, score_fwd = backward_forward(kind, data, args)
         results: dict[str, list[Run]] = {arm.label: [] for arm in arms}
         scoring: list[Run] = []
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             trainers = [Trainer(arm, kind, seed, data, args) for arm in arms]
             if "relative" in args.arms:
                 trainers.append(Trainer(Arm("scoring", label="scoring"), kind, seed, data, args))
