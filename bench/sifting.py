@@ -15,6 +15,12 @@ dominate the cost of these small models.
                                                         # accuracy after every epoch
     python bench/sifting.py --models cnn --arms prune,boost --curves   # diagnostic below
     python bench/sifting.py --first-seed 100    # fresh seeds, to confirm a finding
+    python bench/sifting.py --device cuda --amp   # on a GPU, bfloat16 autocast forwards
+
+On a GPU (`--device cuda`) the data, models and sifting state live on the device and every
+clock read waits for the queued kernels first (torch.cuda.synchronize), so times count the
+work, not its launch; `--amp` runs every forward, the relative mode's scoring ones too,
+under bfloat16 autocast (on CPU as well).
 
 Accuracies are deterministic for given seeds (only the timings vary between runs); the
 time-to-accuracy ratios move with machine noise and with which epoch first crosses the
@@ -75,6 +81,7 @@ same keep rate, and gathering kept samples into batches costs a few ms an epoch 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import statistics
 import time
@@ -109,13 +116,18 @@ class InMemory(Dataset):
         return [t[i] for t in self.tensors]
 
     def __getitems__(self, indices: list[int]) -> list[torch.Tensor]:
-        index = torch.as_tensor(indices)
+        index = torch.as_tensor(indices, device=self.tensors[0].device)
         return [t[index] for t in self.tensors]
 
 
 def as_batch(batch: list[torch.Tensor]) -> list[torch.Tensor]:
     """collate_fn for InMemory: `__getitems__` already returns the collated batch."""
     return batch
+
+
+def on_device(data, device: torch.device) -> tuple[InMemory, torch.Tensor, torch.Tensor]:
+    train, test_x, test_y = data
+    return InMemory(*(t.to(device) for t in train.tensors)), test_x.to(device), test_y.to(device)
 
 
 def load_data(test_shifts: bool = True) -> tuple[InMemory, torch.Tensor, torch.Tensor]:
@@ -218,7 +230,7 @@ class Trainer:
     def __init__(self, arm: Arm, kind: str, seed: int, data, args) -> None:
         self.arm, self.data, self.args = arm, data, args
         torch.manual_seed(seed)
-        self.model = make_model(kind)
+        self.model = make_model(kind).to(args.device)
         self.lr = learning_rate(kind, args)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=self.lr, momentum=0.9, nesterov=True)
         gen = torch.Generator().manual_seed(seed)
@@ -234,7 +246,12 @@ class Trainer:
                 loss_based_sift_config={"sift_config": {"sift_delay": args.sift_delay}},
             )
             self.loader = sifting.SiftingDataloader(
-                config, base, model=self.model, loss_impl=CrossEntropy(), seed=seed
+                config,
+                base,
+                model=self.model,
+                loss_impl=CrossEntropy(),
+                seed=seed,
+                autocast_dtype=torch.bfloat16 if args.amp else None,
             )
         elif arm.mode == "prune":
             config = sifting.PruneConfig(
@@ -262,11 +279,12 @@ class Trainer:
         run = self.run
         wall = run.times[-1] if run.times else 0.0
         cpu_total = run.cpu_times[-1] if run.cpu_times else 0.0
+        sync(args)
         start, cpu = time.perf_counter(), time.process_time()
         if self.arm.mode == "scoring":
             # The bound's "one scoring forward over the data": no-grad, eval mode.
             model.eval()
-            with torch.no_grad():
+            with torch.no_grad(), autocast(args):
                 for bx, by in loader:
                     F.cross_entropy(model(bx), by, reduction="none")
         else:
@@ -277,17 +295,20 @@ class Trainer:
             n = len(loader) if args.evals > 1 and hasattr(loader, "__len__") else 0
             checks = {math.ceil(j * n / args.evals): j for j in range(1, args.evals)} if n else {}
             for b, (bx, by) in enumerate(loader, 1):
-                per_sample = F.cross_entropy(model(bx), by, reduction="none")
+                with autocast(args):
+                    per_sample = F.cross_entropy(model(bx), by, reduction="none")
                 loss = per_sample.mean() if plain else loader.report(per_sample)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 if b in checks and b < n:
                     # The clocks stop while evaluating: evaluation is not training time.
+                    sync(args)
                     wall += time.perf_counter() - start
                     cpu_total += time.process_time() - cpu
                     self._point(self.epoch - 1 + checks[b] / args.evals, wall, cpu_total)
                     start, cpu = time.perf_counter(), time.process_time()
+        sync(args)
         wall += time.perf_counter() - start
         cpu_total += time.process_time() - cpu
         run.times.append(wall)
@@ -320,18 +341,23 @@ def backward_forward(kind: str, data, args, reps: int = 200) -> tuple[float, flo
     """(backward / training forward, no-grad eval forward / training forward), medians of
     per-batch timings over `reps` batches after a warm-up."""
     x, y = data[0].tensors[0][: args.batch_size], data[0].tensors[1][: args.batch_size]
-    model = make_model(kind)
+    model = make_model(kind).to(args.device)
     fwd, bwd, score = [], [], []
     for i in range(reps + 20):
+        sync(args)
         t0 = time.perf_counter()
-        loss = F.cross_entropy(model(x), y)
+        with autocast(args):
+            loss = F.cross_entropy(model(x), y)
+        sync(args)
         t1 = time.perf_counter()
         loss.backward()
+        sync(args)
         t2 = time.perf_counter()
         model.eval()
         t2b = time.perf_counter()
-        with torch.no_grad():
+        with torch.no_grad(), autocast(args):
             F.cross_entropy(model(x), y, reduction="none")
+        sync(args)
         t3 = time.perf_counter()
         model.train()
         model.zero_grad()
@@ -340,6 +366,19 @@ def backward_forward(kind: str, data, args, reps: int = 200) -> tuple[float, flo
             bwd.append(t2 - t1)
             score.append(t3 - t2b)
     return median(bwd) / median(fwd), median(score) / median(fwd)
+
+
+def sync(args) -> None:
+    """Wait for queued GPU work, so a clock read after it counts that work."""
+    if args.device.type == "cuda":
+        torch.cuda.synchronize(args.device)
+
+
+def autocast(args) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast with --amp (every arm's forwards, the scoring ones included)."""
+    if args.amp:
+        return torch.autocast(args.device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def median(values: list[float]) -> float:
@@ -359,6 +398,13 @@ def learning_rate(kind: str, args) -> float:
 
 def lrs_text(args) -> str:
     return ", ".join(f"{kind} {learning_rate(kind, args):g}" for kind in args.models.split(","))
+
+
+def device_text(args) -> str:
+    name = str(args.device)
+    if args.device.type == "cuda":
+        name += f" ({torch.cuda.get_device_name(args.device)})"
+    return name + (", bfloat16 autocast" if args.amp else "")
 
 
 def seeds_text(args) -> str:
@@ -440,6 +486,12 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
+        "--device", default="cpu", help="cpu or cuda[:N]; data and models live there"
+    )
+    parser.add_argument(
+        "--amp", action="store_true", help="bfloat16 autocast for all forwards, scoring too"
+    )
+    parser.add_argument(
         "--evals",
         type=int,
         default=1,
@@ -454,14 +506,18 @@ def main() -> None:
     if args.quick:
         args.seeds, args.epochs, args.models = 2, 3, "mlp"
     torch.set_num_threads(args.threads)
-    data = load_data(test_shifts=not args.plain_test)
+    args.device = torch.device(args.device)
+    if args.device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device here")
+    data = on_device(load_data(test_shifts=not args.plain_test), args.device)
     arms = arms_for(args)
     keeps = [float(k) for k in args.keeps.split(",") if k]
     print(
         f"digits: {len(data[0])} training samples (1257 originals x {len(SHIFTS)} one-pixel "
         f"shifts, deterministic), {len(data[2])} test samples; batch {args.batch_size}, "
         f"{args.epochs} epochs, SGD nesterov cosine, lr {lrs_text(args)}, {seeds_text(args)}, "
-        f"torch threads {args.threads}, device cpu; test accuracy {args.evals}x per epoch"
+        f"torch threads {args.threads}, device {device_text(args)}; test accuracy "
+        f"{args.evals}x per epoch"
     )
     print(
         f"relative: loss_history_length {args.history}, sift_delay {args.sift_delay}; prune: "
