@@ -66,8 +66,8 @@ sweep says why the two settings split: "epoch" takes 1/0.6 larger steps in prune
 accuracy is flat from 0.05 to 0.1, so the larger steps cost it nothing and it reaches
 the target sooner; the MLP's falls from 0.2 to 0.3, so they overshoot (the `boost` arm,
 all data at lr/0.6 in those epochs, costs the MLP 0.33 pt and reaches the target on 6 of
-9 seeds), and "step", whose steps keep their size, does better there. The MLP's no-
-sifting runs cross the target in their sixth epoch, where one epoch's delay moves the
+9 seeds), and "step", whose steps keep their size, does better there. The MLP's
+no-sifting runs cross the target in their sixth epoch, where one epoch's delay moves the
 ratio from 0.67 to 0.77, so its result turns on which epoch the median seed crosses in.
 Earlier, with lr 0.1 for both models (the MLP under-trained, the CNN at its upper end)
 and 540 test images, the pattern was the mirror image: "epoch" passed the MLP (0.69) and
