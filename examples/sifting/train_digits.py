@@ -2,6 +2,7 @@
 
     python examples/sifting/train_digits.py                      # no sifting, then prune
     python examples/sifting/train_digits.py --mode relative --beta 1
+    python examples/sifting/train_digits.py --device cuda          # the same on a GPU
     TRAINSPEC_SIFTING='{"mode": "SIFTING_MODE_PRUNE", "keep_fraction": 0.5}' \\
         python examples/sifting/train_digits.py --mode env       # as the local runner passes it
 
@@ -54,14 +55,16 @@ class CrossEntropy(sifting.Loss):
         return F.cross_entropy(model(x), y, reduction="none")
 
 
-def data() -> tuple[TensorDataset, torch.Tensor, torch.Tensor]:
+def data(device: torch.device) -> tuple[TensorDataset, torch.Tensor, torch.Tensor]:
+    """Digits split 70/30, all on `device`: batches, and the model that scores them, share it."""
     digits = load_digits()
     images = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16.0
     labels = torch.tensor(digits.target)
     x_train, x_test, y_train, y_test = train_test_split(
         images, labels, test_size=0.3, random_state=0, stratify=labels
     )
-    return TensorDataset(x_train, y_train), x_test, y_test
+    train_set = TensorDataset(x_train.to(device), y_train.to(device))
+    return train_set, x_test.to(device), y_test.to(device)
 
 
 def model() -> torch.nn.Module:
@@ -77,6 +80,17 @@ def model() -> torch.nn.Module:
         nn.ReLU(),
         nn.Linear(64, 10),
     )
+
+
+def check_device(name: str) -> None:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(
+            f"--device {name!r} is not a torch device (cpu, cuda, cuda:1, ...)"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: torch sees no CUDA device here; use --device cpu")
 
 
 def config_for(args) -> sifting.SiftConfig | None:
@@ -99,8 +113,9 @@ def config_for(args) -> sifting.SiftConfig | None:
 
 def train(config: sifting.SiftConfig | None, args) -> tuple[float, float]:
     torch.manual_seed(args.seed)
-    train_set, test_x, test_y = data()
-    net = model()
+    device = torch.device(args.device)
+    train_set, test_x, test_y = data(device)
+    net = model().to(device)
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True)
     if config is not None:
@@ -146,11 +161,17 @@ def main() -> int:
     )
     parser.add_argument("--sift-delay", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="where data, model and sifting run (default: cuda when available)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log sifting counters")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     try:
         config = config_for(args)
+        check_device(args.device)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
