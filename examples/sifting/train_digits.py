@@ -56,7 +56,7 @@ class CrossEntropy(sifting.Loss):
 
 
 def data(device: torch.device) -> tuple[TensorDataset, torch.Tensor, torch.Tensor]:
-    """Digits split 70/30, all on `device`: batches, and the model that scores them, share it."""
+    """Digits split 70/30, on `device`: the relative mode scores batches with the model there."""
     digits = load_digits()
     images = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16.0
     labels = torch.tensor(digits.target)
