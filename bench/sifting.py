@@ -402,6 +402,17 @@ def lrs_text(args) -> str:
     return ", ".join(f"{kind} {learning_rate(kind, args):g}" for kind in args.models.split(","))
 
 
+def device_arg(name: str) -> torch.device:
+    """--device: a torch device this process can use (argparse reports the error)."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{name!r} is not a torch device") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{name}: torch sees no CUDA device here")
+    return device
+
+
 def device_text(args) -> str:
     name = str(args.device)
     if args.device.type == "cuda":
@@ -488,7 +499,10 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
-        "--device", default="cpu", help="cpu or cuda[:N]; data and models live there"
+        "--device",
+        type=device_arg,
+        default="cpu",
+        help="cpu or cuda[:N]; data and models live there",
     )
     parser.add_argument(
         "--amp", action="store_true", help="bfloat16 autocast for all forwards, scoring too"
@@ -508,9 +522,6 @@ def main() -> None:
     if args.quick:
         args.seeds, args.epochs, args.models = 2, 3, "mlp"
     torch.set_num_threads(args.threads)
-    args.device = torch.device(args.device)
-    if args.device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: torch sees no CUDA device here")
     data = on_device(load_data(test_shifts=not args.plain_test), args.device)
     arms = arms_for(args)
     keeps = [float(k) for k in args.keeps.split(",") if k]
