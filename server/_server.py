@@ -18,6 +18,8 @@ from trainspec.server._interceptors import ObservingInterceptor, TokenIntercepto
 from trainspec.server._servicer import CompilerServicer
 
 LOGGER = logging.getLogger("trainspec.server")
+# How long a signal caught by a thread other than the main one can wait to be handled.
+_SIGNAL_POLL_SECONDS = 0.2
 
 
 def _log(event: str, **fields) -> None:
@@ -168,7 +170,11 @@ class Shutdown:
 
     def wait_then_drain(self) -> None:
         """Block until the first request, then drain the server."""
-        while not self._requested.wait(3600):
+        # NOTE [signal on another thread]: the kernel may hand SIGTERM to any thread (a
+        # gRPC one); Python then runs the handler only when the main thread next executes
+        # bytecode, and a main thread blocked in a lock wait never does. Short waits bound
+        # that delay; one long wait lost a signal for the whole hour.
+        while not self._requested.wait(_SIGNAL_POLL_SECONDS):
             pass
         self._running.drain()
 

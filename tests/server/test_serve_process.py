@@ -6,11 +6,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from trainspec.server._server import Shutdown
 from trainspec.v1 import compiler_service_pb2 as pb
 from trainspec.v1 import compiler_service_pb2_grpc as pb_grpc
 
@@ -52,6 +54,36 @@ def test_sigterm_drains_without_losing_in_flight_calls(serve_process, source):
     assert events.index("signal") < events.index("draining") < events.index("stopped")
     compiled = [e for e in log if e.get("method", "").endswith("/Compile")]
     assert len(compiled) >= 50 and all(e["code"] == "OK" for e in compiled)
+
+
+def test_a_signal_caught_by_another_thread_still_drains():
+    # The kernel may deliver SIGTERM to a gRPC thread; the main thread, waiting for the
+    # request, must still see it (NOTE [signal on another thread] in _server.py).
+    drained = threading.Event()
+
+    class Running:
+        def drain(self) -> None:
+            drained.set()
+
+    shutdown = Shutdown(Running())
+    release = threading.Event()
+    bystander = threading.Thread(target=release.wait, args=(30,), daemon=True)
+    bystander.start()
+    # Ends the wait if the signal is lost, so a regression fails instead of hanging.
+    guard = threading.Timer(10, shutdown.request, args=("guard",))
+    previous = signal.signal(signal.SIGUSR1, shutdown.on_signal)
+    try:
+        guard.start()
+        start = time.monotonic()
+        signal.pthread_kill(bystander.ident, signal.SIGUSR1)
+        shutdown.wait_then_drain()
+        elapsed = time.monotonic() - start
+    finally:
+        guard.cancel()
+        release.set()
+        signal.signal(signal.SIGUSR1, previous)
+    assert drained.is_set()
+    assert elapsed < 5, f"the drain began {elapsed:.1f} s after the signal"
 
 
 def test_sigint_also_drains(serve_process):
