@@ -61,9 +61,9 @@ The CNN passes with "epoch" on all three sets (the third on the line), and again
 fresh seeds 400-408 (the default run, `--first-seed 400`): 0.67, ahead of random drop on
 9 of 9 seeds (98.11 vs 97.44%), where the MLP misses again (0.83, 97.89 vs 97.93%).
 The MLP passes with "step" on the first set only (0.78 on the second, tied with random
-drop on the third) and with "epoch" on none; on 27 fresh seeds (300-326) both miss and trail random
-drop ("step" 0.78, 97.85 vs 97.89%; "epoch" 0.98, 97.70%; random drop itself 0.84). The
-sweep says why the two settings split: "epoch" takes 1/0.6 larger steps in pruned epochs
+drop on the third) and with "epoch" on none; on 27 fresh seeds (300-326) both miss and
+trail random drop ("step" 0.78, 97.85 vs 97.89%; "epoch" 0.98, 97.70%; random drop itself
+0.84). The sweep says why the two settings split: "epoch" takes 1/0.6 larger steps in pruned epochs
 (with SGD, a learning rate of about 0.083 for the CNN, 0.33 for the MLP). The CNN's
 accuracy is flat from 0.05 to 0.1, so the larger steps cost it nothing and it reaches
 the target sooner; the MLP's falls from 0.2 to 0.3, so they overshoot (the `boost` arm,
