@@ -21,6 +21,7 @@ and assembly are the overhead the 1.15x allows for.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -29,7 +30,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from sifting import (
+from sifting import (  # bench/sifting.py, beside this file
     Arm,
     CrossEntropy,
     Trainer,
@@ -92,12 +93,10 @@ class SiftedRun:
     """A relative-probabilistic run whose epochs are split into PARTS."""
 
     def __init__(self, kind: str, beta: float, seed: int, data, args) -> None:
-        self.args = args
+        self.args, self.lr = args, learning_rate(kind, args)
         torch.manual_seed(seed)  # the same initialisation as the Trainer runs beside it
         self.model = make_model(kind).to(args.device)
-        self.opt = torch.optim.SGD(
-            self.model.parameters(), lr=learning_rate(kind, args), momentum=0.9, nesterov=True
-        )
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=self.lr, momentum=0.9, nesterov=True)
         base = torch.utils.data.DataLoader(
             data[0],
             batch_size=args.batch_size,
@@ -124,6 +123,8 @@ class SiftedRun:
     def step_epoch(self) -> None:
         model, opt, loader, clock, args = self.model, self.opt, self.loader, self.clock, self.args
         clock.clear()
+        for group in opt.param_groups:  # bench/sifting.py's cosine schedule
+            group["lr"] = self.lr * 0.5 * (1 + math.cos(math.pi * len(self.epochs) / args.epochs))
         model.train()
         sync(args)
         start = time.perf_counter()
