@@ -275,7 +275,7 @@ class Trainer:
 
     def step_epoch(self) -> None:
         args, model, opt, loader = self.args, self.model, self.opt, self.loader
-        lr = self.lr * 0.5 * (1 + math.cos(math.pi * self.epoch / args.epochs))
+        lr = cosine_lr(self.lr, self.epoch, args.epochs)
         self.epoch += 1
         if self.arm.mode == "boost" and 1 < self.epoch <= args.epochs - anneal_epochs(args):
             lr /= self.arm.param  # the epochs prune would prune
@@ -372,6 +372,11 @@ def backward_forward(kind: str, data, args, reps: int = 200) -> tuple[float, flo
             bwd.append(t2 - t1)
             score.append(t3 - t2b)
     return median(bwd) / median(fwd), median(score) / median(fwd)
+
+
+def cosine_lr(base: float, epoch: int, epochs: int) -> float:
+    """The learning rate of epoch `epoch` (from 0) of `epochs`, cosine-annealed from `base`."""
+    return base * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
 
 
 def sync(args) -> None:

@@ -21,7 +21,6 @@ and assembly are the overhead the 1.15x allows for.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -34,12 +33,10 @@ from sifting import (  # bench/sifting.py, beside this file
     Arm,
     CrossEntropy,
     Trainer,
-    as_batch,
     autocast,
+    cosine_lr,
     epoch_times,
-    learning_rate,
     load_data,
-    make_model,
     median,
     on_device,
     sync,
@@ -90,41 +87,23 @@ def timed(call: Callable, clock: Counter, key: str) -> Callable:
 
 
 class SiftedRun:
-    """A relative-probabilistic run whose epochs are split into PARTS."""
+    """bench/sifting.py's relative arm, its loader's parts timed, its epochs split into PARTS."""
 
     def __init__(self, kind: str, beta: float, seed: int, data, args) -> None:
-        self.args, self.lr = args, learning_rate(kind, args)
-        torch.manual_seed(seed)  # the same initialisation as the Trainer runs beside it
-        self.model = make_model(kind).to(args.device)
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=self.lr, momentum=0.9, nesterov=True)
-        base = torch.utils.data.DataLoader(
-            data[0],
-            batch_size=args.batch_size,
-            shuffle=True,
-            generator=torch.Generator().manual_seed(seed),
-            collate_fn=as_batch,
-        )
+        self.trainer = Trainer(Arm("relative", beta, label="relative"), kind, seed, data, args)
         self.clock: Counter = Counter()
-        config = sifting.RelativeProbabilisticSiftConfig(
-            beta_value=beta,
-            loss_history_length=args.history,
-            loss_based_sift_config={"sift_config": {"sift_delay": args.sift_delay}},
-        )
-        self.loader = sifting.SiftingDataloader(
-            config,
-            TimedLoader(base, self.clock),
-            model=self.model,
-            loss_impl=TimedLoss(self.clock),
-            seed=seed,
-        )
-        self.loader.policy.keep_index = timed(self.loader.policy.keep_index, self.clock, "rank")
+        loader = self.trainer.loader
+        loader.orig_dataloader = TimedLoader(loader.orig_dataloader, self.clock)
+        loader.loss_impl = TimedLoss(self.clock)
+        loader.policy.keep_index = timed(loader.policy.keep_index, self.clock, "rank")
         self.epochs: list[dict[str, float]] = []  # seconds per part, "total" and "kept"
 
     def step_epoch(self) -> None:
-        model, opt, loader, clock, args = self.model, self.opt, self.loader, self.clock, self.args
+        trainer, clock = self.trainer, self.clock
+        model, opt, loader, args = trainer.model, trainer.opt, trainer.loader, trainer.args
         clock.clear()
-        for group in opt.param_groups:  # bench/sifting.py's cosine schedule
-            group["lr"] = self.lr * 0.5 * (1 + math.cos(math.pi * len(self.epochs) / args.epochs))
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(trainer.lr, len(self.epochs), args.epochs)
         model.train()
         sync(args)
         start = time.perf_counter()
