@@ -80,6 +80,51 @@ def _read(path: str | None, what: str) -> bytes | None:
     "with --processes N, process i serves its own on this port + i (0: each a free port, "
     "logged).",
 )
+@click.option(
+    "--jobs",
+    "jobs",
+    default="",
+    metavar="BACKENDS",
+    help="Also serve trainspec.v1.JobService for these backends, comma-separated: `local` "
+    "lets callers run training code on this machine (only specs whose source and data lie "
+    "under --files-root), `sagemaker` lets them start SageMaker jobs with this server's AWS "
+    "credentials. Off by default; needs --token-file or --tls-client-ca unless --host is "
+    "loopback.",
+)
+@click.option(
+    "--files-root",
+    type=click.Path(file_okay=False, exists=True),
+    help="The one folder whose files the server may read for a caller: Compile checks local "
+    "data, source and entry points under it (and nothing outside), jobs use only files "
+    "under it. Without it the server reads no file for a caller.",
+)
+@click.option(
+    "--jobs-root",
+    default=".trainspec/runs",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where local jobs keep their job folders and store.",
+)
+@click.option(
+    "--allow-role",
+    "allowed_roles",
+    multiple=True,
+    metavar="ARN",
+    help="SageMaker jobs may use only these IAM roles (repeatable; default: any).",
+)
+@click.option(
+    "--allow-instance-type",
+    "allowed_instance_types",
+    multiple=True,
+    metavar="TYPE",
+    help="SageMaker jobs may start only these instance types (repeatable; default: any).",
+)
+@click.option(
+    "--max-job-cost",
+    type=click.FloatRange(0, min_open=True),
+    metavar="USD",
+    help="Refuse SageMaker jobs whose worst-case cost (the plan's envelope) is above this.",
+)
 def serve(
     host,
     port,
@@ -93,8 +138,18 @@ def serve(
     drain_seconds,
     grace_seconds,
     metrics_port,
+    jobs,
+    files_root,
+    jobs_root,
+    allowed_roles,
+    allowed_instance_types,
+    max_job_cost,
 ) -> None:
     """Serve trainspec.v1.CompilerService over gRPC (health and reflection included).
+
+    By default only the compiler is served, and it reads no file of this machine for a
+    caller (a request's paths are labels). --jobs and --files-root widen that; the README's
+    Security section says what each exposes.
 
     Logs are JSON lines on stderr: one access line per call (method, code, latency,
     request id); with --processes N each line also names the pid (and worker) logging it.
@@ -102,7 +157,7 @@ def serve(
     (listening, draining, errors) writes the waiting ones first.
     """
     # grpc is imported only when serving, never by other commands.
-    from trainspec.server import ServerConfig, WorkerError, configure_logging
+    from trainspec.server import ServerConfig, WorkerError, configure_logging, warn_if_exposed
     from trainspec.server import serve as run
 
     token = None
@@ -124,6 +179,12 @@ def serve(
             drain_seconds=drain_seconds,
             grace_seconds=grace_seconds,
             metrics_port=metrics_port,
+            jobs=tuple(sorted({b.strip() for b in jobs.split(",") if b.strip()})),
+            files_root=files_root,
+            jobs_root=jobs_root,
+            allowed_roles=tuple(allowed_roles),
+            allowed_instance_types=tuple(allowed_instance_types),
+            max_job_cost_usd=max_job_cost,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -137,6 +198,7 @@ def serve(
     from trainspec.compiler import InternalError
 
     configure_logging()
+    warn_if_exposed(config)
     try:
         run(config)
     except (OSError, WorkerError) as exc:

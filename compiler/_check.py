@@ -15,6 +15,7 @@ from typing import Any
 from trainspec.compiler._catalog import Catalog
 from trainspec.compiler._diagnostics import Diagnostic, FieldPath, Location, format_path
 from trainspec.compiler._infer import Inferred, framework_regions, frameworks, is_local
+from trainspec.compiler._local_files import EVERYWHERE, LocalFiles, not_checked
 from trainspec.compiler._origin import OriginKind
 
 Locate = Callable[[FieldPath], "Location | None"]
@@ -31,11 +32,15 @@ _REQUIRED = {
 MAX_HYPERPARAMETERS = 100
 
 
-def check_training(inferred: Inferred, catalog: Catalog, locate: Locate) -> list[Diagnostic]:
-    """Every completeness and cross-field problem of the training job."""
+def check_training(
+    inferred: Inferred, catalog: Catalog, locate: Locate, local_files: LocalFiles = EVERYWHERE
+) -> list[Diagnostic]:
+    """Every completeness and cross-field problem of the training job.
+
+    Local paths are looked at only where `local_files` allows; others get a note."""
     base = inferred.resolved.training_path
     training = inferred.training
-    context = _Context(base, training, locate, catalog, inferred)
+    context = _Context(base, training, locate, catalog, inferred, local_files)
     problems: list[Diagnostic] = []
     for rule in _RULES:
         problems.extend(rule(context))
@@ -43,12 +48,17 @@ def check_training(inferred: Inferred, catalog: Catalog, locate: Locate) -> list
 
 
 class _Context:
-    def __init__(self, base, training, locate, catalog, inferred) -> None:
+    def __init__(self, base, training, locate, catalog, inferred, local_files) -> None:
         self.base: FieldPath = base
         self.training: Mapping[str, Any] = training
         self._locate = locate
         self.catalog: Catalog = catalog
         self.inferred: Inferred = inferred
+        self.local_files: LocalFiles = local_files
+
+    def not_checked(self, *parts: str | int) -> Diagnostic:
+        path = self.path(*parts)
+        return not_checked(format_path(path), self._locate(path))
 
     def path(self, *parts: str | int) -> FieldPath:
         return self.base + parts
@@ -353,7 +363,11 @@ def _data(c: _Context) -> Iterator[Diagnostic]:
                 "s3://bucket/train-old/)",
                 value=uri,
             )
-        if is_local(uri) and not os.path.exists(uri):
+        if not is_local(uri):
+            continue
+        if not c.local_files.readable(uri):
+            yield c.not_checked("data", channel, "uri")
+        elif not os.path.exists(uri):
             yield c.error(
                 "data.local_missing",
                 ("data", channel, "uri"),
@@ -367,7 +381,9 @@ def _entry_point(c: _Context) -> Iterator[Diagnostic]:
     source_dir = framework.get("source_dir", "")
     entry_point = framework.get("entry_point", "")
     if source_dir and is_local(source_dir):
-        if not os.path.isdir(source_dir):
+        if not c.local_files.readable(source_dir):
+            yield c.not_checked("model", "framework", "source_dir")
+        elif not os.path.isdir(source_dir):
             yield c.error(
                 "model.source_dir_missing",
                 ("model", "framework", "source_dir"),

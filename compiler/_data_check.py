@@ -14,15 +14,18 @@ from typing import Any
 
 from trainspec.compiler._diagnostics import Diagnostic, FieldPath, Location, format_path
 from trainspec.compiler._infer import Inferred, is_local
+from trainspec.compiler._local_files import EVERYWHERE, LocalFiles
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 Locate = Callable[[FieldPath], Location | None]
 
 
 def inspect_local_data(
-    inferred: Inferred, locate: Locate
+    inferred: Inferred, locate: Locate, local_files: LocalFiles = EVERYWHERE
 ) -> tuple[list[dict[str, Any]], list[Diagnostic]]:
-    """Reports for each local channel of a pretrained model, and the problems found."""
+    """Reports for each local channel of a pretrained model, and the problems found.
+
+    Only channels `local_files` may read are opened (the check pass notes the others)."""
     model = inferred.pretrained
     if model is None:
         return [], []
@@ -31,7 +34,7 @@ def inspect_local_data(
     base = inferred.resolved.training_path
     for channel, spec in sorted(inferred.training.get("data", {}).items()):
         uri = spec.get("uri", "")
-        if not is_local(uri) or not Path(uri).exists():
+        if not is_local(uri) or not local_files.readable(uri) or not Path(uri).exists():
             continue  # S3 data is checked with --preflight; a missing path by check_training
         path = base + ("data", channel, "uri")
 

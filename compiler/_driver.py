@@ -6,11 +6,11 @@ what `trainspec compile --until resolve` prints for debugging.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from trainspec.compiler import _tuning
@@ -36,6 +36,7 @@ from trainspec.compiler._layers import (
     override_layer,
 )
 from trainspec.compiler._load import LoadedSource, load_file, load_source, read_file
+from trainspec.compiler._local_files import EVERYWHERE, NOWHERE, LocalFiles
 from trainspec.compiler._lower import lower_training
 from trainspec.compiler._origin import OriginKind
 from trainspec.compiler._resolve import Resolved, resolve
@@ -58,11 +59,14 @@ class Stage(enum.IntEnum):
 @dataclass(frozen=True)
 class CompileOptions:
     """How a plan is made. `autotune_mode`: "explicit" writes inferred ranges out,
-    "native" sends SageMaker's Autotune. `max_cost_usd`: fail above this worst case."""
+    "native" sends SageMaker's Autotune. `max_cost_usd`: fail above this worst case.
+    `local_files`: which local paths the checks may read; None leaves it to the entry
+    point (`compile_file` reads anything, a spec given in memory nothing)."""
 
     autotune_mode: str = "explicit"
     max_cost_usd: float | None = None
     preflight: bool = False
+    local_files: LocalFiles | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,8 @@ def compile_file(
     """Compile a spec file. `defaults=None` finds trainspec.defaults.yaml walking up."""
     source = load_file(path)
     spec_dir = os.path.dirname(os.path.realpath(path))
+    if options.local_files is None:
+        options = dataclasses.replace(options, local_files=EVERYWHERE)
     if defaults is None:
         found = find_defaults_file(spec_dir)
         defaults = [found] if found else []
@@ -106,9 +112,12 @@ def compile_text(
     options: CompileOptions = CompileOptions(),
     until: Stage = Stage.EMIT,
 ) -> plan_pb2.Plan | Intermediate:
-    """Compile a spec given in memory (the gRPC `SourceFile` form)."""
+    """Compile a spec given in memory (the gRPC `SourceFile` form).
+
+    `path` is a label: its folder, under `options.local_files`' root, is where the spec's
+    relative paths point; nothing is read outside that root."""
     source = load_source(path, content)
-    spec_dir = Path(path).parent.resolve() if path else Path.cwd()
+    spec_dir = (options.local_files or NOWHERE).spec_dir(path)
     return compile_loaded(
         source,
         defaults=defaults,
@@ -172,8 +181,9 @@ def compile_loaded(
         return Intermediate(until, inferred)
 
     locate = _locator(inferred.resolved, spec)
-    problems = check_training(inferred, catalog, locate)
-    reports, data_problems = inspect_local_data(inferred, locate)
+    local_files = options.local_files or NOWHERE
+    problems = check_training(inferred, catalog, locate, local_files)
+    reports, data_problems = inspect_local_data(inferred, locate, local_files)
     problems.extend(data_problems)
     if tuning is not None:
         problems.extend(_tuning.check(tuning, inferred, locate))

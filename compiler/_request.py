@@ -6,6 +6,7 @@ from google.protobuf import json_format
 from trainspec.compiler._diagnostics import SpecError
 from trainspec.compiler._driver import CompileOptions, Stage, compile_loaded, compile_text
 from trainspec.compiler._load import LoadedSource
+from trainspec.compiler._local_files import NOWHERE, LocalFiles
 from trainspec.v1 import compiler_service_pb2
 
 _AUTOTUNE_MODES = {0: "explicit", 1: "explicit", 2: "native"}
@@ -13,12 +14,16 @@ MESSAGE_SOURCE = "<request.spec>"
 
 
 def compile_request(
-    request: compiler_service_pb2.CompileRequest,
+    request: compiler_service_pb2.CompileRequest, *, local_files: LocalFiles = NOWHERE
 ) -> compiler_service_pb2.CompileResponse:
-    """Compile the request's spec; `validate_only` runs everything and returns no plan."""
+    """Compile the request's spec; `validate_only` runs everything and returns no plan.
+
+    The request's paths are labels: local files are read only where `local_files` allows
+    (by default nowhere), since the caller is not the owner of this machine."""
     options = CompileOptions(
         autotune_mode=_AUTOTUNE_MODES.get(request.options.autotune_mode, "explicit"),
         max_cost_usd=request.options.max_cost_usd or None,
+        local_files=local_files,
     )
     defaults = [(d.path or f"<defaults[{i}]>", d.content) for i, d in enumerate(request.defaults)]
     which = request.WhichOneof("input")
@@ -33,15 +38,13 @@ def compile_request(
     elif which == "spec":
         tree = json_format.MessageToDict(request.spec, preserving_proto_field_name=True)
         source = LoadedSource(MESSAGE_SOURCE, "message", tree, {}, {})
-        from pathlib import Path
-
         plan = compile_loaded(
             source,
             defaults=defaults,
             overrides=list(request.overrides),
             options=options,
             until=Stage.EMIT,
-            spec_dir=Path.cwd(),
+            spec_dir=local_files.spec_dir(""),
         )
     else:
         from trainspec.compiler._diagnostics import Diagnostic

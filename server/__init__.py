@@ -4,7 +4,7 @@ from trainspec.server._config import ServerConfig
 from trainspec.server._diff import diff_plans
 from trainspec.server._logging import configure_logging
 from trainspec.server._processes import WorkerError
-from trainspec.server._server import RunningServer, make_server, serve
+from trainspec.server._server import RunningServer, make_server, serve, warn_if_exposed
 from trainspec.server._servicer import CompilerServicer
 
 __all__ = [
@@ -16,4 +16,5 @@ __all__ = [
     "diff_plans",
     "make_server",
     "serve",
+    "warn_if_exposed",
 ]

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 MIB = 1024 * 1024
+JOB_BACKENDS = ("local", "sagemaker")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,19 @@ class ServerConfig:
     metrics_port: int | None = None
     # Where JobService keeps local runs (the same folder as `trainspec run --local`).
     jobs_root: str = ".trainspec/runs"
+    # JobService backends a caller may use ("local", "sagemaker"); none: not served.
+    jobs: tuple[str, ...] = ()
+    # The folder whose files Compile may check and jobs may use; None: no local files.
+    files_root: str | None = None
+    # SageMaker jobs' limits: empty allows any role or instance type; None, no budget.
+    allowed_roles: tuple[str, ...] = ()
+    allowed_instance_types: tuple[str, ...] = ()
+    max_job_cost_usd: float | None = None
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether callers must prove who they are (a token or a client certificate)."""
+        return self.token is not None or self.tls_client_ca is not None
 
     def __post_init__(self) -> None:
         problems = []
@@ -77,6 +102,24 @@ class ServerConfig:
                 f"metrics_port {self.metrics_port} leaves no port for each of the "
                 f"{self.processes} processes (they use metrics_port, metrics_port + 1, ...)"
             )
+        unknown = sorted(set(self.jobs) - set(JOB_BACKENDS))
+        if unknown:
+            problems.append(
+                f"unknown job backend(s) {', '.join(unknown)}; choose from "
+                + ", ".join(JOB_BACKENDS)
+            )
+        if self.jobs and not self.authenticated and not is_loopback(self.host):
+            problems.append(
+                "JobService runs code and spends money for its callers: serving it on "
+                f"{self.host} needs a token (--token-file) or mutual TLS (--tls-client-ca)"
+            )
+        if "local" in self.jobs and self.files_root is None:
+            problems.append(
+                "local jobs run code from the server's disk: give the folder they may use "
+                "(--files-root)"
+            )
+        if self.max_job_cost_usd is not None and self.max_job_cost_usd <= 0:
+            problems.append(f"max_job_cost_usd must be positive, got {self.max_job_cost_usd}")
         if problems:
             raise ValueError("; ".join(problems))
 

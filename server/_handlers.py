@@ -59,12 +59,18 @@ def _guard(method: Callable, request_class: type, name: str) -> Callable:
 
 def compiler_service_handler(servicer) -> grpc.GenericRpcHandler:
     """The generic handler of trainspec.v1.CompilerService over `servicer`'s methods."""
+    return guarded_handler(SERVICE, servicer)
+
+
+def guarded_handler(service, servicer) -> grpc.GenericRpcHandler:
+    """A generic handler of the unary `service` (a ServiceDescriptor) over `servicer`'s
+    methods, each decoding its own request and turning surprises into INTERNAL."""
     handlers = {}
-    for method in SERVICE.methods:
+    for method in service.methods:
         request_class = message_factory.GetMessageClass(method.input_type)
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
             _guard(getattr(servicer, method.name), request_class, method.full_name),
             request_deserializer=None,
             response_serializer=lambda response: response.SerializeToString(),
         )
-    return grpc.method_handlers_generic_handler(SERVICE.full_name, handlers)
+    return grpc.method_handlers_generic_handler(service.full_name, handlers)

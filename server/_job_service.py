@@ -5,15 +5,19 @@ from __future__ import annotations
 import base64
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf import timestamp_pb2
+from google.protobuf import json_format, timestamp_pb2
+from trainspec.compiler._diagnostics import Diagnostic, Location
 from trainspec.server import _status
+from trainspec.server._handlers import guarded_handler
 from trainspec.server._interceptors import current_request_id
-from trainspec.v1 import compiler_service_pb2, job_service_pb2_grpc
+from trainspec.server._job_policy import JobPolicy
+from trainspec.v1 import compiler_service_pb2, job_service_pb2, job_service_pb2_grpc
 from trainspec.v1 import job_service_pb2 as pb
 
 _log = logging.getLogger("trainspec.server.jobs")
@@ -26,6 +30,8 @@ _STATES = {
     "Stopped": pb.JOB_STATE_STOPPED,
 }
 _DONE = (pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED, pb.JOB_STATE_STOPPED)
+# Get, stop and list default to the local backend (an unset enum reads as 0).
+_BACKEND_NAMES = {pb.BACKEND_LOCAL: "local", pb.BACKEND_SAGEMAKER: "sagemaker"}
 
 
 def _timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
@@ -104,13 +110,18 @@ def operation_of(job: pb.Job) -> pb.Operation:
 
 
 class JobServicer(job_service_pb2_grpc.JobServiceServicer):
-    """Runs local jobs in background threads of this server; SageMaker jobs through boto3."""
+    """Runs local jobs in background threads of this server; SageMaker jobs through boto3.
+
+    Everything a caller may make it do is set by `policy` (see _job_policy.py): it never
+    runs a plan it did not compile, nor code or data outside the policy's files root.
+    """
 
     def __init__(
         self,
         root: Path,
         *,
-        compile_request: Callable[[Any], Any] | None = None,
+        policy: JobPolicy,
+        compile_request: Callable[..., Any] | None = None,
         sagemaker_clients: Callable[[str | None], Any] | None = None,
     ) -> None:
         from trainspec.compiler import SpecError
@@ -122,12 +133,14 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             compile_request = default_compile
         self._compile = compile_request
         self._spec_error = SpecError
+        self._policy = policy
         self._root = Path(root)
-        self._store = JobStore.for_root(self._root)
+        self._store = JobStore.for_root(self._root) if "local" in policy.backends else None
         self._sagemaker_clients = sagemaker_clients or _default_clients
         self._lock = threading.Lock()
         self._threads: dict[str, threading.Thread] = {}
         self._launch_errors: dict[str, str] = {}
+        self._closed = False
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -136,46 +149,93 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             _status.request_invalid(field, reason, text, current_request_id())
         )
 
-    def _plan(self, request: pb.SubmitJobRequest, context: Any) -> Any:
-        which = request.WhichOneof("input")
-        if which is None:
-            self._abort_invalid(
-                context, "input", "request.input_missing", "give one of `spec`, `source` or `plan`"
-            )
-        if which == "plan":
-            if request.plan.sagemaker_operation not in (
-                "CreateTrainingJob",
-                "CreateHyperParameterTuningJob",
-            ):
-                self._abort_invalid(
-                    context,
-                    "plan.sagemaker_operation",
-                    "request.plan_invalid",
-                    "the plan has no CreateTrainingJob or tuning request",
-                )
-            return request.plan
-        compile_request = compiler_service_pb2.CompileRequest(defaults=request.defaults)
-        getattr(compile_request, which).CopyFrom(getattr(request, which))
-        try:
-            return self._compile(compile_request).plan
-        except self._spec_error as error:
-            context.abort_with_status(_status.spec_invalid(error.diagnostics, current_request_id()))
-
-    def _user_error(self, context: Any, exc: Exception) -> None:
-        context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-
-    # -- RPCs ----------------------------------------------------------------------------
-
-    def SubmitJob(self, request: pb.SubmitJobRequest, context: Any) -> pb.SubmitJobResponse:
-        if request.backend == pb.BACKEND_UNSPECIFIED:
+    def _require_backend(self, backend: int, context: Any) -> str:
+        name = _BACKEND_NAMES.get(backend)
+        if name is None:
             self._abort_invalid(
                 context,
                 "backend",
                 "request.backend_missing",
                 "choose BACKEND_LOCAL or BACKEND_SAGEMAKER",
             )
-        plan = self._plan(request, context)
-        if request.backend == pb.BACKEND_SAGEMAKER:
+        if name not in self._policy.backends:
+            context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"this server runs no {name} jobs (its operator can allow them with "
+                f"`trainspec serve --jobs {name}`)",
+            )
+        return name
+
+    def _require_name(self, name: str, field: str, context: Any) -> str:
+        from trainspec.trainer._container import ContainerError, check_job_name
+
+        if not name:
+            self._abort_invalid(context, field, "request.name_missing", "give the job name")
+        try:
+            return check_job_name(name)
+        except ContainerError as exc:
+            self._abort_invalid(context, field, "request.name_invalid", str(exc))
+
+    def _plan(self, request: pb.SubmitJobRequest, backend: str, context: Any) -> Any:
+        """The plan this server compiles from the request's spec, within its policy."""
+        which = request.WhichOneof("input")
+        if which is None:
+            self._abort_invalid(
+                context, "input", "request.input_missing", "give one of `spec` or `source`"
+            )
+        if which == "plan":
+            self._abort_invalid(
+                context,
+                "plan",
+                "request.plan_refused",
+                "this server runs only what it compiles itself: send the `spec` or `source`",
+            )
+        compile_request = compiler_service_pb2.CompileRequest(defaults=request.defaults)
+        getattr(compile_request, which).CopyFrom(getattr(request, which))
+        if backend == "sagemaker":
+            compile_request.options.max_cost_usd = self._policy.budget(0.0)
+        try:
+            plan = self._compile(compile_request, local_files=self._policy.files).plan
+        except self._spec_error as error:
+            context.abort_with_status(_status.spec_invalid(error.diagnostics, current_request_id()))
+        outside = [
+            Diagnostic(
+                "job.path_outside_root",
+                w.field_path,
+                "this server runs jobs only from files under its files root",
+                hint="keep the source and local data under the folder the server was started "
+                "with (--files-root), and name them relative to the spec",
+                location=Location(w.location.path, w.location.line, w.location.column)
+                if w.HasField("location")
+                else None,
+            )
+            for w in plan.warnings
+            if w.code == "local.not_checked"
+        ]
+        if outside:
+            context.abort_with_status(_status.spec_invalid(outside, current_request_id()))
+        return plan
+
+    def _user_error(self, context: Any, exc: Exception) -> None:
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+
+    def _refuse_outside(self, paths: list[tuple[str, Path]], context: Any) -> None:
+        """Defence in depth: what the runner or the upload would read, checked once more."""
+        for what, path in paths:
+            if not self._policy.files.readable(str(path)):
+                context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"the job's {what} is outside this server's files root",
+                )
+
+    # -- RPCs ----------------------------------------------------------------------------
+
+    def SubmitJob(self, request: pb.SubmitJobRequest, context: Any) -> pb.SubmitJobResponse:
+        backend = self._require_backend(request.backend, context)
+        if self._closed:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
+        plan = self._plan(request, backend, context)
+        if backend == "sagemaker":
             return self._submit_sagemaker(plan, request.validate_only, context)
         return self._submit_local(plan, request.validate_only, context)
 
@@ -193,13 +253,21 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
                 def work() -> None:
                     run_training(job_run, self._root, **quiet)
             else:
-                settings, template = tuning_from_plan(plan)
+                settings, job_run = tuning_from_plan(plan)
                 name = settings.name
 
                 def work() -> None:
-                    run_tuning(settings, template, self._root, **quiet)
+                    run_tuning(settings, job_run, self._root, **quiet)
         except (ContainerError, TuningError) as exc:
             self._user_error(context, exc)
+        self._refuse_outside(
+            [
+                ("source folder", job_run.source_dir),
+                ("entry point", job_run.source_dir / job_run.entry_point),
+                *((f"data channel {c.name}", Path(c.uri)) for c in job_run.channels if not c.is_s3),
+            ],
+            context,
+        )
         existing = self._store.get(name)
         with self._lock:
             running = self._threads.get(name)
@@ -226,14 +294,19 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
                     _log.exception("local job %s crashed", name)
                     self._launch_errors[name] = "internal error while running the job"
 
-            thread = threading.Thread(target=guarded, name=f"job-{name}", daemon=True)
+            # Not a daemon: the server stops its jobs and waits for their verdicts (close).
+            thread = threading.Thread(target=guarded, name=f"job-{name}")
             self._threads[name] = thread
             thread.start()
         return pb.SubmitJobResponse(operation=operation_of(pending))
 
     def _submit_sagemaker(self, plan: Any, validate_only: bool, context: Any):
-        from trainspec.trainer._sagemaker import AwsError, job_name, plan_region, submit
+        from trainspec.trainer._sagemaker import AwsError, job_name, plan_region, submit, uploads
 
+        problems = self._policy.request_problems(json_format.MessageToDict(plan.sagemaker_request))
+        if problems:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "; ".join(problems))
+        self._refuse_outside([(f"upload {uri}", local) for local, uri in uploads(plan)], context)
         name = job_name(plan)
         kind = "training" if plan.sagemaker_operation == "CreateTrainingJob" else "tuning"
         pending = pb.Job(
@@ -250,9 +323,25 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         pending.arn = result.arn
         return pb.SubmitJobResponse(operation=operation_of(pending))
 
-    def _job(self, name: str, backend: int, context: Any) -> pb.Job:
-        if not name:
-            self._abort_invalid(context, "name", "request.name_missing", "give the job name")
+    def close(self, timeout: float = 10.0) -> list[str]:
+        """Stop every local job this server started and wait up to `timeout` for each
+        runner to record its verdict (Stopped), so no training process outlives the
+        server unrecorded. Returns the names still running when the time was up."""
+        with self._lock:
+            self._closed = True
+            running = {n: t for n, t in self._threads.items() if t.is_alive()}
+        for name in running:
+            _log.info("stopping local job %s (server shutting down)", name)
+            self._store.request_stop(name)
+        deadline = time.monotonic() + timeout
+        for thread in running.values():
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return sorted(n for n, t in running.items() if t.is_alive())
+
+    def _job(self, name: str, backend: int, context: Any, field: str = "name") -> pb.Job:
+        backend = backend or pb.BACKEND_LOCAL
+        self._require_backend(backend, context)
+        self._require_name(name, field, context)
         if backend == pb.BACKEND_SAGEMAKER:
             from trainspec.trainer._sagemaker import AwsError, describe
 
@@ -300,6 +389,9 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         return pb.GetJobResponse(job=self._job(request.name, request.backend, context))
 
     def ListJobs(self, request: pb.ListJobsRequest, context: Any) -> pb.ListJobsResponse:
+        self._require_backend(pb.BACKEND_LOCAL, context)
+        if request.parent:
+            self._require_name(request.parent, "parent", context)
         if request.page_size < 0:
             self._abort_invalid(
                 context, "page_size", "request.page_size_negative", "page_size must be >= 0"
@@ -326,6 +418,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         return pb.ListJobsResponse(jobs=[_local_job(r) for r in page], next_page_token=token)
 
     def StopJob(self, request: pb.StopJobRequest, context: Any) -> pb.StopJobResponse:
+        self._require_backend(request.backend or pb.BACKEND_LOCAL, context)
+        self._require_name(request.name, "name", context)
         if request.backend == pb.BACKEND_SAGEMAKER:
             from trainspec.trainer._sagemaker import AwsError, stop
 
@@ -347,6 +441,10 @@ def _default_clients(region: str | None) -> Any:
     return make_clients(region=region)
 
 
+JOB_SERVICE = job_service_pb2.DESCRIPTOR.services_by_name["JobService"]
+
+
 def add_job_service(server: grpc.Server, servicer: JobServicer) -> None:
-    """Register JobService on a server made by `make_server` (or any grpc.Server)."""
-    job_service_pb2_grpc.add_JobServiceServicer_to_server(servicer, server)
+    """Register JobService on a server made by `make_server` (or any grpc.Server), behind
+    the same guard as CompilerService: no exception text ever reaches a caller."""
+    server.add_generic_rpc_handlers((guarded_handler(JOB_SERVICE, servicer),))

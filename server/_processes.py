@@ -143,7 +143,7 @@ def serve_processes(config: ServerConfig, *, servicer=None) -> None:
     # NOTE [fork after warm-up]: the workers are forked, not spawned, so that they share
     # the compiler this process warmed up (and a broken catalog fails here, once). gRPC
     # allows fork only before a server or channel exists, and none exists here.
-    servicer = servicer if servicer is not None else _default_servicer()
+    servicer = servicer if servicer is not None else _default_servicer(config)
     tag_process(pid=os.getpid())
     port, held = _reserve(config)
     config = replace(config, port=port)

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
 import time
 from concurrent import futures
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from trainspec.server._config import ServerConfig
+from trainspec.server._config import ServerConfig, is_loopback
 from trainspec.server._handlers import SERVICE, compiler_service_handler
 from trainspec.server._interceptors import ObservingInterceptor, TokenInterceptor
+from trainspec.server._job_policy import JobPolicy
+from trainspec.server._job_service import JOB_SERVICE, JobServicer, add_job_service
 from trainspec.server._servicer import CompilerServicer
 
 LOGGER = logging.getLogger("trainspec.server")
 # How long a signal caught by a thread other than the main one can wait to be handled.
 _SIGNAL_POLL_SECONDS = 0.2
+# At least this long for local jobs to record Stopped after their processes are signalled.
+_JOB_STOP_SECONDS = 15.0
 
 
 def _log(event: str, **fields) -> None:
@@ -36,6 +42,7 @@ class RunningServer:
     config: ServerConfig
     metrics: object | None = None
     metrics_port: int | None = None
+    jobs: JobServicer | None = None
 
     def start(self) -> RunningServer:
         self.server.start()
@@ -46,7 +53,7 @@ class RunningServer:
             except OSError as exc:
                 self.server.stop(0)
                 raise OSError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
-        for service in ("", SERVICE.full_name, JOB_SERVICE):
+        for service in _served(self.config):
             self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         return self
 
@@ -65,6 +72,12 @@ class RunningServer:
 
     def stop(self, grace: float | None = 0) -> None:
         self.server.stop(grace).wait()
+        if self.jobs is not None:
+            # No training process may outlive the server unrecorded: stop them all and
+            # wait for their runners to record Stopped.
+            left = self.jobs.close(timeout=max(grace or 0, _JOB_STOP_SECONDS))
+            if left:
+                _log("jobs_still_running", jobs=left)
         if self.metrics is not None:
             self.metrics.stop_http()
 
@@ -79,16 +92,19 @@ def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
     )
 
 
-def _default_servicer() -> CompilerServicer:
+def _default_servicer(config: ServerConfig) -> CompilerServicer:
     from trainspec.compiler import compile_request, load_catalog
 
-    servicer = CompilerServicer(compile_request, load_catalog())
+    files = JobPolicy.of(config).files  # what Compile may check for a caller
+    compile_files = functools.partial(compile_request, local_files=files)
+    servicer = CompilerServicer(compile_files, load_catalog())
     servicer.warm_up()
     return servicer
 
 
-# Served beside CompilerService: local and SageMaker jobs (AIP-151 operations).
-JOB_SERVICE = "trainspec.v1.JobService"
+def _served(config: ServerConfig) -> tuple[str, ...]:
+    """The services health reports: JobService only where it is switched on."""
+    return ("", SERVICE.full_name) + ((JOB_SERVICE.full_name,) if config.jobs else ())
 
 
 def make_server(config: ServerConfig | None = None, *, servicer=None) -> RunningServer:
@@ -97,7 +113,8 @@ def make_server(config: ServerConfig | None = None, *, servicer=None) -> Running
     Raises OSError when the address cannot be bound.
     """
     config = config if config is not None else ServerConfig()
-    servicer = servicer if servicer is not None else _default_servicer()
+    policy = JobPolicy.of(config)
+    servicer = servicer if servicer is not None else _default_servicer(config)
     observers = []
     metrics = None
     if config.metrics_port is not None:
@@ -123,17 +140,16 @@ def make_server(config: ServerConfig | None = None, *, servicer=None) -> Running
         ],
     )
     server.add_generic_rpc_handlers((compiler_service_handler(servicer),))
-    from pathlib import Path
-
-    from trainspec.server._job_service import JobServicer, add_job_service
-
-    add_job_service(server, JobServicer(Path(config.jobs_root)))
+    jobs = None
+    if config.jobs:  # opt-in: a caller of JobService runs code or spends money
+        jobs = JobServicer(Path(config.jobs_root), policy=policy)
+        add_job_service(server, jobs)
     health_servicer = health.HealthServicer()
-    for service in ("", SERVICE.full_name, JOB_SERVICE):
+    for service in _served(config):
         health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE.full_name, JOB_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        (*_served(config)[1:], health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
     credentials = _credentials(config)
     try:
@@ -145,7 +161,7 @@ def make_server(config: ServerConfig | None = None, *, servicer=None) -> Running
         raise OSError(f"cannot listen on {config.address}: {exc}") from None
     if port == 0:
         raise OSError(f"cannot listen on {config.address}")
-    return RunningServer(server, port, health_servicer, config, metrics)
+    return RunningServer(server, port, health_servicer, config, metrics, jobs=jobs)
 
 
 class Shutdown:
@@ -179,6 +195,25 @@ class Shutdown:
         self._running.drain()
 
 
+def warn_if_exposed(config: ServerConfig) -> None:
+    """Log a warning when anyone who can reach the port may call without credentials."""
+    if is_loopback(config.host) or config.authenticated:
+        return
+    LOGGER.warning(
+        "exposed",
+        extra={
+            "fields": {
+                "event": "exposed",
+                "host": config.host,
+                "message": f"listening on {config.host} with no token and no mutual TLS: "
+                "anyone who reaches the port can call; give --token-file or --tls-client-ca, "
+                "or put an authenticating proxy in front"
+                + ("" if config.tls_cert else ", and traffic is not encrypted (--tls-cert)"),
+            }
+        },
+    )
+
+
 def listening_fields(config: ServerConfig, port: int) -> dict:
     """What the `listening` log line reports: the address and the main settings."""
     return {
@@ -188,6 +223,8 @@ def listening_fields(config: ServerConfig, port: int) -> dict:
         "mtls": config.tls_client_ca is not None,
         "token": config.token is not None,
         "workers": config.workers,
+        "jobs": list(config.jobs),
+        "files_root": config.files_root,
     }
 
 

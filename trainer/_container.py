@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,27 @@ _SAGEMAKER_PREFIX = "sagemaker_"
 
 class ContainerError(Exception):
     """The job cannot be laid out (a missing channel, an unwritable root); user-facing."""
+
+
+# SageMaker's job name rule: letters, digits and inner hyphens, so a name is always one
+# path component (no separator, no `..`, never empty) and a job directory stays in its root.
+_JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+
+
+def check_job_name(name: str) -> str:
+    """`name` if it is a valid job name; ContainerError before any path is built from it."""
+    if not _JOB_NAME.fullmatch(name):
+        shown = name if len(name) <= 80 else name[:77] + "..."
+        raise ContainerError(
+            f"invalid job name {shown!r}: 1-63 letters, digits and hyphens, starting and "
+            "ending with a letter or digit"
+        )
+    return name
+
+
+def job_dir(root: Path, name: str) -> Path:
+    """`<root>/<name>`, refusing any name that would leave the root."""
+    return Path(root).resolve() / check_job_name(name)
 
 
 @dataclass(frozen=True)
@@ -142,7 +164,7 @@ def prepare_layout(run: TrainingRun, root: Path) -> JobLayout:
     output/ and the channels are rebuilt. S3 channels are not fetched here (see
     `_local_run.fetch_s3_channels`).
     """
-    layout = JobLayout(Path(root).resolve() / run.name)
+    layout = JobLayout(job_dir(root, run.name))
     for channel in run.channels:
         if not channel.is_s3 and not Path(channel.uri).exists():
             raise ContainerError(

@@ -16,7 +16,7 @@ from typing import Any
 
 from google.protobuf import json_format
 from trainspec.trainer import _job_store as js
-from trainspec.trainer._container import ContainerError, TrainingRun
+from trainspec.trainer._container import ContainerError, TrainingRun, check_job_name, job_dir
 from trainspec.trainer._local_run import RunResult, run_training, training_run_from_parts
 from trainspec.trainer._metrics import MetricPoint
 from trainspec.v1 import plan_pb2
@@ -278,12 +278,13 @@ def run_tuning(
 
     echo = echo or _print
     root = Path(root)
+    check_job_name(settings.name)  # before any path is made from it
     try:
         root.mkdir(parents=True, exist_ok=True)
         store = js.JobStore.for_root(root)
     except Exception as exc:
         raise ContainerError(f"cannot use {root} for local jobs: {exc}") from None
-    out_dir = root / settings.name
+    out_dir = job_dir(root, settings.name)
     out_dir.mkdir(parents=True, exist_ok=True)
     url = storage_url or default_storage_url(root)
     previous_verbosity = optuna.logging.get_verbosity()

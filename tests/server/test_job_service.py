@@ -11,57 +11,58 @@ from pathlib import Path
 import boto3
 import grpc
 import pytest
-from google.protobuf import json_format
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from moto.server import ThreadedMotoServer
-from trainspec.compiler import compile_file
+from trainspec.compiler._local_files import LocalFiles
+from trainspec.server._job_policy import JobPolicy
 from trainspec.server._job_service import JobServicer, add_job_service
 from trainspec.trainer._sagemaker import make_clients
-from trainspec.v1 import compiler_service_pb2, plan_pb2
+from trainspec.v1 import compiler_service_pb2
 from trainspec.v1 import job_service_pb2 as pb
 from trainspec.v1 import job_service_pb2_grpc as pb_grpc
 
-REPO = Path(__file__).resolve().parents[2]
+ROLE = "arn:aws:iam::111122223333:role/SageMakerTrainingRole"
 
 
-def training_plan(tmp_path: Path, name: str, script: str) -> plan_pb2.Plan:
-    source = tmp_path / f"src-{name}"
-    source.mkdir()
-    (source / "train.py").write_text(textwrap.dedent(script))
-    plan = plan_pb2.Plan(sagemaker_operation="CreateTrainingJob")
-    json_format.ParseDict(
-        {
-            "training": {
-                "name": name,
-                "model": {
-                    "framework": {
-                        "name": "pytorch",
-                        "entry_point": "train.py",
-                        "source_dir": str(source),
-                    }
-                },
-            }
-        },
-        plan.job,
+def write_job(root: Path, name: str, script: str, **extra: str) -> compiler_service_pb2.SourceFile:
+    """A training spec and its script under `root/<name>/`: the request names it by its
+    path relative to the server's files root."""
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "train.py").write_text(textwrap.dedent(script))
+    lines = [
+        "training:",
+        f"  name: {name}",
+        "  model: {framework: {name: pytorch, version: '2.1', entry_point: train.py, "
+        "source_dir: .}}",
+        f"  compute: {{instance_type: {extra.get('instance_type', 'ml.m5.large')}}}",
+        f"  role_arn: {extra.get('role', ROLE)}",
+        "  region: us-east-1",
+        "  output: {path: 's3://acme-ml-artifacts/jobs/'}",
+        "  metrics: [{name: acc, regex: 'acc=([0-9.]+)'}]",
+        f"  stopping: {{max_runtime_seconds: {extra.get('max_runtime', 60)}}}",
+    ]
+    content = "\n".join(lines) + "\n"
+    (folder / "job.yaml").write_text(content)
+    return compiler_service_pb2.SourceFile(path=f"{name}/job.yaml", content=content)
+
+
+def start_server(tmp_path: Path, endpoint: str, policy: JobPolicy):
+    servicer = JobServicer(
+        tmp_path / "runs",
+        policy=policy,
+        sagemaker_clients=lambda region: make_clients(region="us-east-1", endpoint_url=endpoint),
     )
-    plan.sagemaker_request.update(
-        {
-            "TrainingJobName": name,
-            "HyperParameters": {"epochs": "1"},
-            "AlgorithmSpecification": {
-                "TrainingImage": "img",
-                "TrainingInputMode": "File",
-                "MetricDefinitions": [{"Name": "acc", "Regex": r"acc=([0-9.]+)"}],
-            },
-            "StoppingCondition": {"MaxRuntimeInSeconds": 60},
-        }
-    )
-    return plan
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    add_job_service(server, servicer)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, servicer, grpc.insecure_channel(f"127.0.0.1:{port}")
 
 
 @pytest.fixture
-def stub(tmp_path):
+def moto_endpoint():
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     host, port = moto.get_host_and_port()
@@ -71,24 +72,29 @@ def stub(tmp_path):
     boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint).create_bucket(
         Bucket="acme-ml-artifacts"
     )
-    servicer = JobServicer(
-        tmp_path / "runs",
-        sagemaker_clients=lambda region: make_clients(region="us-east-1", endpoint_url=endpoint),
-    )
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    add_job_service(server, servicer)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    yield pb_grpc.JobServiceStub(channel)
-    channel.close()
-    server.stop(0)
+    yield endpoint
     moto.stop()
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture
+def files(tmp_path) -> Path:
+    root = tmp_path / "files"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def stub(tmp_path, files, moto_endpoint):
+    policy = JobPolicy(backends=frozenset({"local", "sagemaker"}), files=LocalFiles.under(files))
+    server, _servicer, channel = start_server(tmp_path, moto_endpoint, policy)
+    yield pb_grpc.JobServiceStub(channel)
+    channel.close()
+    server.stop(0)
 
 
 def wait_done(stub, name: str, backend=pb.BACKEND_LOCAL, timeout: float = 30) -> pb.Operation:
@@ -102,9 +108,9 @@ def wait_done(stub, name: str, backend=pb.BACKEND_LOCAL, timeout: float = 30) ->
         time.sleep(0.1)
 
 
-def test_local_job_runs_to_a_done_operation(stub, tmp_path) -> None:
-    plan = training_plan(
-        tmp_path,
+def test_local_job_runs_to_a_done_operation(stub, files) -> None:
+    source = write_job(
+        files,
         "grpc-a",
         """
         import os
@@ -112,7 +118,7 @@ def test_local_job_runs_to_a_done_operation(stub, tmp_path) -> None:
         print("acc=0.75")
     """,
     )
-    submitted = stub.SubmitJob(pb.SubmitJobRequest(plan=plan, backend=pb.BACKEND_LOCAL))
+    submitted = stub.SubmitJob(pb.SubmitJobRequest(source=source, backend=pb.BACKEND_LOCAL))
     assert submitted.operation.name == "operations/grpc-a"
     assert not submitted.operation.done
     operation = wait_done(stub, "grpc-a")
@@ -123,9 +129,9 @@ def test_local_job_runs_to_a_done_operation(stub, tmp_path) -> None:
     assert stub.GetJob(pb.GetJobRequest(name="grpc-a")).job.status == "Completed"
 
 
-def test_stop_job_ends_the_operation_with_an_error(stub, tmp_path) -> None:
-    plan = training_plan(
-        tmp_path,
+def test_stop_job_ends_the_operation_with_an_error(stub, files) -> None:
+    source = write_job(
+        files,
         "grpc-slow",
         """
         import time
@@ -133,7 +139,7 @@ def test_stop_job_ends_the_operation_with_an_error(stub, tmp_path) -> None:
         time.sleep(60)
     """,
     )
-    stub.SubmitJob(pb.SubmitJobRequest(plan=plan, backend=pb.BACKEND_LOCAL))
+    stub.SubmitJob(pb.SubmitJobRequest(source=source, backend=pb.BACKEND_LOCAL))
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         job = stub.GetJob(pb.GetJobRequest(name="grpc-slow")).job
@@ -147,12 +153,10 @@ def test_stop_job_ends_the_operation_with_an_error(stub, tmp_path) -> None:
     assert operation.error.code == grpc.StatusCode.ABORTED.value[0]
 
 
-def test_list_jobs_pages(stub, tmp_path) -> None:
+def test_list_jobs_pages(stub, files) -> None:
     for name in ("grpc-p1", "grpc-p2"):
         stub.SubmitJob(
-            pb.SubmitJobRequest(
-                plan=training_plan(tmp_path, name, "print(1)"), backend=pb.BACKEND_LOCAL
-            )
+            pb.SubmitJobRequest(source=write_job(files, name, "print(1)"), backend=pb.BACKEND_LOCAL)
         )
         wait_done(stub, name)
     first = stub.ListJobs(pb.ListJobsRequest(page_size=1))
@@ -176,18 +180,18 @@ def test_invalid_spec_is_invalid_argument_with_field_violations(stub) -> None:
     assert violations
 
 
-def test_unknown_job_and_missing_backend(stub, tmp_path) -> None:
+def test_unknown_job_and_missing_backend(stub, files) -> None:
     with pytest.raises(grpc.RpcError) as missing:
         stub.GetJob(pb.GetJobRequest(name="nope"))
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
     with pytest.raises(grpc.RpcError) as no_backend:
-        stub.SubmitJob(pb.SubmitJobRequest(plan=training_plan(tmp_path, "x", "print(1)")))
+        stub.SubmitJob(pb.SubmitJobRequest(source=write_job(files, "x", "print(1)")))
     assert no_backend.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_sagemaker_backend_submits_and_follows(stub) -> None:
-    plan = compile_file(REPO / "examples/digits/job.yaml", overrides=["training.name=grpc-sm"])
-    submitted = stub.SubmitJob(pb.SubmitJobRequest(plan=plan, backend=pb.BACKEND_SAGEMAKER))
+def test_sagemaker_backend_submits_and_follows(stub, files) -> None:
+    source = write_job(files, "grpc-sm", "print(1)")
+    submitted = stub.SubmitJob(pb.SubmitJobRequest(source=source, backend=pb.BACKEND_SAGEMAKER))
     assert submitted.operation.metadata.arn.endswith("training-job/grpc-sm")
     job = stub.GetJob(pb.GetJobRequest(name="grpc-sm", backend=pb.BACKEND_SAGEMAKER)).job
     assert job.state == pb.JOB_STATE_SUCCEEDED  # moto completes jobs at once
