@@ -7,6 +7,7 @@ for a tuning job.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import re
@@ -16,14 +17,21 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-import yaml
 from trainspec.compiler._diagnostics import (
     Diagnostic,
     FieldPath,
     Location,
     SpecError,
 )
-from trainspec.compiler._load import LoadedSource, load_source
+from trainspec.compiler._load import (
+    MAX_ALIASES,
+    MAX_BYTES,
+    MAX_DEPTH,
+    MAX_NODES,
+    LoadedSource,
+    load_source,
+)
+from trainspec.compiler._load_yaml import load_yaml
 from trainspec.compiler._origin import Origin, OriginKind
 from trainspec.compiler._validate import Validated, validate_layer
 
@@ -114,8 +122,9 @@ def defaults_layer(source: LoadedSource, job: str) -> Layer:
 
 # A whole repository compiles against one or two defaults files: loading and validating
 # them once per content, not once per spec, is a third of a compile saved. Keyed by the
-# bytes, so an edited file is simply a miss; bounded in entries and entry size, as a
-# server sees many clients; locked, as a server compiles on several threads.
+# bytes, so an edited file is simply a miss; bounded in entries and in each entry's size,
+# key included (a server's callers choose both path and content); locked, as a server
+# compiles on several threads.
 _DEFAULTS_CACHE: dict[tuple[str, str | bytes, str], Layer] = {}
 _DEFAULTS_CACHE_ENTRIES = 64
 _DEFAULTS_CACHE_MAX_BYTES = 64 * 1024
@@ -129,7 +138,7 @@ def defaults_layer_of(path: str, content: str | bytes, job: str) -> Layer:
     if layer is not None:
         return layer
     layer = defaults_layer(load_source(path, content), job)
-    if len(content) <= _DEFAULTS_CACHE_MAX_BYTES:
+    if len(path) + len(content) <= _DEFAULTS_CACHE_MAX_BYTES:
         with _DEFAULTS_CACHE_LOCK:
             while len(_DEFAULTS_CACHE) >= _DEFAULTS_CACHE_ENTRIES:
                 del _DEFAULTS_CACHE[next(iter(_DEFAULTS_CACHE))]
@@ -158,6 +167,15 @@ def _as_user_names_it(path: str, cwd: str) -> str:
 
 
 _INDEX = re.compile(r"^(?P<name>[^\[\]]+)(?P<indexes>(\[\d+\])*)$")
+# An override is as cheap to reject as a spec file: its value goes through the same
+# hardened loader (aliases, depth, nodes), and its path and size are bounded (a server
+# takes overrides from any caller). The deepest field path of a spec has about 8 parts.
+MAX_SET_PATH_CHARS = 1024
+MAX_SET_PATH_PARTS = 32
+MAX_SET_BYTES = MAX_BYTES
+# The loader's refusals that are about cost, not syntax: these are errors, while text
+# that is not YAML is taken as the string it is.
+_LOAD_LIMITS = frozenset({"load.alias_limit", "load.too_deep", "load.too_large"})
 
 
 def override_layer(overrides: Sequence[str], job: str) -> Layer:
@@ -165,9 +183,21 @@ def override_layer(overrides: Sequence[str], job: str) -> Layer:
     tree: dict[str, Any] = {}
     locations: dict[FieldPath, Location] = {}
     problems: list[Diagnostic] = []
+    total = sum(len(text) for text in overrides)
+    if total > MAX_SET_BYTES:
+        raise SpecError([_set_limit(f"the overrides are {total} characters, over {MAX_SET_BYTES}")])
     for text in overrides:
-        where = Location(f"--set {text}")
+        where = Location(f"--set {_shorten(text)}")
         path_text, sep, raw_value = text.partition("=")
+        if len(path_text) > MAX_SET_PATH_CHARS or path_text.count(".") >= MAX_SET_PATH_PARTS:
+            problems.append(
+                _set_limit(
+                    f"the field path is longer than {MAX_SET_PATH_CHARS} characters or "
+                    f"{MAX_SET_PATH_PARTS} parts",
+                    where,
+                )
+            )
+            continue
         path = _parse_path(path_text.strip()) if sep else None
         if not path:
             problems.append(
@@ -194,9 +224,13 @@ def override_layer(overrides: Sequence[str], job: str) -> Layer:
             )
             continue
         try:
-            value = yaml.safe_load(raw_value) if raw_value.strip() else ""
-        except yaml.YAMLError:
-            value = raw_value
+            value = _set_value(raw_value)
+        except SpecError as exc:
+            problems.extend(
+                dataclasses.replace(d, field_path=path_text, location=where)
+                for d in exc.diagnostics
+            )
+            continue
         node: Any = tree
         for index, part in enumerate(path[:-1]):
             following = path[index + 1]
@@ -222,6 +256,37 @@ def override_layer(overrides: Sequence[str], job: str) -> Layer:
     validated = validate_layer("--set", tree, locations, locations, kind="defaults")
     rerooted, rerooted_locations = _reroot(validated, job)
     return Layer(OriginKind.OVERRIDE, rerooted, rerooted_locations, source="--set")
+
+
+def _set_value(raw: str) -> Any:
+    """A `--set` value as YAML (as the same text in a spec file would load), or the raw
+    text when it is not YAML; SpecError when it is over the loader's limits."""
+    if not raw.strip():
+        return ""
+    document = "value:\n" + "".join(f"  {line}\n" for line in raw.splitlines())
+    try:
+        tree, _, _ = load_yaml(
+            document, "--set", max_depth=MAX_DEPTH, max_nodes=MAX_NODES, max_aliases=MAX_ALIASES
+        )
+    except SpecError as exc:
+        if any(d.code in _LOAD_LIMITS for d in exc.diagnostics):
+            raise
+        return raw
+    return tree["value"]
+
+
+def _set_limit(message: str, where: Location | None = None) -> Diagnostic:
+    return Diagnostic(
+        "set.too_large",
+        "",
+        message,
+        hint="put large or deep values in the spec or a defaults file",
+        location=where or Location("--set"),
+    )
+
+
+def _shorten(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _parse_path(text: str) -> list[str | int] | None:

@@ -11,6 +11,9 @@ from trainspec.v1 import compiler_service_pb2
 
 _AUTOTUNE_MODES = {0: "explicit", 1: "explicit", 2: "native"}
 MESSAGE_SOURCE = "<request.spec>"
+# A file path is a label in every diagnostic's location: a long one would be copied into
+# each of them (and cached with a defaults file).
+MAX_PATH_CHARS = 1024
 
 
 def compile_request(
@@ -25,6 +28,7 @@ def compile_request(
         max_cost_usd=request.options.max_cost_usd or None,
         local_files=local_files,
     )
+    _check_paths(request)
     defaults = [(d.path or f"<defaults[{i}]>", d.content) for i, d in enumerate(request.defaults)]
     which = request.WhichOneof("input")
     if which == "source":
@@ -64,3 +68,22 @@ def compile_request(
     if not request.validate_only:
         response.plan.CopyFrom(plan)
     return response
+
+
+def _check_paths(request: compiler_service_pb2.CompileRequest) -> None:
+    from trainspec.compiler._diagnostics import Diagnostic
+
+    named = [("source.path", request.source.path)] if request.HasField("source") else []
+    named += [(f"defaults[{i}].path", d.path) for i, d in enumerate(request.defaults)]
+    long = [
+        Diagnostic(
+            "request.path_too_long",
+            field,
+            f"the path is {len(path)} characters, over {MAX_PATH_CHARS}",
+            hint="the path is only a label (it names the file in diagnostics): shorten it",
+        )
+        for field, path in named
+        if len(path) > MAX_PATH_CHARS
+    ]
+    if long:
+        raise SpecError(long)

@@ -96,7 +96,35 @@ def _fraction(value: Any) -> str | None:
 _CHECKS = {"s3_uri": _s3_uri, "data_uri": _data_uri, "positive": _positive, "fraction": _fraction}
 
 
+# NOTE [bounded problems]: cerberus sorts a validator's whole error list each time it adds
+# one, so a layer with N problems cost O(N^2) (2000 unknown keys: 5 s; a server's caller
+# chooses N). Past MAX_PROBLEMS, problems are counted and not kept: the report is the
+# first ones and "and N more". The schema has no *of rules, so a dropped error never
+# decides whether a document is valid: one over the limit is invalid already.
+MAX_PROBLEMS = 100
+
+
+class _Budget:
+    def __init__(self) -> None:
+        self.left = MAX_PROBLEMS
+        self.dropped = 0
+
+
 class _Validator(cerberus.Validator):
+    def _error(self, *args) -> None:
+        # A group (a child validator's errors, added by its parent) holds problems that
+        # were counted when the child found them.
+        grouped = len(args) == 1 or (
+            not isinstance(args[1], str) and args[1].code & cerberus_errors.ERROR_GROUP.code
+        )
+        if not grouped:
+            budget = _per_thread.budget
+            if budget.left <= 0:
+                budget.dropped += 1
+                return
+            budget.left -= 1
+        super()._error(*args)
+
     def _check_with_s3_uri(self, field: str, value: Any) -> None:
         self._report(field, _s3_uri(value))
 
@@ -247,9 +275,23 @@ def validate_layer(
     if _accepts(kind)(tree):  # the common case, proven valid without cerberus
         return layer
     validator = _validator(kind)
+    budget = _per_thread.budget = _Budget()
     if not validator.validate(tree, normalize=False):
-        raise SpecError(_diagnostics(validator._errors, layer, kind))
+        problems = _diagnostics(validator._errors, layer, kind)
+        if budget.dropped:
+            problems.append(_more_problems(budget.dropped, layer.path))
+        raise SpecError(problems)
     return layer
+
+
+def _more_problems(count: int, path: str) -> Diagnostic:
+    return Diagnostic(
+        "spec.more_problems",
+        "",
+        f"and {count} more problem(s) not listed (the first {MAX_PROBLEMS} are)",
+        hint="fix these and validate again",
+        location=Location(path),
+    )
 
 
 def _leaf_errors(errors) -> list:

@@ -12,6 +12,13 @@ from trainspec.v1 import compiler_service_pb2
 
 DOMAIN = "trainspec.dev"
 
+# Status details travel base64-encoded in one trailer, and clients refuse trailers over
+# 16 KiB (gRPC's default max metadata size), losing every detail: a status stays under
+# this many bytes before encoding (4/3 after), with room for the other trailers.
+MAX_DETAILS_BYTES = 8 * 1024
+# Any one text of a diagnostic (a message quoting a caller's 100 KB key, say).
+MAX_TEXT_CHARS = 300
+
 # ErrorInfo reasons (UPPER_SNAKE_CASE, stable within DOMAIN).
 REASON_INVALID_SPEC = "INVALID_SPEC"
 REASON_INVALID_REQUEST = "INVALID_REQUEST"
@@ -35,20 +42,36 @@ def spec_invalid(diagnostics: Sequence, request_id: str) -> grpc.Status:
 
     `diagnostics` are trainspec.compiler Diagnostic values (they know their proto form).
     """
-    protos = [d.to_proto() for d in diagnostics]
+    protos = [_clipped(d.to_proto()) for d in diagnostics]
     errors = [d for d in protos if d.severity == 1]
     first = errors[0] if errors else (protos[0] if protos else None)
     summary = f"the spec is invalid: {len(errors)} error(s)"
     if first is not None:
         where = f"{first.field_path}: " if first.field_path else ""
         summary += f"; first: {where}{first.message}"
+    # Errors first, so that what is cut to fit the trailer is warnings and later errors.
+    protos.sort(key=lambda d: d.severity != 1)
+    shown = len(protos)
+    while True:
+        status = _spec_status(summary, protos[:shown], len(protos), len(errors), first, request_id)
+        size = len(status.trailing_metadata[0][1])
+        if size <= MAX_DETAILS_BYTES or shown == 0:
+            return status
+        shown = min(shown - 1, shown * MAX_DETAILS_BYTES // size)
+
+
+def _spec_status(summary, protos, total, error_count, first, request_id) -> grpc.Status:
+    left_out = total - len(protos)
+    if left_out:
+        summary += f"; {left_out} diagnostic(s) left out of the details to fit the trailer"
     info = error_details_pb2.ErrorInfo(
         reason=REASON_INVALID_SPEC,
         domain=DOMAIN,
         metadata={
-            "error_count": str(len(errors)),
+            "error_count": str(error_count),
             "first_code": first.code if first is not None else "",
             "request_id": request_id,
+            "diagnostics_left_out": str(left_out),
         },
     )
     bad_request = error_details_pb2.BadRequest(
@@ -69,6 +92,17 @@ def spec_invalid(diagnostics: Sequence, request_id: str) -> grpc.Status:
             error_details_pb2.RequestInfo(request_id=request_id),
         ],
     )
+
+
+def _clipped(diagnostic):
+    """The diagnostic with each text at most MAX_TEXT_CHARS long."""
+    for field in ("message", "hint", "field_path", "value"):
+        text = getattr(diagnostic, field, None)
+        if isinstance(text, str) and len(text) > MAX_TEXT_CHARS:
+            setattr(diagnostic, field, text[: MAX_TEXT_CHARS - 3] + "...")
+    if diagnostic.HasField("location") and len(diagnostic.location.path) > MAX_TEXT_CHARS:
+        diagnostic.location.path = diagnostic.location.path[: MAX_TEXT_CHARS - 3] + "..."
+    return diagnostic
 
 
 def request_invalid(field: str, reason: str, description: str, request_id: str) -> grpc.Status:
