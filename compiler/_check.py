@@ -380,6 +380,18 @@ def _entry_point(c: _Context) -> Iterator[Diagnostic]:
     framework = c.get("model", "framework") or {}
     source_dir = framework.get("source_dir", "")
     entry_point = framework.get("entry_point", "")
+    if entry_point and (
+        os.path.isabs(entry_point) or os.path.normpath(entry_point).startswith("..")
+    ):
+        yield c.error(
+            "model.entry_point_outside",
+            ("model", "framework", "entry_point"),
+            f"{entry_point} is not inside source_dir",
+            value=entry_point,
+            hint="entry_point is a path relative to source_dir, which is all that is "
+            "uploaded: move the script into source_dir",
+        )
+        return
     if source_dir and is_local(source_dir):
         if not c.local_files.readable(source_dir):
             yield c.not_checked("model", "framework", "source_dir")

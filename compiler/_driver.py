@@ -15,6 +15,7 @@ from typing import Any
 
 from trainspec.compiler import _tuning
 from trainspec.compiler._botocore_check import botocore_version, check_request
+from trainspec.compiler._cancel import checkpoint
 from trainspec.compiler._catalog import Catalog, extend_catalog, load_catalog
 from trainspec.compiler._check import check_training
 from trainspec.compiler._data_check import inspect_local_data
@@ -139,6 +140,7 @@ def compile_loaded(
 ) -> plan_pb2.Plan | Intermediate:
     if until is Stage.LOAD:
         return Intermediate(until, source)
+    checkpoint()
     spec = validate_layer(
         source.path, source.tree, source.locations, source.key_locations, kind="spec"
     )
@@ -164,6 +166,7 @@ def compile_loaded(
     raise_if_errors(problems)
     if until is Stage.VALIDATE:
         return Intermediate(until, spec)
+    checkpoint()
 
     catalog = load_catalog()
     for layer in catalog_blocks:
@@ -172,6 +175,7 @@ def compile_loaded(
     resolved = resolve(layers, job)
     if until is Stage.RESOLVE:
         return Intermediate(until, resolved)
+    checkpoint()
 
     inferred = infer_training(resolved, catalog, spec_dir)
     tuning = _tuning.infer(inferred, catalog) if job == "tuning" else None
@@ -179,6 +183,7 @@ def compile_loaded(
         inferred = tuning.inferred
     if until is Stage.INFER:
         return Intermediate(until, inferred)
+    checkpoint()
 
     locate = _locator(inferred.resolved, spec)
     local_files = options.local_files or NOWHERE

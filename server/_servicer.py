@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+from trainspec.compiler._cancel import Cancelled, cancel_when
 from trainspec.server import _catalog, _pages, _status
 from trainspec.server._diff import diff_plans
 from trainspec.server._interceptors import current_request_id
@@ -21,6 +22,11 @@ def _abort_if_expired(context: grpc.ServicerContext) -> None:
         context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the call ran")
     if not context.is_active():
         context.abort(grpc.StatusCode.CANCELLED, "the call was cancelled")
+
+
+def _gave_up(context: grpc.ServicerContext) -> bool:
+    remaining = context.time_remaining()
+    return (remaining is not None and remaining <= 0) or not context.is_active()
 
 
 class CompilerServicer:
@@ -72,9 +78,13 @@ class CompilerServicer:
                 )
             )
         try:
-            response = self._compile(request)
+            with cancel_when(lambda: _gave_up(context)):
+                response = self._compile(request)
         except self._spec_error as error:
             context.abort_with_status(_status.spec_invalid(error.diagnostics, current_request_id()))
+        except Cancelled:
+            _abort_if_expired(context)
+            context.abort(grpc.StatusCode.CANCELLED, "the call was cancelled")
         if request.validate_only:  # AIP-163: a validation call returns no resource
             response.ClearField("plan")
         return response
