@@ -280,15 +280,20 @@ class SubmitJobRequest(_message.Message):
 
     @_builtins.property
     def source(self) -> _compiler_service_pb2.SourceFile:
-        """A spec file's content."""
+        """A spec file's content. Its path is a label relative to the server's files root:
+        the spec's relative paths (source, local data) are resolved from its folder.
+        """
 
     @_builtins.property
     def plan(self) -> _plan_pb2.Plan:
-        """A plan compiled earlier (its request is sent as it is)."""
+        """Refused with INVALID_ARGUMENT: the server runs only what it compiles itself, so a
+        hand-made plan cannot name code, paths, roles or instances its spec would not.
+        Kept so that old clients get a clear error.
+        """
 
     @_builtins.property
     def defaults(self) -> _containers.RepeatedCompositeFieldContainer[_compiler_service_pb2.SourceFile]:
-        """Organisation defaults layers, lowest first (for `spec` and `source`)."""
+        """Organisation defaults layers, lowest first."""
 
     def __init__(
         self,

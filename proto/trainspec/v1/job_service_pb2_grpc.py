@@ -26,9 +26,14 @@ if _version_not_supported:
 
 
 class JobServiceStub:
-    """Runs compiled plans on a backend (this server's machine, or Amazon SageMaker) and
-    follows them. Errors use the same model as CompilerService.Compile: an invalid spec is
-    INVALID_ARGUMENT with ErrorInfo, BadRequest and a DiagnosticList in the status details.
+    """Runs specs on a backend (this server's machine, or Amazon SageMaker) and follows them.
+    Served only where the operator switched it on (`trainspec serve --jobs local,sagemaker`):
+    a caller makes the server run code or spend money. A backend that is off answers
+    PERMISSION_DENIED; local jobs use only files under the server's files root; SageMaker
+    jobs may be limited to roles, instance types and a worst-case cost (PERMISSION_DENIED
+    or, over the budget, INVALID_ARGUMENT). Errors use the same model as
+    CompilerService.Compile: an invalid spec is INVALID_ARGUMENT with ErrorInfo, BadRequest
+    and a DiagnosticList in the status details.
     """
 
     def __init__(self, channel):
@@ -65,9 +70,14 @@ class JobServiceStub:
 
 
 class JobServiceServicer:
-    """Runs compiled plans on a backend (this server's machine, or Amazon SageMaker) and
-    follows them. Errors use the same model as CompilerService.Compile: an invalid spec is
-    INVALID_ARGUMENT with ErrorInfo, BadRequest and a DiagnosticList in the status details.
+    """Runs specs on a backend (this server's machine, or Amazon SageMaker) and follows them.
+    Served only where the operator switched it on (`trainspec serve --jobs local,sagemaker`):
+    a caller makes the server run code or spend money. A backend that is off answers
+    PERMISSION_DENIED; local jobs use only files under the server's files root; SageMaker
+    jobs may be limited to roles, instance types and a worst-case cost (PERMISSION_DENIED
+    or, over the budget, INVALID_ARGUMENT). Errors use the same model as
+    CompilerService.Compile: an invalid spec is INVALID_ARGUMENT with ErrorInfo, BadRequest
+    and a DiagnosticList in the status details.
     """
 
     def SubmitJob(self, request, context):
@@ -143,9 +153,14 @@ def add_JobServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class JobService:
-    """Runs compiled plans on a backend (this server's machine, or Amazon SageMaker) and
-    follows them. Errors use the same model as CompilerService.Compile: an invalid spec is
-    INVALID_ARGUMENT with ErrorInfo, BadRequest and a DiagnosticList in the status details.
+    """Runs specs on a backend (this server's machine, or Amazon SageMaker) and follows them.
+    Served only where the operator switched it on (`trainspec serve --jobs local,sagemaker`):
+    a caller makes the server run code or spend money. A backend that is off answers
+    PERMISSION_DENIED; local jobs use only files under the server's files root; SageMaker
+    jobs may be limited to roles, instance types and a worst-case cost (PERMISSION_DENIED
+    or, over the budget, INVALID_ARGUMENT). Errors use the same model as
+    CompilerService.Compile: an invalid spec is INVALID_ARGUMENT with ErrorInfo, BadRequest
+    and a DiagnosticList in the status details.
     """
 
     @staticmethod

@@ -27,9 +27,14 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class JobServiceStub:
-    """Runs compiled plans on a backend (this server's machine, or Amazon SageMaker) and
-    follows them. Errors use the same model as CompilerService.Compile: an invalid spec is
-    INVALID_ARGUMENT with ErrorInfo, BadRequest and a DiagnosticList in the status details.
+    """Runs specs on a backend (this server's machine, or Amazon SageMaker) and follows them.
+    Served only where the operator switched it on (`trainspec serve --jobs local,sagemaker`):
+    a caller makes the server run code or spend money. A backend that is off answers
+    PERMISSION_DENIED; local jobs use only files under the server's files root; SageMaker
+    jobs may be limited to roles, instance types and a worst-case cost (PERMISSION_DENIED
+    or, over the budget, INVALID_ARGUMENT). Errors use the same model as
+    CompilerService.Compile: an invalid spec is INVALID_ARGUMENT with ErrorInfo, BadRequest
+    and a DiagnosticList in the status details.
     """
 
     @_typing.overload
@@ -51,9 +56,14 @@ class JobServiceStub:
 
 @_typing.type_check_only
 class JobServiceAsyncStub(JobServiceStub):
-    """Runs compiled plans on a backend (this server's machine, or Amazon SageMaker) and
-    follows them. Errors use the same model as CompilerService.Compile: an invalid spec is
-    INVALID_ARGUMENT with ErrorInfo, BadRequest and a DiagnosticList in the status details.
+    """Runs specs on a backend (this server's machine, or Amazon SageMaker) and follows them.
+    Served only where the operator switched it on (`trainspec serve --jobs local,sagemaker`):
+    a caller makes the server run code or spend money. A backend that is off answers
+    PERMISSION_DENIED; local jobs use only files under the server's files root; SageMaker
+    jobs may be limited to roles, instance types and a worst-case cost (PERMISSION_DENIED
+    or, over the budget, INVALID_ARGUMENT). Errors use the same model as
+    CompilerService.Compile: an invalid spec is INVALID_ARGUMENT with ErrorInfo, BadRequest
+    and a DiagnosticList in the status details.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -71,9 +81,14 @@ class JobServiceAsyncStub(JobServiceStub):
     """Asks a running job to stop; returns the job, usually STOPPING."""
 
 class JobServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Runs compiled plans on a backend (this server's machine, or Amazon SageMaker) and
-    follows them. Errors use the same model as CompilerService.Compile: an invalid spec is
-    INVALID_ARGUMENT with ErrorInfo, BadRequest and a DiagnosticList in the status details.
+    """Runs specs on a backend (this server's machine, or Amazon SageMaker) and follows them.
+    Served only where the operator switched it on (`trainspec serve --jobs local,sagemaker`):
+    a caller makes the server run code or spend money. A backend that is off answers
+    PERMISSION_DENIED; local jobs use only files under the server's files root; SageMaker
+    jobs may be limited to roles, instance types and a worst-case cost (PERMISSION_DENIED
+    or, over the budget, INVALID_ARGUMENT). Errors use the same model as
+    CompilerService.Compile: an invalid spec is INVALID_ARGUMENT with ErrorInfo, BadRequest
+    and a DiagnosticList in the status details.
     """
 
     @_abc_1.abstractmethod
