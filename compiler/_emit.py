@@ -88,14 +88,17 @@ def _add_provenance(
 
 
 def _batch_message(batch_sizes: Any) -> plan_pb2.BatchSizes:
-    message = plan_pb2.BatchSizes(
+    return plan_pb2.BatchSizes(
         hyperparameter=batch_sizes.hyperparameter,
         per_device=batch_sizes.per_device,
+        per_process=batch_sizes.per_process,
         per_instance=batch_sizes.per_instance,
+        global_batch_size=batch_sizes.global_,
         gpus_per_instance=batch_sizes.gpus_per_instance,
+        devices_per_instance=batch_sizes.devices_per_instance,
+        device_kind=batch_sizes.device_kind,
+        processes_per_host=batch_sizes.processes_per_host,
     )
-    setattr(message, "global", batch_sizes.global_)
-    return message
 
 
 def _get(tree: Any, path: FieldPath) -> Any:

@@ -98,10 +98,44 @@ def test_every_entry_is_plausible(catalog):
 def test_gpus_for_batch(catalog):
     assert gpus_for_batch(catalog.instances["ml.p3.8xlarge"]) == 4
     assert gpus_for_batch(catalog.instances["ml.m5.large"]) == 1
-    # non-NVIDIA accelerators count per device, like GPUs
-    trn = catalog.instances["ml.trn1.32xlarge"]
-    assert trn.gpus == 0 and trn.accelerator == "trainium"
-    assert gpus_for_batch(trn) == trn.accelerator_count == 16
+    # Trainium counts in NeuronCores, the unit the launcher starts a worker for: 2 per
+    # trn1 chip, 4 logical per trn2 chip (the training toolkit's 64 on trn2.48xlarge)
+    for name, chips, cores in [
+        ("ml.trn1.2xlarge", 1, 2),
+        ("ml.trn1.32xlarge", 16, 32),
+        ("ml.trn1n.32xlarge", 16, 32),
+        ("ml.trn2.48xlarge", 16, 64),
+    ]:
+        trn = catalog.instances[name]
+        assert trn.gpus == 0 and trn.accelerator.startswith("trainium"), name
+        assert trn.accelerator_count == chips and trn.accelerator_cores == cores, name
+        assert gpus_for_batch(trn) == cores and trn.device_kind == "neuron_core", name
+        assert trn.specs_source, name
+
+
+def test_every_accelerator_family_is_counted(catalog):
+    # a trn* or inf* entry without cores would silently count as one CPU device
+    for name, instance in catalog.instances.items():
+        if name.split(".")[1].startswith(("trn", "inf")):
+            assert instance.accelerator and instance.accelerator_cores > 0, name
+
+
+def test_accelerator_entries_need_cores_and_a_source(tmp_path):
+    path = tmp_path / "instances.yaml"
+    path.write_text(
+        'version: "2026.12.06-1"\ninstances:\n'
+        '  ml.trn1.2xlarge: {gpus: 0, gpu_model: "", gpu_memory_gib: 0, vcpus: 8,'
+        " memory_gib: 32, local_nvme_gb: 0, accelerator: trainium, accelerator_count: 1,"
+        ' price_per_hour: 1.5, price_date: "2026-11-24", price_source: estimate,'
+        " price_estimated: true}\n"
+    )
+    with pytest.raises(InternalError) as raised:
+        _load_instances(path)
+    fields = {d.field_path for d in raised.value.diagnostics}
+    assert fields == {
+        "instances.ml.trn1.2xlarge.accelerator_cores",
+        "instances.ml.trn1.2xlarge.specs_source",
+    }
 
 
 def test_local_nvme(catalog):
