@@ -124,7 +124,8 @@ def infer_training(resolved: Resolved, catalog: Catalog, spec_dir: str | os.Path
     artifact = _join_s3(output, name, "output", "model.tar.gz") if output and name else ""
     script_mode, uploads = _plan_uploads(training, output, name, _region(training))
     for key in script_mode:
-        origins[base + ("hyperparameters", key)] = _rule(
+        # they live in the request, not in the job's hyperparameters
+        origins[("sagemaker_request", "HyperParameters", key)] = _rule(
             "script_mode.hyperparameters", "SageMaker's framework containers read it"
         )
 
