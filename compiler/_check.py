@@ -10,10 +10,17 @@ import difflib
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 from trainspec.compiler._catalog import Catalog
-from trainspec.compiler._diagnostics import Diagnostic, FieldPath, Location, format_path
+from trainspec.compiler._diagnostics import (
+    Diagnostic,
+    FieldPath,
+    Location,
+    Severity,
+    format_path,
+)
 from trainspec.compiler._infer import (
     PER_DEVICE_LAUNCHERS,
     Inferred,
@@ -73,6 +80,9 @@ class _Context:
         path = self.path(*parts)
         extra = {} if value is None else {"value": value}
         return Diagnostic(code, format_path(path), message, hint, self._locate(path), **extra)
+
+    def warning(self, code: str, parts: tuple, message: str, hint: str = "", value=None):
+        return replace(self.error(code, parts, message, hint, value), severity=Severity.WARNING)
 
     def get(self, *parts: str) -> Any:
         node: Any = self.training
@@ -250,6 +260,15 @@ def _spot_and_time(c: _Context) -> Iterator[Diagnostic]:
                 "make it at least max_runtime_seconds",
                 value=wait,
             )
+        if not (c.get("checkpoint") or {}).get("s3_uri"):
+            yield c.warning(
+                "spot.no_checkpoint",
+                ("compute", "spot"),
+                "managed spot training without checkpoints starts over from the beginning "
+                "after every interruption",
+                hint="set checkpoint.s3_uri and save checkpoints to /opt/ml/checkpoints "
+                "(SageMaker syncs that folder to it)",
+            )
         if compute.get("keep_alive_seconds"):
             yield c.error(
                 "spot.no_warm_pool",
@@ -405,20 +424,8 @@ def _data(c: _Context) -> Iterator[Diagnostic]:
             )
             continue
         s3_type = spec.get("s3_data_type", "S3_DATA_TYPE_S3_PREFIX")
-        if (
-            uri.startswith("s3://")
-            and s3_type == "S3_DATA_TYPE_S3_PREFIX"
-            and not uri.endswith("/")
-            and c.inferred.pretrained is not None
-        ):
-            yield c.error(
-                "data.s3_prefix_slash",
-                ("data", channel, "uri"),
-                "an S3 prefix must end with '/'",
-                hint=f"write {uri}/ (without it, s3://bucket/train also matches "
-                "s3://bucket/train-old/)",
-                value=uri,
-            )
+        if uri.startswith("s3://") and s3_type == "S3_DATA_TYPE_S3_PREFIX":
+            yield from _prefix_slash(c, channel, uri)
         if not is_local(uri):
             continue
         if not c.local_files.readable(uri):
@@ -430,6 +437,27 @@ def _data(c: _Context) -> Iterator[Diagnostic]:
                 f"the local path {uri} does not exist",
                 value=uri,
             )
+
+
+def _prefix_slash(c: _Context, channel: str, uri: str) -> Iterator[Diagnostic]:
+    """SageMaker matches an S3Prefix as a string prefix: `.../train` takes in
+    `.../train-old/` too. A catalog model's script reads the channel as a folder, so
+    there it is an error; a script of the user's may name one object (`.../train.csv`),
+    so a key whose last part looks like a folder gets a warning and a file name none."""
+    key = uri[len("s3://") :].partition("/")[2]
+    if uri.endswith("/") or not key:
+        return
+    pretrained = c.inferred.pretrained is not None
+    if pretrained or "." not in key.rsplit("/", 1)[-1]:
+        report = c.error if pretrained else c.warning
+        yield report(
+            "data.s3_prefix_slash",
+            ("data", channel, "uri"),
+            f"an S3 prefix without a trailing '/' also matches its siblings: {uri} takes "
+            f"in {uri}-old/ too",
+            hint=f"write {uri}/ to read only that folder",
+            value=uri,
+        )
 
 
 def _entry_point(c: _Context) -> Iterator[Diagnostic]:
