@@ -404,3 +404,19 @@ def test_extend_rejects_non_mapping(catalog):
     with pytest.raises(SpecError) as caught:
         extend_catalog(catalog, {"catalog": ["ml.p3.2xlarge"]}, {})
     assert caught.value.diagnostics[0].field_path == "catalog"
+
+
+def test_every_specs_source_is_explained_in_the_file_header(catalog):
+    # the accelerator figures were read, not remembered: each entry names a key that the
+    # header of instances.yaml maps to the page it was read from
+    from importlib import resources
+
+    text = resources.files("trainspec.compiler.catalog").joinpath("instances.yaml").read_text()
+    header = text.split("\ninstances:", 1)[0]
+    explained = set(re.findall(r"^#\s{3}(\S+):", header, flags=re.MULTILINE))
+    used = {i.specs_source for i in catalog.instances.values() if i.specs_source}
+    assert used and used <= explained
+    for key in used:
+        # the key's line and its deeper-indented continuation lines
+        entry = re.search(rf"^#   {re.escape(key)}:.*(\n#     .*)*", header, re.MULTILINE)
+        assert "https://" in entry.group(0) or "commit" in entry.group(0), key
