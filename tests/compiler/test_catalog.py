@@ -420,3 +420,49 @@ def test_every_specs_source_is_explained_in_the_file_header(catalog):
         # the key's line and its deeper-indented continuation lines
         entry = re.search(rf"^#   {re.escape(key)}:.*(\n#     .*)*", header, re.MULTILINE)
         assert "https://" in entry.group(0) or "commit" in entry.group(0), key
+
+
+def _describe(name: str, chips: int, cores_per_chip: int, chip_mib: int, vcpus: int, mib: int):
+    """One entry as `aws ec2 describe-instance-types` prints it."""
+    return {
+        "InstanceType": name,
+        "VCpuInfo": {"DefaultVCpus": vcpus},
+        "MemoryInfo": {"SizeInMiB": mib},
+        "NeuronInfo": {
+            "NeuronDevices": [
+                {
+                    "Count": chips,
+                    "Name": "Trainium",
+                    "CoreInfo": {"Count": cores_per_chip, "Version": 2},
+                    "MemoryInfo": {"SizeInMiB": chip_mib},
+                }
+            ]
+        },
+    }
+
+
+def test_refresh_instances_checks_figures_against_ec2(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parents[2] / "tools" / "refresh_instances.py"
+    agreeing = [
+        _describe("trn1.32xlarge", 16, 2, 32 * 1024, 128, 512 * 1024),
+        # EC2 counts trn2's 8 physical cores a chip; the launcher 4 logical ones
+        _describe("trn2.48xlarge", 16, 8, 96 * 1024, 192, 2048 * 1024),
+    ]
+    saved = tmp_path / "ec2.json"
+    saved.write_text(json.dumps({"InstanceTypes": agreeing}))
+    ok = subprocess.run([sys.executable, tool, "--ec2", saved], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "0 differences" in ok.stdout
+
+    wrong = [_describe("trn1.32xlarge", 8, 3, 16 * 1024, 128, 512 * 1024)]
+    saved.write_text(json.dumps({"InstanceTypes": wrong}))
+    bad = subprocess.run([sys.executable, tool, "--ec2", saved], capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert "ml.trn1.32xlarge: accelerator_count is 16 here, EC2 says 8" in bad.stdout
+    assert "ml.trn1.32xlarge: accelerator_memory_gib is 32 here, EC2 says 16" in bad.stdout
+    assert "accelerator_cores 32 does not divide EC2's 24 NeuronCores" in bad.stdout
