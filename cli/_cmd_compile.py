@@ -46,7 +46,10 @@ def explain_text(plan: Any) -> str:
         if entry.location.path:
             loc = entry.location
             where = f"{loc.path}:{loc.line}:{loc.column}" if loc.line else loc.path
-        origin = " ".join(p for p in (kinds.get(entry.kind, "?"), where or entry.source) if p)
+        kind = kinds.get(entry.kind, "?")
+        if where.startswith(kind + " "):  # an override's location is its `--set ...` text
+            kind = ""
+        origin = " ".join(p for p in (kind, where or entry.source) if p)
         if entry.reason:
             origin += f" ({entry.reason})"
         rows.append((entry.field_path, value, origin))

@@ -146,7 +146,11 @@ def _when(seconds: float | None) -> str:
 @handle_errors()
 def list_jobs(root, as_json) -> None:
     """List local jobs, oldest first."""
-    records = _store(root).list()
+    # an empty or never-used root is an answer, not an error: nothing has run yet
+    records = _store(root).list() if (Path(root) / "jobs.db").exists() else []
+    if not records and not as_json:
+        click.echo(f"no local jobs under {root} yet (`trainspec run SPEC --local` starts one)")
+        return
     if as_json:
         for record in records:
             click.echo(json.dumps(_record_dict(record), sort_keys=True))

@@ -109,14 +109,15 @@ class TuningInference:
 def infer_tuning(
     tuning: Mapping[str, Any],
     *,
-    gpus_per_instance: int,
+    devices_per_process: int,
     batch_hyperparameter: str | None,
     rules: Rules | None = None,
 ) -> TuningInference:
     """Infer what the user left out of a resolved tuning tree; never mutates `tuning`.
 
-    `gpus_per_instance` undoes the training pass's per-instance scaling of the batch-size
-    hyperparameter `batch_hyperparameter` (CPU instances count as 1). User ranges replace
+    `devices_per_process` undoes the training pass's scaling of the batch-size
+    hyperparameter `batch_hyperparameter` from per device to per process (the GPUs or
+    NeuronCores one process drives; 1 under a per-device launcher or on CPU). User ranges replace
     inferred ranges of the same name whole; user strategy, early stopping, limits fields,
     Hyperband settings and completion criteria replace inferred ones.
     """
@@ -143,7 +144,7 @@ def infer_tuning(
     ranges: dict[str, Any] = {}
     if autotune:
         inferred, range_notes = _infer_ranges(
-            hyperparameters, user_ranges, max(1, gpus_per_instance), batch_hyperparameter, rules
+            hyperparameters, user_ranges, max(1, devices_per_process), batch_hyperparameter, rules
         )
         notes.extend(range_notes)
         for name, (parameter_range, source, reason) in sorted(inferred.items()):
@@ -262,7 +263,7 @@ def infer_tuning(
 def _infer_ranges(
     hyperparameters: Mapping[str, Any],
     user_ranges: Mapping[str, Any],
-    gpus: int,
+    devices: int,
     batch_hyperparameter: str | None,
     rules: Rules,
 ) -> tuple[dict[str, tuple[dict, str, str]], list[Diagnostic]]:
@@ -290,9 +291,13 @@ def _infer_ranges(
                 )
             )
             continue
-        per_device = rule.per_device and name == batch_hyperparameter and gpus > 1
-        scale = gpus if per_device else 1
-        bounds = rule.derive_range(number / scale, scale=scale)
+        per_device = rule.per_device and name == batch_hyperparameter
+        scale = devices if per_device else 1
+        if rule.type == "categorical":
+            values = rule.derive_values(number / scale, scale=scale)
+            bounds = (values[0], values[-1]) if values else None
+        else:
+            bounds = rule.derive_range(number / scale, scale=scale)
         if bounds is None:
             notes.append(
                 Diagnostic(
@@ -308,12 +313,24 @@ def _infer_ranges(
                 )
             )
             continue
-        lo, hi = bounds
-        parameter_range = {rule.type: {"min": lo, "max": hi, "scaling": f"SCALING_{rule.scaling}"}}
         reason = rule.reason
-        if per_device:
-            reason += f": {lo // scale}–{hi // scale} per device × {scale} GPUs"
+        if rule.type == "categorical":
+            parameter_range = {"categorical": {"values": [str(v) for v in values]}}
+            listed = ", ".join(_fmt(v // scale) for v in values)
+            if per_device and scale > 1:
+                reason += (
+                    f": {listed} per device × {scale} devices per process, scaled like the"
+                    " static value"
+                )
+            elif per_device:
+                reason += f": {listed} per device, one device per process"
+            else:
+                reason += f": {listed} from {_fmt(number)}"
         else:
+            lo, hi = bounds
+            parameter_range = {
+                rule.type: {"min": lo, "max": hi, "scaling": f"SCALING_{rule.scaling}"}
+            }
             reason += f": {_fmt(lo)}–{_fmt(hi)} from {_fmt(number)}"
         inferred[name] = (parameter_range, rule.source, reason)
     if no_rule:

@@ -32,8 +32,12 @@ _SCHEMA: dict[str, Any] = {
                 "id": _ID,
                 "version": _VERSION,
                 "names": {**_NAMES, "required": True, "minlength": 1},
-                "type": {"type": "string", "required": True, "allowed": ["integer", "continuous"]},
-                "scaling": {"type": "string", "required": True, "allowed": _SCALINGS},
+                "type": {
+                    "type": "string",
+                    "required": True,
+                    "allowed": ["integer", "continuous", "categorical"],
+                },
+                "scaling": {"type": "string", "allowed": _SCALINGS},
                 "derive": {
                     "type": "dict",
                     "required": True,
@@ -198,8 +202,8 @@ class RangeRule:
     id: str
     version: int
     names: tuple[str, ...]
-    type: str  # "integer" | "continuous"
-    scaling: str  # short Scaling name, e.g. "LOGARITHMIC"
+    type: str  # "integer" | "continuous" | "categorical" (powers of two)
+    scaling: str  # short Scaling name, e.g. "LOGARITHMIC"; "" for categorical
     derive: Derive
     hard_min: float
     hard_max: float
@@ -233,6 +237,21 @@ class RangeRule:
         if not lo < hi:
             return None
         return (lo, hi)
+
+    def derive_values(self, value: float, *, scale: int = 1) -> tuple[int, ...] | None:
+        """A categorical rule's values for a static value already divided by `scale`
+        devices: every power of two in the derived, clipped range, each times `scale`.
+
+        Categorical, so a trial never runs a batch that is not a power of two per device
+        (an integer range over the scaled bounds let trials pick 413 or 229). None when
+        fewer than two values remain."""
+        lo, hi = self.derive.bounds(value)
+        lo, hi = max(lo, self.hard_min, 1), min(hi, self.hard_max)
+        if hi < lo:
+            return None
+        exponents = range(math.ceil(math.log2(lo)), math.floor(math.log2(hi)) + 1)
+        values = tuple(2**e * scale for e in exponents)
+        return values if len(values) >= 2 else None
 
 
 @dataclass(frozen=True)
@@ -371,20 +390,25 @@ def _range_rule(raw: Mapping[str, Any]) -> RangeRule:
     else:
         derive = FixedDerive(derive_raw["min"], derive_raw["max"])
     bounds = raw["bounds"]
+    if raw["type"] == "categorical":
+        if raw.get("round") != "power_of_two" or "scaling" in raw:
+            raise ValueError("a categorical rule needs round: power_of_two and no scaling")
+    elif "scaling" not in raw:
+        raise ValueError(f"a {raw['type']} rule needs scaling")
     if not bounds["min"] < bounds["max"]:
         raise ValueError(f"bounds need min < max, got {bounds['min']} and {bounds['max']}")
-    if raw["scaling"] == "REVERSE_LOGARITHMIC" and (
+    if raw.get("scaling") == "REVERSE_LOGARITHMIC" and (
         raw["type"] != "continuous" or bounds["min"] < 0 or bounds["max"] >= 1
     ):
         raise ValueError("REVERSE_LOGARITHMIC needs a continuous rule with bounds in [0, 1)")
-    if raw["scaling"] == "LOGARITHMIC" and bounds["min"] <= 0:
+    if raw.get("scaling") == "LOGARITHMIC" and bounds["min"] <= 0:
         raise ValueError("LOGARITHMIC needs bounds.min > 0")
     return RangeRule(
         id=raw["id"],
         version=raw["version"],
         names=tuple(normalize_name(n) for n in raw["names"]),
         type=raw["type"],
-        scaling=raw["scaling"],
+        scaling=raw.get("scaling", ""),
         derive=derive,
         hard_min=bounds["min"],
         hard_max=bounds["max"],

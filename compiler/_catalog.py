@@ -49,14 +49,26 @@ class InstanceType:
     price_date: str
     price_source: str
     price_estimated: bool
-    accelerator_count: int = 0
+    accelerator_count: int = 0  # accelerator chips (Trainium devices)
     accelerator_memory_gib: float = 0
+    # NeuronCores one instance exposes to the training launcher: the toolkit starts one
+    # torchrun worker per core, so a Trainium instance's data-parallel device is a core,
+    # not a chip (trn1: 2 per chip; trn2: 4 logical per chip at the default LNC=2).
+    accelerator_cores: int = 0
     specs_estimated: bool = False
+    specs_source: str = ""  # where the accelerator figures were read
 
     @property
     def devices(self) -> int:
-        """Data-parallel devices per instance: GPUs, else accelerators, else 1 (the CPU)."""
-        return self.gpus or self.accelerator_count or 1
+        """Data-parallel devices per instance: GPUs, else NeuronCores, else 1 (the CPU)."""
+        return self.gpus or self.accelerator_cores or 1
+
+    @property
+    def device_kind(self) -> str:
+        """What one data-parallel device is: `gpu`, `neuron_core` or `cpu`."""
+        if self.gpus:
+            return "gpu"
+        return "neuron_core" if self.accelerator_cores else "cpu"
 
 
 @dataclass(frozen=True)
@@ -125,7 +137,7 @@ class Catalog:
 
 
 def gpus_for_batch(instance: InstanceType) -> int:
-    """The factor from per-device to per-instance batch size (a CPU instance counts as 1)."""
+    """The factor from per-device to per-instance batch size: GPUs, NeuronCores, or 1."""
     return instance.devices
 
 
@@ -170,6 +182,8 @@ _INSTANCE_SCHEMA: dict[str, Any] = {
     "accelerator": {"type": "string", "required": True, "regex": r"[a-z0-9\-]*"},
     "accelerator_count": {"type": "integer", "min": 0},
     "accelerator_memory_gib": {"type": "number", "min": 0},
+    "accelerator_cores": {"type": "integer", "min": 0},
+    "specs_source": {"type": "string"},
     "price_per_hour": {"type": "number", "required": True, "min": 0},
     "price_date": {"type": ["string", "date"], "required": True},
     "price_source": {"type": "string", "required": True, "minlength": 1},
@@ -284,6 +298,16 @@ def _instance_problems(entry: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
         yield "accelerator_count", f"must be > 0 for accelerator {entry['accelerator']!r}"
     if count and not entry["accelerator"]:
         yield "accelerator", "must name the accelerator when accelerator_count > 0"
+    cores = entry.get("accelerator_cores", 0)
+    if entry["accelerator"] and not cores:
+        yield (
+            "accelerator_cores",
+            (f"must give the NeuronCores per instance for accelerator {entry['accelerator']!r}"),
+        )
+    if cores and count and cores % count:
+        yield "accelerator_cores", f"{cores} is not a multiple of accelerator_count {count}"
+    if (count or cores) and not entry.get("specs_source"):
+        yield "specs_source", "must say where the accelerator figures come from"
     if gpus and entry["accelerator"]:
         yield "accelerator", "is for non-NVIDIA accelerators; this entry has GPUs"
 

@@ -10,11 +10,24 @@ import difflib
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 from trainspec.compiler._catalog import Catalog
-from trainspec.compiler._diagnostics import Diagnostic, FieldPath, Location, format_path
-from trainspec.compiler._infer import Inferred, framework_regions, frameworks, is_local
+from trainspec.compiler._diagnostics import (
+    Diagnostic,
+    FieldPath,
+    Location,
+    Severity,
+    format_path,
+)
+from trainspec.compiler._infer import (
+    PER_DEVICE_LAUNCHERS,
+    Inferred,
+    framework_regions,
+    frameworks,
+    is_local,
+)
 from trainspec.compiler._local_files import EVERYWHERE, LocalFiles, not_checked
 from trainspec.compiler._origin import OriginKind
 
@@ -67,6 +80,9 @@ class _Context:
         path = self.path(*parts)
         extra = {} if value is None else {"value": value}
         return Diagnostic(code, format_path(path), message, hint, self._locate(path), **extra)
+
+    def warning(self, code: str, parts: tuple, message: str, hint: str = "", value=None):
+        return replace(self.error(code, parts, message, hint, value), severity=Severity.WARNING)
 
     def get(self, *parts: str) -> Any:
         node: Any = self.training
@@ -130,6 +146,18 @@ def _known_catalog_entries(c: _Context) -> Iterator[Diagnostic]:
             else "`trainspec catalog models` lists them",
             value=pretrained,
         )
+    instance = c.inferred.instance
+    if c.inferred.pretrained is not None and instance and instance.device_kind == "neuron_core":
+        yield c.error(
+            "image.trainium_pretrained",
+            ("compute", "instance_type"),
+            f"catalog model {pretrained} has GPU and CPU training images only; none runs on "
+            f"Trainium ({instance.name})",
+            hint="choose a GPU instance, e.g. " + c.inferred.pretrained.default_instance_type
+            if c.inferred.pretrained.default_instance_type
+            else "choose a GPU instance",
+            value=instance.name,
+        )
     framework = c.get("model", "framework")
     if framework:
         if not framework.get("entry_point"):
@@ -148,7 +176,10 @@ def _known_catalog_entries(c: _Context) -> Iterator[Diagnostic]:
             )
         region = c.get("region")
         name = framework.get("name", "")
-        if region and name in frameworks()["frameworks"] and not c.inferred.image_uri:
+        instance = c.inferred.instance
+        if instance is not None and instance.device_kind == "neuron_core":
+            yield from _trainium_image(c, framework, instance.name)
+        elif region and name in frameworks()["frameworks"] and not c.inferred.image_uri:
             yield c.error(
                 "image.unknown_region",
                 ("region",),
@@ -156,6 +187,41 @@ def _known_catalog_entries(c: _Context) -> Iterator[Diagnostic]:
                 hint="supported regions: " + ", ".join(framework_regions(name)),
                 value=region,
             )
+
+
+def _trainium_image(c: _Context, framework: Mapping[str, Any], instance: str):
+    """A framework job on Trainium needs a Neuron image; the GPU and CPU ones do not run."""
+    if c.inferred.image_uri or not c.get("region"):
+        return
+    name, version = framework.get("name", ""), framework.get("version", "")
+    neuron = (frameworks()["frameworks"].get(name) or {}).get("neuron")
+    if neuron is None:
+        yield c.error(
+            "image.trainium_framework",
+            ("model", "framework", "name"),
+            f"{name} has no training image for Trainium ({instance}); SageMaker runs only "
+            "pytorch there",
+            hint="use framework pytorch, a GPU or CPU instance, or `model.image` with a "
+            "Neuron image of your own",
+            value=name,
+        )
+    elif version not in neuron["versions"]:
+        yield c.error(
+            "image.trainium_version",
+            ("model", "framework", "version"),
+            f"no Neuron (Trainium) training image is known for {name} {version}",
+            hint=f"versions with one: {', '.join(sorted(set(neuron['versions'].values())))};"
+            " or give `model.image` (a pytorch-training-neuronx image)",
+            value=version,
+        )
+    else:
+        yield c.error(
+            "image.unknown_region",
+            ("region",),
+            f"no Neuron (Trainium) {name} training image is known in {c.get('region')}",
+            hint="regions with one: " + ", ".join(neuron["regions"]),
+            value=c.get("region"),
+        )
 
 
 def _batch(c: _Context) -> Iterator[Diagnostic]:
@@ -193,6 +259,15 @@ def _spot_and_time(c: _Context) -> Iterator[Diagnostic]:
                 hint="spot jobs wait for capacity inside max_wait_seconds: "
                 "make it at least max_runtime_seconds",
                 value=wait,
+            )
+        if not (c.get("checkpoint") or {}).get("s3_uri"):
+            yield c.warning(
+                "spot.no_checkpoint",
+                ("compute", "spot"),
+                "managed spot training without checkpoints starts over from the beginning "
+                "after every interruption",
+                hint="set checkpoint.s3_uri and save checkpoints to /opt/ml/checkpoints "
+                "(SageMaker syncs that folder to it)",
             )
         if compute.get("keep_alive_seconds"):
             yield c.error(
@@ -349,20 +424,8 @@ def _data(c: _Context) -> Iterator[Diagnostic]:
             )
             continue
         s3_type = spec.get("s3_data_type", "S3_DATA_TYPE_S3_PREFIX")
-        if (
-            uri.startswith("s3://")
-            and s3_type == "S3_DATA_TYPE_S3_PREFIX"
-            and not uri.endswith("/")
-            and c.inferred.pretrained is not None
-        ):
-            yield c.error(
-                "data.s3_prefix_slash",
-                ("data", channel, "uri"),
-                "an S3 prefix must end with '/'",
-                hint=f"write {uri}/ (without it, s3://bucket/train also matches "
-                "s3://bucket/train-old/)",
-                value=uri,
-            )
+        if uri.startswith("s3://") and s3_type == "S3_DATA_TYPE_S3_PREFIX":
+            yield from _prefix_slash(c, channel, uri)
         if not is_local(uri):
             continue
         if not c.local_files.readable(uri):
@@ -374,6 +437,27 @@ def _data(c: _Context) -> Iterator[Diagnostic]:
                 f"the local path {uri} does not exist",
                 value=uri,
             )
+
+
+def _prefix_slash(c: _Context, channel: str, uri: str) -> Iterator[Diagnostic]:
+    """SageMaker matches an S3Prefix as a string prefix: `.../train` takes in
+    `.../train-old/` too. A catalog model's script reads the channel as a folder, so
+    there it is an error; a script of the user's may name one object (`.../train.csv`),
+    so a key whose last part looks like a folder gets a warning and a file name none."""
+    key = uri[len("s3://") :].partition("/")[2]
+    if uri.endswith("/") or not key:
+        return
+    pretrained = c.inferred.pretrained is not None
+    if pretrained or "." not in key.rsplit("/", 1)[-1]:
+        report = c.error if pretrained else c.warning
+        yield report(
+            "data.s3_prefix_slash",
+            ("data", channel, "uri"),
+            f"an S3 prefix without a trailing '/' also matches its siblings: {uri} takes "
+            f"in {uri}-old/ too",
+            hint=f"write {uri}/ to read only that folder",
+            value=uri,
+        )
 
 
 def _entry_point(c: _Context) -> Iterator[Diagnostic]:
@@ -412,10 +496,63 @@ def _entry_point(c: _Context) -> Iterator[Diagnostic]:
             )
 
 
+_LAUNCHERS = {
+    "DISTRIBUTION_TYPE_TORCH_DISTRIBUTED": "TORCH_DISTRIBUTED",
+    "DISTRIBUTION_TYPE_MPI": "MPI",
+    "DISTRIBUTION_TYPE_PARAMETER_SERVER": "PARAMETER_SERVER",
+    "DISTRIBUTION_TYPE_SMDDP": "SMDDP",
+}
+
+
 def _distribution(c: _Context) -> Iterator[Diagnostic]:
-    kind = c.get("distribution", "type")
+    """The launcher rules of the SageMaker Python SDK (fw_utils.py) and the toolkit."""
+    distribution = c.get("distribution") or {}
+    kind = distribution.get("type")
     instance = c.inferred.instance
-    if kind in ("DISTRIBUTION_TYPE_SMDDP",) and instance is not None and instance.gpus < 8:
+    model = c.get("model") or {}
+    if distribution.get("processes_per_host") and kind not in PER_DEVICE_LAUNCHERS:
+        yield c.error(
+            "distribution.processes_without_launcher",
+            ("distribution", "processes_per_host"),
+            "only applies with a TORCH_DISTRIBUTED, MPI or SMDDP launcher; without one "
+            "SageMaker starts one training process per instance",
+            hint="set distribution.type or remove processes_per_host",
+            value=distribution["processes_per_host"],
+        )
+    if kind not in _LAUNCHERS:
+        return
+    if (
+        instance is not None
+        and instance.device_kind == "neuron_core"
+        and kind != ("DISTRIBUTION_TYPE_TORCH_DISTRIBUTED")
+    ):
+        yield c.error(
+            "distribution.trainium_launcher",
+            ("distribution", "type"),
+            f"{_LAUNCHERS[kind]} is not supported on Trainium instances ({instance.name})",
+            hint="use TORCH_DISTRIBUTED, the only launcher SageMaker supports on Trainium",
+        )
+    if kind == "DISTRIBUTION_TYPE_TORCH_DISTRIBUTED" and "image" not in model:
+        # The SDK skips these checks for a custom image, and so does trainspec.
+        if instance is not None and instance.device_kind == "cpu":
+            yield c.error(
+                "distribution.torch_distributed_cpu",
+                ("distribution", "type"),
+                f"TORCH_DISTRIBUTED runs only on GPU and Trainium instances; {instance.name} "
+                "has neither",
+                hint="choose a GPU (ml.g5, ml.p4d, ...) or Trainium (ml.trn1) instance, or "
+                "use MPI on CPU instances",
+            )
+        entry_point = (model.get("framework") or {}).get("entry_point", "")
+        if entry_point and not entry_point.endswith(".py"):
+            yield c.error(
+                "distribution.torch_distributed_entry_point",
+                ("model", "framework", "entry_point"),
+                f"TORCH_DISTRIBUTED runs Python scripts only; {entry_point} is not a .py file",
+                hint="name a .py script as the entry point",
+                value=entry_point,
+            )
+    if kind == "DISTRIBUTION_TYPE_SMDDP" and instance is not None and instance.gpus < 8:
         yield c.error(
             "distribution.smddp_instance",
             ("distribution", "type"),

@@ -1,4 +1,5 @@
-"""Fine-tuning data checks: what a pretrained model's local data channel holds.
+"""Fine-tuning data checks: what a pretrained model's local data channel holds, and
+whether one step's batch fits in it.
 
 Text tasks need `data.csv` with an integer label in column 1 and text in column 2, no
 header; vision tasks need one folder per class holding .jpg/.jpeg/.png images.
@@ -12,7 +13,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from trainspec.compiler._diagnostics import Diagnostic, FieldPath, Location, format_path
+from trainspec.compiler._diagnostics import (
+    Diagnostic,
+    FieldPath,
+    Location,
+    Severity,
+    format_path,
+)
 from trainspec.compiler._infer import Inferred, is_local
 from trainspec.compiler._local_files import EVERYWHERE, LocalFiles
 
@@ -49,7 +56,43 @@ def inspect_local_data(
             continue
         if report is not None:
             reports.append({"channel": channel, "path": uri, **report})
+    problems.extend(_batch_beyond_data(inferred, reports, locate))
     return reports, problems
+
+
+def _batch_beyond_data(
+    inferred: Inferred, reports: list[dict[str, Any]], locate: Locate
+) -> list[Diagnostic]:
+    """A warning when one step's batch over the cluster is more than the train channel
+    holds: every process then sees fewer samples than its batch, and a loader that drops
+    incomplete batches takes no step at all."""
+    batch = inferred.batch_sizes
+    train = next((r for r in reports if r["channel"] == "train"), None)
+    if batch is None or train is None or batch.global_ <= train["samples"]:
+        return []
+    base = inferred.resolved.training_path
+    given = "per_device_batch_size" in inferred.training
+    path = base + (
+        ("per_device_batch_size",) if given else ("hyperparameters", batch.hyperparameter)
+    )
+    devices = max(batch.global_ // max(batch.per_device, 1), 1)
+    fits = train["samples"] // devices
+    return [
+        Diagnostic(
+            "batch.larger_than_data",
+            format_path(path),
+            f"one step's batch over the cluster ({batch.global_}) is more than the "
+            f"{train['samples']} samples in data.train",
+            hint=(
+                f"at most {fits} per device fits one step on {devices} devices"
+                if fits
+                else f"data.train has fewer samples than the job's {devices} devices"
+            ),
+            location=locate(path),
+            value=batch.global_,
+            severity=Severity.WARNING,
+        )
+    ]
 
 
 def _inspect_csv(folder: Path, problem) -> Mapping[str, Any] | None:

@@ -60,7 +60,6 @@ def _add_provenance(
     entries: Any, origins: Mapping[FieldPath, Origin], tree: Any, request: Any
 ) -> None:
     """One ValueOrigin per resolved value, sorted by field path, each with its value."""
-    documents = {"": tree, "sagemaker_request": {"sagemaker_request": request}}
     named = [(format_path(path), path, origin) for path, origin in origins.items()]
     named.sort(key=itemgetter(0))
     add = entries.add
@@ -79,7 +78,10 @@ def _add_provenance(
             if location.line:
                 target.line = location.line
                 target.column = location.column
-        value = _get(documents["sagemaker_request" if path[0] == "sagemaker_request" else ""], path)
+        if path[0] == "sagemaker_request":
+            value = _request_value(request, path[1:])
+        else:
+            value = _get(tree, path)
         scalar_field = scalar_fields.get(type(value))
         if scalar_field is not None:
             setattr(entry.value, scalar_field, value)
@@ -88,14 +90,29 @@ def _add_provenance(
 
 
 def _batch_message(batch_sizes: Any) -> plan_pb2.BatchSizes:
-    message = plan_pb2.BatchSizes(
+    return plan_pb2.BatchSizes(
         hyperparameter=batch_sizes.hyperparameter,
         per_device=batch_sizes.per_device,
+        per_process=batch_sizes.per_process,
         per_instance=batch_sizes.per_instance,
+        global_batch_size=batch_sizes.global_,
         gpus_per_instance=batch_sizes.gpus_per_instance,
+        devices_per_instance=batch_sizes.devices_per_instance,
+        device_kind=batch_sizes.device_kind,
+        processes_per_host=batch_sizes.processes_per_host,
     )
-    setattr(message, "global", batch_sizes.global_)
-    return message
+
+
+def _request_value(request: Mapping[str, Any], path: FieldPath) -> Any:
+    """A value by its CreateTrainingJob path; a tuning request holds the training job's
+    fields under TrainingJobDefinition, its hyperparameters as StaticHyperParameters."""
+    value = _get(request, path)
+    definition = request.get("TrainingJobDefinition")
+    if value is MISSING and isinstance(definition, Mapping):
+        if path[:1] == ("HyperParameters",):
+            path = ("StaticHyperParameters", *path[1:])
+        value = _get(definition, path)
+    return value
 
 
 def _get(tree: Any, path: FieldPath) -> Any:

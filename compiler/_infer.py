@@ -1,7 +1,7 @@
-"""The infer pass for training jobs: catalog facts, batch size × GPUs, images, paths.
+"""The infer pass for training jobs: catalog facts, batch size × devices, images, paths.
 
 Returns new data; the Resolved input is never changed. Every inferred value gets an
-origin naming its rule (`rule:batch.scale_by_gpus`) and why.
+origin naming its rule (`rule:batch.scale_by_devices`) and why.
 """
 
 from __future__ import annotations
@@ -25,11 +25,27 @@ DEFAULT_BATCH_HYPERPARAMETER = "batch_size"
 
 @dataclass(frozen=True)
 class BatchSizes:
+    """What each training process, instance and step receives.
+
+    The batch-size hyperparameter is read by every training process; a launcher that
+    starts one process per device (torchrun, MPI, SMDDP) gives each process the value, so
+    the hyperparameter carries the per-process batch, not the per-instance one.
+    """
+
     hyperparameter: str
     per_device: int
+    per_process: int  # the hyperparameter's value
     per_instance: int
     global_: int
     gpus_per_instance: int
+    devices_per_instance: int  # GPUs, NeuronCores, or 1 for a CPU instance
+    device_kind: str  # gpu | neuron_core | cpu
+    processes_per_host: int
+
+    @property
+    def devices_per_process(self) -> int:
+        """The factor from per-device to per-process batch."""
+        return max(self.devices_per_instance // self.processes_per_host, 1)
 
 
 @dataclass(frozen=True)
@@ -108,7 +124,8 @@ def infer_training(resolved: Resolved, catalog: Catalog, spec_dir: str | os.Path
     artifact = _join_s3(output, name, "output", "model.tar.gz") if output and name else ""
     script_mode, uploads = _plan_uploads(training, output, name, _region(training))
     for key in script_mode:
-        origins[base + ("hyperparameters", key)] = _rule(
+        # they live in the request, not in the job's hyperparameters
+        origins[("sagemaker_request", "HyperParameters", key)] = _rule(
             "script_mode.hyperparameters", "SageMaker's framework containers read it"
         )
 
@@ -198,25 +215,77 @@ def _infer_batch(
             )
     if instance is None:
         return None
-    gpus = instance.gpus
-    devices = gpus_for_batch(instance)  # GPUs or Trainium chips; a CPU instance counts as 1
     count = instance_count(training.get("compute", {}))
+    processes = processes_per_host(training, instance)
+    devices = gpus_for_batch(instance)
+    per_process_devices = max(devices // processes, 1)
+
+    def sizes(per_device: int, per_process: int) -> BatchSizes:
+        per_instance = per_process * processes
+        return BatchSizes(
+            name,
+            per_device,
+            per_process,
+            per_instance,
+            per_instance * count,
+            instance.gpus,
+            devices,
+            instance.device_kind,
+            processes,
+        )
+
     if per_device is None:
         given = hyperparameters.get(name)
         if isinstance(given, int) and not isinstance(given, bool):
-            per_instance = given
-            return BatchSizes(
-                name, max(per_instance // devices, 1), per_instance, per_instance * count, gpus
-            )
+            return sizes(max(given // per_process_devices, 1), given)
         return None
-    per_instance = per_device * devices
-    hyperparameters[name] = per_instance
+    per_process = per_device * per_process_devices
+    hyperparameters[name] = per_process
     origins[base + ("hyperparameters", name)] = _rule(
-        "batch.scale_by_gpus",
-        f"{per_device} per device × {devices} {'GPUs' if gpus else 'CPU instance'}"
-        f" of {instance.name}",
+        "batch.scale_by_devices", _scale_reason(per_device, training, instance, processes)
     )
-    return BatchSizes(name, per_device, per_instance, per_instance * count, gpus)
+    return sizes(per_device, per_process)
+
+
+_DEVICE_WORDS = {"gpu": ("GPU", "GPUs"), "neuron_core": ("NeuronCore", "NeuronCores")}
+
+# Launchers that start one training process per device unless told otherwise, as the
+# SageMaker training toolkit does (runner.py: processes per host default to the GPUs,
+# else the NeuronCores, else 1); every other setting runs one process per instance.
+PER_DEVICE_LAUNCHERS = {
+    "DISTRIBUTION_TYPE_TORCH_DISTRIBUTED": "torchrun",
+    "DISTRIBUTION_TYPE_MPI": "mpirun",
+    "DISTRIBUTION_TYPE_SMDDP": "SMDDP's mpirun",
+}
+
+
+def processes_per_host(training: Mapping[str, Any], instance: InstanceType) -> int:
+    """How many training processes the launcher starts on one instance."""
+    distribution = training.get("distribution") or {}
+    if distribution.get("type") not in PER_DEVICE_LAUNCHERS:
+        return 1
+    return distribution.get("processes_per_host") or gpus_for_batch(instance)
+
+
+def _scale_reason(
+    per_device: int, training: Mapping[str, Any], instance: InstanceType, processes: int
+) -> str:
+    kind = instance.device_kind
+    if kind == "cpu":
+        return f"{per_device} per device; a CPU instance ({instance.name}) counts as one device"
+    one, many = _DEVICE_WORDS[kind]
+    devices = gpus_for_batch(instance)
+    if processes == 1:
+        return (
+            f"{per_device} per {one} × {devices} {many} of {instance.name}: one training "
+            "process per instance drives them all"
+        )
+    launcher = PER_DEVICE_LAUNCHERS[(training.get("distribution") or {}).get("type")]
+    per_process_devices = max(devices // processes, 1)
+    return (
+        f"{per_device} per {one} × {per_process_devices}: {launcher} starts {processes} "
+        f"processes on each {instance.name} ({devices} {many}) and each one receives this value"
+    )
 
 
 def _framework_label(model: Mapping[str, Any]) -> str:
@@ -233,8 +302,15 @@ def _image_uri(
     region = _region(training)
     if "image" in model:
         return model["image"]
+    on_trainium = instance is not None and instance.device_kind == "neuron_core"
     if pretrained is not None:
-        return pretrained.image_uri(region, gpu=bool(instance and instance.gpus))
+        # the catalog's images are CUDA or CPU builds; none runs on Trainium (reported
+        # by the check pass)
+        return (
+            ""
+            if on_trainium
+            else pretrained.image_uri(region, gpu=bool(instance and instance.gpus))
+        )
     framework = model.get("framework")
     if not framework or not region:
         return ""
@@ -244,10 +320,21 @@ def _image_uri(
     account = frameworks()["registries"][entry["registry"]].get(region)
     if account is None:
         return ""
+    version = framework.get("version", "")
+    if on_trainium:
+        neuron = entry.get("neuron") or {}
+        if version not in neuron.get("versions", {}) or region not in neuron["regions"]:
+            return ""  # the check pass says which versions and regions have one
+        return neuron["image"].format(
+            account=account,
+            region=region,
+            version=neuron["versions"][version],
+            python=framework.get("python_version") or neuron["python"],
+        )
     return entry["image"].format(
         account=account,
         region=region,
-        version=framework.get("version", ""),
+        version=version,
         device="gpu" if instance is not None and instance.gpus else "cpu",
         python=framework.get("python_version") or entry["python"],
     )

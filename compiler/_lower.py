@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from trainspec.compiler._infer import Inferred, is_local
+from trainspec.compiler._infer import PER_DEVICE_LAUNCHERS, Inferred, is_local
 
 # Proto enum value -> SageMaker API spelling.
 _API_ENUMS = {
@@ -40,6 +40,8 @@ _DISTRIBUTION_HYPERPARAMETERS = {
     "DISTRIBUTION_TYPE_PARAMETER_SERVER": {"sagemaker_parameter_server_enabled": "true"},
     "DISTRIBUTION_TYPE_SMDDP": {"sagemaker_distributed_dataparallel_enabled": "true"},
 }
+
+PROCESSES_PER_HOST_HYPERPARAMETER = "sagemaker_mpi_num_of_processes_per_host"
 
 SIFTING_ENVIRONMENT_VARIABLE = "TRAINSPEC_SIFTING"
 
@@ -111,8 +113,12 @@ def lowered_hyperparameters(inferred: Inferred) -> dict[str, str]:
     training = inferred.training
     values = {k: hyperparameter_string(v) for k, v in training.get("hyperparameters", {}).items()}
     values.update(inferred.script_mode)
-    distribution = training.get("distribution", {}).get("type", "")
-    values.update(_DISTRIBUTION_HYPERPARAMETERS.get(distribution, {}))
+    distribution = training.get("distribution", {})
+    values.update(_DISTRIBUTION_HYPERPARAMETERS.get(distribution.get("type", ""), {}))
+    if distribution.get("processes_per_host") and distribution.get("type") in PER_DEVICE_LAUNCHERS:
+        # The training toolkit reads it for every launcher (runner.py); without it the
+        # launcher starts one process per device and the batch sizes would not hold.
+        values[PROCESSES_PER_HOST_HYPERPARAMETER] = str(distribution["processes_per_host"])
     return dict(sorted(values.items()))
 
 

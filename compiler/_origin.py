@@ -20,7 +20,7 @@ class OriginKind(enum.IntEnum):
 
 
 class Origin(NamedTuple):
-    """One value's origin. `source` names a catalog entry or rule (`rule:batch.scale_by_gpus`).
+    """One value's origin. `source` names a catalog entry or rule (`rule:batch.scale_by_devices`).
 
     A NamedTuple, not a frozen dataclass: resolve makes one per value of every spec.
     """

@@ -29,8 +29,11 @@ def preview_trials(tuning: Mapping[str, Any], n: int) -> list[dict[str, Any]]:
     strategy = enum_short(tuning.get("strategy"), "STRATEGY_") or "BAYESIAN"
     if strategy == "HYPERBAND":
         hyperband = tuning.get("hyperband") or {}
+        max_jobs = (tuning.get("limits") or {}).get("max_jobs")
         return hyperband_brackets(
-            int(hyperband.get("min_resource") or 1), int(hyperband.get("max_resource") or 1)
+            int(hyperband.get("min_resource") or 1),
+            int(hyperband.get("max_resource") or 1),
+            max_jobs=int(max_jobs) if max_jobs else None,
         )
     names = sorted(ranges)
     if strategy == "GRID":
@@ -48,12 +51,15 @@ def preview_trials(tuning: Mapping[str, Any], n: int) -> list[dict[str, Any]]:
 
 
 def hyperband_brackets(
-    min_resource: int, max_resource: int, eta: int = HYPERBAND_ETA
+    min_resource: int, max_resource: int, eta: int = HYPERBAND_ETA, *, max_jobs: int | None = None
 ) -> list[dict[str, Any]]:
     """Hyperband's successive-halving brackets (Li et al. 2018) as rows.
 
     Each row: bracket s, rung i, how many trials run at that rung, and the resource
-    (epochs) each of them has reached there.
+    (whole epochs, never below min_resource) each of them has reached there. With
+    `max_jobs`, no more trials start than the tuning job may run: brackets fill in
+    Hyperband's order until the budget is spent (SageMaker does not publish how it
+    spreads a smaller budget, so this is the plain reading).
     """
     if not 1 <= min_resource <= max_resource:
         raise ValueError(
@@ -61,19 +67,19 @@ def hyperband_brackets(
         )
     # The small epsilon keeps exact powers (27 / 1 with eta 3) from rounding down.
     s_max = math.floor(math.log(max_resource / min_resource) / math.log(eta) + 1e-9)
+    budget = max_jobs if max_jobs is not None else math.inf
     rows = []
     for s in range(s_max, -1, -1):
-        trials = math.ceil((s_max + 1) / (s + 1) * eta**s)
-        resource = max_resource * eta ** (-s)
+        starting = min(math.ceil((s_max + 1) / (s + 1) * eta**s), budget)
+        if starting <= 0:
+            break
+        budget -= starting
         for i in range(s + 1):
-            rows.append(
-                {
-                    "bracket": s,
-                    "rung": i,
-                    "trials": int(trials * eta ** (-i)),
-                    "resource": _round(resource * eta**i),
-                }
-            )
+            trials = math.floor(starting * eta ** (-i))
+            if trials == 0:
+                break
+            epochs = max(min_resource, round(max_resource * eta ** (i - s)))
+            rows.append({"bracket": s, "rung": i, "trials": trials, "resource": epochs})
     return rows
 
 

@@ -40,7 +40,7 @@ def infer(inferred: Inferred, catalog: Catalog) -> TuningStep:
     batch = inferred.batch_sizes
     inference = infer_tuning(
         tree["tuning"],
-        gpus_per_instance=inferred.instance.gpus if inferred.instance else 0,
+        devices_per_process=batch.devices_per_process if batch else 1,
         batch_hyperparameter=batch.hyperparameter if batch else None,
         rules=rules,
     )

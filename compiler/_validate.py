@@ -362,7 +362,7 @@ def _diagnostic(error, layer: Validated, kind: str) -> Diagnostic:
             f"spec.pattern.{name}" if name else "spec.pattern",
             field_path,
             f"{value!r} is not {help_text}" if name else f"{value!r} does not match {help_text}",
-            hint=f"write {help_text}",
+            hint=_pattern_hint(name, value),
             location=location,
             value=value,
         )
@@ -519,12 +519,28 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
+def _pattern_hint(name: str, value: Any) -> str:
+    """Something the message does not already say: a corrected value where one is clear."""
+    if name == "sagemaker_name" and isinstance(value, str):
+        fixed = re.sub(r"[^A-Za-z0-9]+", "-", value).strip("-")[:63].rstrip("-")
+        if fixed and fixed != value:
+            return f"e.g. {fixed!r}: other characters become hyphens"
+    if name == "aws_region" and isinstance(value, str) and value.lower() != value:
+        return f"region names are lower case: {value.lower()!r}"
+    return ""
+
+
 def _type_hint(expected: Any, value: Any) -> str:
     if expected == "dict" and isinstance(value, list):
         return "remove the leading '- ': this field is a mapping of fields, not a list"
     if expected == "list" and isinstance(value, dict):
         return "write the entries as a list ('- ' before each)"
     if expected in ("integer", "number") and isinstance(value, str):
+        # only a string that reads as a number was a quoted number
+        try:
+            float(value)
+        except ValueError:
+            return "write a whole number, e.g. 2" if expected == "integer" else "write a number"
         return "write the number without quotes"
     if expected == "dict" and isinstance(value, str):
         return "this field holds nested fields; indent them under it"

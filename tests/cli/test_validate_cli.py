@@ -103,4 +103,4 @@ def test_explain_names_an_origin_for_every_value():
     lines = result.stdout.splitlines()
     origins = [line for line in lines if line.strip().startswith("<-")]
     assert len(origins) == len(lines) // 2
-    assert any("rule:batch.scale_by_gpus" in line for line in origins)
+    assert any("rule:batch.scale_by_devices" in line for line in origins)

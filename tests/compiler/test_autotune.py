@@ -35,7 +35,7 @@ def test_merge_table(case):
     original = copy.deepcopy(case["tuning"])
     result = infer_tuning(
         case["tuning"],
-        gpus_per_instance=case["gpus_per_instance"],
+        devices_per_process=case["devices_per_process"],
         batch_hyperparameter=case["batch_hyperparameter"],
     )
     assert case["tuning"] == original, "infer_tuning mutated its input"
@@ -65,35 +65,34 @@ def test_merge_table(case):
 
 
 def test_seed_example():
-    result = infer_tuning(SEED, gpus_per_instance=8, batch_hyperparameter="batch-size")
+    result = infer_tuning(SEED, devices_per_process=8, batch_hyperparameter="batch-size")
     tuning = result.tuning
     assert tuning["ranges"]["lr"] == {"continuous": {"min": 0.001, "max": 0.01}}
-    assert tuning["ranges"]["batch-size"] == {
-        "integer": {"min": 128, "max": 512, "scaling": "SCALING_LOGARITHMIC"}
-    }
+    assert tuning["ranges"]["batch-size"] == {"categorical": {"values": ["128", "256", "512"]}}
     assert dict(result.static_hyperparameters) == {"epochs": 1, "backend": "gloo"}
     assert tuning["early_stopping"] == "EARLY_STOPPING_AUTO"
     assert tuning["limits"]["max_runtime_seconds"] == 172800
     assert result.inferred_range_names == ("batch-size",)
     reason = result.origins[("tuning", "ranges", "batch-size")].reason
-    assert "16–64 per device × 8 GPUs" in reason
+    assert "16, 32, 64 per device × 8 devices per process" in reason
     assert result.notes == ()
 
 
 def test_cpu_instances_count_as_one_device():
     tuning = {**SEED, "ranges": {}}
     tuning["training"] = {**SEED["training"], "hyperparameters": {"batch-size": 32}}
-    for gpus in (0, 1):
-        result = infer_tuning(tuning, gpus_per_instance=gpus, batch_hyperparameter="batch-size")
-        assert result.tuning["ranges"]["batch-size"]["integer"]["min"] == 16
-        assert result.tuning["ranges"]["batch-size"]["integer"]["max"] == 64
+    for devices in (0, 1):
+        result = infer_tuning(
+            tuning, devices_per_process=devices, batch_hyperparameter="batch-size"
+        )
+        assert result.tuning["ranges"]["batch-size"]["categorical"]["values"] == ["16", "32", "64"]
 
 
 def test_batch_alias_that_was_not_scaled_is_not_divided():
     tuning = {**SEED, "ranges": {}}
     tuning["training"] = {**SEED["training"], "hyperparameters": {"train_batch_size": 32}}
-    result = infer_tuning(tuning, gpus_per_instance=8, batch_hyperparameter="batch-size")
-    assert result.tuning["ranges"]["train_batch_size"]["integer"]["max"] == 64
+    result = infer_tuning(tuning, devices_per_process=8, batch_hyperparameter="batch-size")
+    assert result.tuning["ranges"]["train_batch_size"]["categorical"]["values"][-1] == "64"
 
 
 def test_xgboost_hyperparameters():
@@ -111,7 +110,7 @@ def test_xgboost_hyperparameters():
             }
         },
     }
-    result = infer_tuning(tuning, gpus_per_instance=0, batch_hyperparameter=None)
+    result = infer_tuning(tuning, devices_per_process=0, batch_hyperparameter=None)
     assert set(result.tuning["ranges"]) == {"max_depth", "eta"}
     assert set(result.static_hyperparameters) == {"objective", "num_round", "verbosity"}
     # num_round = 100 is an epochs-like resource: Hyperband, bounded by it explicitly.
@@ -149,7 +148,7 @@ def test_user_ranges_always_win(statics, user, gpus):
         "ranges": user,
         "training": {"hyperparameters": statics},
     }
-    result = infer_tuning(tuning, gpus_per_instance=gpus, batch_hyperparameter="batch-size")
+    result = infer_tuning(tuning, devices_per_process=gpus, batch_hyperparameter="batch-size")
     ranges = result.tuning.get("ranges", {})
     for name, parameter_range in user.items():
         assert ranges[name] == parameter_range
@@ -169,14 +168,8 @@ def test_seed_example_compiles_end_to_end():
     config = request["HyperParameterTuningJobConfig"]
     assert config["ParameterRanges"] == {
         "ContinuousParameterRanges": [{"Name": "lr", "MinValue": "0.001", "MaxValue": "0.01"}],
-        "IntegerParameterRanges": [
-            {
-                "Name": "batch-size",
-                "MinValue": "128",
-                "MaxValue": "512",
-                "ScalingType": "Logarithmic",
-            }
-        ],
+        # torchrun is not used: one process drives the 8 GPUs and gets 8 × per device
+        "CategoricalParameterRanges": [{"Name": "batch-size", "Values": ["128", "256", "512"]}],
     }
     static = request["TrainingJobDefinition"]["StaticHyperParameters"]
     assert static["epochs"] == "1" and static["backend"] == "gloo"

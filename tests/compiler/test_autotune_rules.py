@@ -21,9 +21,6 @@ TYPICAL = [
     ("learning-rate", 3e-4, "learning_rate", (3e-5, 3e-3)),
     ("adam-learning-rate", 0.5, "learning_rate", (0.05, 1.0)),  # clipped at 1
     ("eta", 0.3, "learning_rate", (0.03, 1.0)),
-    ("batch-size", 32, "batch_size", (16, 64)),
-    ("mini_batch_size", 100, "batch_size", (32, 256)),  # outwards to powers of two
-    ("per_device_train_batch_size", 8, "batch_size", (4, 16)),
     ("momentum", 0.9, "momentum", (0.5, 0.99)),
     ("beta1", 0.9, "beta1", (0.8, 0.99)),
     ("beta2", 0.999, "beta2", (0.99, 0.9999)),
@@ -54,9 +51,34 @@ def test_rule_ranges(name, value, rule_id, expected):
         assert isinstance(lo, int) and isinstance(hi, int)
 
 
-def test_per_device_scale_multiplies_integer_bounds():
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("batch-size", 32, (16, 32, 64)),
+        ("mini_batch_size", 100, (64, 128)),  # the powers of two inside 50-200
+        ("per_device_train_batch_size", 8, (4, 8, 16)),
+        ("batch_size", 1, (1, 2)),  # clipped at the hard minimum
+        ("batch_size", 4096, (2048, 4096)),  # and at the hard maximum
+    ],
+)
+def test_batch_rule_tunes_powers_of_two(name, value, expected):
+    rule = RULES.match(name)
+    assert rule.id == "batch_size" and rule.type == "categorical"
+    assert rule.derive_values(value) == expected
+
+
+def test_per_device_scale_multiplies_each_value():
+    # 64 per device on 4 GPUs driven by one process: the static value is 256, and every
+    # trial must be a power of two per device times 4 (the issue saw 413, 229 and 379)
     rule = RULES.match("batch-size")
-    assert rule.derive_range(256 / 8, scale=8) == (128, 512)
+    values = rule.derive_values(256 / 4, scale=4)
+    assert values == (128, 256, 512)
+    assert all(v % 4 == 0 and (v // 4) & (v // 4 - 1) == 0 for v in values)
+
+
+def test_a_single_power_of_two_is_no_range():
+    rule = RULES.match("batch-size")
+    assert rule.derive_values(4096 * 2) is None  # only 4096 is inside the bounds
 
 
 def test_value_beyond_bounds_gives_no_range():

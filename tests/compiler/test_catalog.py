@@ -98,10 +98,44 @@ def test_every_entry_is_plausible(catalog):
 def test_gpus_for_batch(catalog):
     assert gpus_for_batch(catalog.instances["ml.p3.8xlarge"]) == 4
     assert gpus_for_batch(catalog.instances["ml.m5.large"]) == 1
-    # non-NVIDIA accelerators count per device, like GPUs
-    trn = catalog.instances["ml.trn1.32xlarge"]
-    assert trn.gpus == 0 and trn.accelerator == "trainium"
-    assert gpus_for_batch(trn) == trn.accelerator_count == 16
+    # Trainium counts in NeuronCores, the unit the launcher starts a worker for: 2 per
+    # trn1 chip, 4 logical per trn2 chip (the training toolkit's 64 on trn2.48xlarge)
+    for name, chips, cores in [
+        ("ml.trn1.2xlarge", 1, 2),
+        ("ml.trn1.32xlarge", 16, 32),
+        ("ml.trn1n.32xlarge", 16, 32),
+        ("ml.trn2.48xlarge", 16, 64),
+    ]:
+        trn = catalog.instances[name]
+        assert trn.gpus == 0 and trn.accelerator.startswith("trainium"), name
+        assert trn.accelerator_count == chips and trn.accelerator_cores == cores, name
+        assert gpus_for_batch(trn) == cores and trn.device_kind == "neuron_core", name
+        assert trn.specs_source, name
+
+
+def test_every_accelerator_family_is_counted(catalog):
+    # a trn* or inf* entry without cores would silently count as one CPU device
+    for name, instance in catalog.instances.items():
+        if name.split(".")[1].startswith(("trn", "inf")):
+            assert instance.accelerator and instance.accelerator_cores > 0, name
+
+
+def test_accelerator_entries_need_cores_and_a_source(tmp_path):
+    path = tmp_path / "instances.yaml"
+    path.write_text(
+        'version: "2026.12.06-1"\ninstances:\n'
+        '  ml.trn1.2xlarge: {gpus: 0, gpu_model: "", gpu_memory_gib: 0, vcpus: 8,'
+        " memory_gib: 32, local_nvme_gb: 0, accelerator: trainium, accelerator_count: 1,"
+        ' price_per_hour: 1.5, price_date: "2026-11-24", price_source: estimate,'
+        " price_estimated: true}\n"
+    )
+    with pytest.raises(InternalError) as raised:
+        _load_instances(path)
+    fields = {d.field_path for d in raised.value.diagnostics}
+    assert fields == {
+        "instances.ml.trn1.2xlarge.accelerator_cores",
+        "instances.ml.trn1.2xlarge.specs_source",
+    }
 
 
 def test_local_nvme(catalog):
@@ -370,3 +404,65 @@ def test_extend_rejects_non_mapping(catalog):
     with pytest.raises(SpecError) as caught:
         extend_catalog(catalog, {"catalog": ["ml.p3.2xlarge"]}, {})
     assert caught.value.diagnostics[0].field_path == "catalog"
+
+
+def test_every_specs_source_is_explained_in_the_file_header(catalog):
+    # the accelerator figures were read, not remembered: each entry names a key that the
+    # header of instances.yaml maps to the page it was read from
+    from importlib import resources
+
+    text = resources.files("trainspec.compiler.catalog").joinpath("instances.yaml").read_text()
+    header = text.split("\ninstances:", 1)[0]
+    explained = set(re.findall(r"^#\s{3}(\S+):", header, flags=re.MULTILINE))
+    used = {i.specs_source for i in catalog.instances.values() if i.specs_source}
+    assert used and used <= explained
+    for key in used:
+        # the key's line and its deeper-indented continuation lines
+        entry = re.search(rf"^#   {re.escape(key)}:.*(\n#     .*)*", header, re.MULTILINE)
+        assert "https://" in entry.group(0) or "commit" in entry.group(0), key
+
+
+def _describe(name: str, chips: int, cores_per_chip: int, chip_mib: int, vcpus: int, mib: int):
+    """One entry as `aws ec2 describe-instance-types` prints it."""
+    return {
+        "InstanceType": name,
+        "VCpuInfo": {"DefaultVCpus": vcpus},
+        "MemoryInfo": {"SizeInMiB": mib},
+        "NeuronInfo": {
+            "NeuronDevices": [
+                {
+                    "Count": chips,
+                    "Name": "Trainium",
+                    "CoreInfo": {"Count": cores_per_chip, "Version": 2},
+                    "MemoryInfo": {"SizeInMiB": chip_mib},
+                }
+            ]
+        },
+    }
+
+
+def test_refresh_instances_checks_figures_against_ec2(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parents[2] / "tools" / "refresh_instances.py"
+    agreeing = [
+        _describe("trn1.32xlarge", 16, 2, 32 * 1024, 128, 512 * 1024),
+        # EC2 counts trn2's 8 physical cores a chip; the launcher 4 logical ones
+        _describe("trn2.48xlarge", 16, 8, 96 * 1024, 192, 2048 * 1024),
+    ]
+    saved = tmp_path / "ec2.json"
+    saved.write_text(json.dumps({"InstanceTypes": agreeing}))
+    ok = subprocess.run([sys.executable, tool, "--ec2", saved], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "0 differences" in ok.stdout
+
+    wrong = [_describe("trn1.32xlarge", 8, 3, 16 * 1024, 128, 512 * 1024)]
+    saved.write_text(json.dumps({"InstanceTypes": wrong}))
+    bad = subprocess.run([sys.executable, tool, "--ec2", saved], capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert "ml.trn1.32xlarge: accelerator_count is 16 here, EC2 says 8" in bad.stdout
+    assert "ml.trn1.32xlarge: accelerator_memory_gib is 32 here, EC2 says 16" in bad.stdout
+    assert "accelerator_cores 32 does not divide EC2's 24 NeuronCores" in bad.stdout

@@ -66,7 +66,7 @@ def test_every_value_in_the_job_has_an_origin():
     batch = next(
         p for p in plan.provenance if p.field_path == "training.hyperparameters.batch_size"
     )
-    assert batch.source == "rule:batch.scale_by_gpus"
+    assert batch.source == "rule:batch.scale_by_devices"
 
 
 def test_same_inputs_give_byte_identical_plans():

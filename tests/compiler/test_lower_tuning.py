@@ -79,7 +79,7 @@ SEED = {
 
 
 def seed_inference():
-    return infer_tuning(SEED, gpus_per_instance=8, batch_hyperparameter="batch-size")
+    return infer_tuning(SEED, devices_per_process=8, batch_hyperparameter="batch-size")
 
 
 def test_training_request_fixture_is_valid():
@@ -106,14 +106,7 @@ def test_seed_explicit():
         },
         "ParameterRanges": {
             "ContinuousParameterRanges": [{"Name": "lr", "MinValue": "0.001", "MaxValue": "0.01"}],
-            "IntegerParameterRanges": [
-                {
-                    "Name": "batch-size",
-                    "MinValue": "128",
-                    "MaxValue": "512",
-                    "ScalingType": "Logarithmic",
-                }
-            ],
+            "CategoricalParameterRanges": [{"Name": "batch-size", "Values": ["128", "256", "512"]}],
         },
         "TrainingJobEarlyStoppingType": "Auto",
         "TuningJobCompletionCriteria": {
@@ -196,7 +189,7 @@ def test_grid_omits_max_jobs_and_writes_values_as_strings():
 def test_hyperband_strategy_config_and_off():
     tuning = infer_tuning(
         {**SEED, "training": {"hyperparameters": {"epochs": 81, "lr": 0.01}}},
-        gpus_per_instance=1,
+        devices_per_process=1,
         batch_hyperparameter=None,
     ).tuning
     request = lower_tuning(tuning, training_request=TRAINING_REQUEST)
@@ -366,7 +359,7 @@ def _tuning(draw):
 @settings(max_examples=60, deadline=None)
 @given(tuning=_tuning(), gpus=st.integers(0, 8), mode=st.sampled_from(["explicit", "native"]))
 def test_every_lowered_request_passes_botocore(tuning, gpus, mode):
-    inference = infer_tuning(tuning, gpus_per_instance=gpus, batch_hyperparameter="batch-size")
+    inference = infer_tuning(tuning, devices_per_process=gpus, batch_hyperparameter="batch-size")
     request = lower_tuning(
         inference.tuning,
         training_request=TRAINING_REQUEST,

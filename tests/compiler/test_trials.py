@@ -99,3 +99,29 @@ def test_format_table():
     assert set(lines[1]) <= {"-", " "}
     assert len(lines) == 5 and lines[-1] == "seeded with 7"
     assert format_trials([]) == "(no trials)\n"
+
+
+def test_hyperband_starts_no_more_trials_than_max_jobs():
+    # uncapped, 1-9 epochs starts 9 + 5 + 3 = 17 trials; the job may run 12
+    uncapped = hyperband_brackets(1, 9)
+    assert sum(r["trials"] for r in uncapped if r["rung"] == 0) == 17
+    rows = preview_trials(
+        {
+            "strategy": "STRATEGY_HYPERBAND",
+            "hyperband": {"min_resource": 1, "max_resource": 9},
+            "limits": {"max_jobs": 12},
+        },
+        5,
+    )
+    assert sum(r["trials"] for r in rows if r["rung"] == 0) == 12
+    assert [(r["bracket"], r["rung"], r["trials"]) for r in rows] == [
+        (2, 0, 9), (2, 1, 3), (2, 2, 1), (1, 0, 3), (1, 1, 1)
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(("low", "high"), [(1, 10), (2, 50), (1, 100), (3, 7)])
+def test_hyperband_resources_are_whole_epochs_within_bounds(low, high):
+    for row in hyperband_brackets(low, high):
+        assert isinstance(row["resource"], int), row
+        assert low <= row["resource"] <= high
+        assert row["trials"] >= 1

@@ -107,8 +107,18 @@ def test_jobs_cli_list_describe_stop(tmp_path: Path) -> None:
     assert stopped.exit_code == 0 and "stopping digits-tune" in stopped.output
     assert store.get("digits-tune").status == "Stopping"
 
+    # nothing has run under a fresh root yet: an answer, not an error
     empty = runner.invoke(cli, ["jobs", "list", "--root", str(tmp_path / "none")])
-    assert empty.exit_code == 1 and "no local jobs under" in empty.output
+    assert empty.exit_code == 0, empty.output
+    assert "no local jobs under" in empty.output and "error" not in empty.output
+    as_json = runner.invoke(cli, ["jobs", "list", "--json", "--root", str(tmp_path / "none")])
+    assert as_json.exit_code == 0 and as_json.output == ""
+    (tmp_path / "fresh").mkdir()
+    fresh = runner.invoke(cli, ["jobs", "list", "--root", str(tmp_path / "fresh")])
+    assert fresh.exit_code == 0 and "no local jobs under" in fresh.output
+    # a job name asked for under that root is still a mistake
+    unknown = runner.invoke(cli, ["jobs", "describe", "x", "--root", str(tmp_path / "none")])
+    assert unknown.exit_code == 1
 
 
 def test_run_without_local_is_a_usage_error(tmp_path: Path) -> None:

@@ -549,9 +549,11 @@ class TrainingJobSpec(_message.Message):
     between them (SageMaker's `[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}`).
     """
     per_device_batch_size: _builtins.int
-    """Batch size per GPU (per instance on CPU instances). The batch-size hyperparameter
-    becomes this value times the GPUs of one instance. Giving both this and the
-    batch-size hyperparameter is an error.
+    """Batch size per device: a GPU, a Trainium NeuronCore, or a whole CPU instance. The
+    batch-size hyperparameter, which every training process reads, becomes this value
+    times the devices one process drives: all of an instance's without a launcher, one
+    under TORCH_DISTRIBUTED, MPI or SMDDP (one process per device). Giving both this and
+    the batch-size hyperparameter is an error.
     """
     role_arn: _builtins.str
     """The IAM role SageMaker assumes (`arn:aws:iam::<account>:role/<name>`); usually set
@@ -1117,7 +1119,10 @@ class Distribution(_message.Message):
     type: Global___DistributionType.ValueType
     """The launcher."""
     processes_per_host: _builtins.int
-    """Processes per host (default: one per GPU)."""
+    """Processes per host for TORCH_DISTRIBUTED, MPI and SMDDP (default: one per GPU or
+    NeuronCore). TORCH_DISTRIBUTED runs on GPU and Trainium instances only; Trainium
+    takes no other launcher.
+    """
     def __init__(
         self,
         *,

@@ -105,7 +105,7 @@ class Plan(_message.Message):
 
     @_builtins.property
     def batch_sizes(self) -> Global___BatchSizes:
-        """Batch sizes after scaling to the instance's GPUs."""
+        """Batch sizes per device, process, instance and step."""
 
     @_builtins.property
     def envelope(self) -> Global___CostEnvelope:
@@ -160,7 +160,7 @@ class ValueOrigin(_message.Message):
     """The layer."""
     source: _builtins.str
     """The catalog entry or rule id, e.g. `catalog:models/huggingface-tc-bert-base-uncased`,
-    `rule:batch.scale_by_gpus`.
+    `rule:batch.scale_by_devices`.
     """
     reason: _builtins.str
     """Why, for inferred values, in a few words."""
@@ -192,34 +192,58 @@ Global___ValueOrigin: _TypeAlias = ValueOrigin  # noqa: Y015
 
 @_typing.final
 class BatchSizes(_message.Message):
-    """Batch sizes of a job."""
+    """Batch sizes of a job, as the launcher hands them out: every training process reads
+    the batch-size hyperparameter, so it carries `per_process`; torchrun, MPI and SMDDP
+    start one process per device, a job without one of them runs one process per instance.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     HYPERPARAMETER_FIELD_NUMBER: _builtins.int
     PER_DEVICE_FIELD_NUMBER: _builtins.int
     PER_INSTANCE_FIELD_NUMBER: _builtins.int
-    GLOBAL_FIELD_NUMBER: _builtins.int
+    GLOBAL_BATCH_SIZE_FIELD_NUMBER: _builtins.int
     GPUS_PER_INSTANCE_FIELD_NUMBER: _builtins.int
+    PER_PROCESS_FIELD_NUMBER: _builtins.int
+    PROCESSES_PER_HOST_FIELD_NUMBER: _builtins.int
+    DEVICES_PER_INSTANCE_FIELD_NUMBER: _builtins.int
+    DEVICE_KIND_FIELD_NUMBER: _builtins.int
     hyperparameter: _builtins.str
-    """The hyperparameter that carries the per-instance batch size."""
+    """The hyperparameter that carries the per-process batch size."""
     per_device: _builtins.int
-    """Samples per GPU (per instance on CPU instances)."""
+    """Samples per device per step (a GPU, a NeuronCore, or a whole CPU instance)."""
     per_instance: _builtins.int
-    """Samples per instance: per-device times the instance's GPUs."""
+    """Samples per instance per step: per-process times the processes per host."""
+    global_batch_size: _builtins.int
+    """Samples per step over the cluster: per-instance times the instance count. Named
+    `global` before 2026-12 (a Python keyword); renamed while v1 had no released clients.
+    """
     gpus_per_instance: _builtins.int
-    """GPUs of one instance (0 for CPU instances, which count as 1)."""
+    """GPUs of one instance (0 for CPU and Trainium instances)."""
+    per_process: _builtins.int
+    """Samples each training process receives: the batch-size hyperparameter's value."""
+    processes_per_host: _builtins.int
+    """Training processes the launcher starts on each instance."""
+    devices_per_instance: _builtins.int
+    """Data-parallel devices of one instance: GPUs, NeuronCores, or 1 for a CPU instance."""
+    device_kind: _builtins.str
+    """What a device is: `gpu`, `neuron_core` or `cpu`."""
     def __init__(
         self,
         *,
         hyperparameter: _builtins.str = ...,
         per_device: _builtins.int = ...,
         per_instance: _builtins.int = ...,
+        global_batch_size: _builtins.int = ...,
         gpus_per_instance: _builtins.int = ...,
+        per_process: _builtins.int = ...,
+        processes_per_host: _builtins.int = ...,
+        devices_per_instance: _builtins.int = ...,
+        device_kind: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["global", b"global", "gpus_per_instance", b"gpus_per_instance", "hyperparameter", b"hyperparameter", "per_device", b"per_device", "per_instance", b"per_instance"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_kind", b"device_kind", "devices_per_instance", b"devices_per_instance", "global_batch_size", b"global_batch_size", "gpus_per_instance", b"gpus_per_instance", "hyperparameter", b"hyperparameter", "per_device", b"per_device", "per_instance", b"per_instance", "per_process", b"per_process", "processes_per_host", b"processes_per_host"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
