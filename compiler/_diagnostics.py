@@ -7,7 +7,6 @@ A `SpecError` means the user's input is wrong (exit 1, INVALID_ARGUMENT); an
 from __future__ import annotations
 
 import enum
-import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -38,10 +37,24 @@ MISSING: Any = _Missing()
 
 def format_path(path: Sequence[str | int]) -> str:
     """`("training", "metrics", 0, "regex")` -> `training.metrics[0].regex`."""
-    return _format_path(tuple(path))
+    path = tuple(path)
+    text = _FORMATTED.get(path)
+    if text is None:
+        text = _format_path(path)
+        # The same few hundred field paths come up on every compile; a server's caller
+        # chooses the keys of the rest, so only short ones are kept, and a bounded number.
+        if len(text) <= _FORMATTED_MAX_CHARS:
+            if len(_FORMATTED) >= _FORMATTED_ENTRIES:
+                _FORMATTED.clear()
+            _FORMATTED[path] = text
+    return text
 
 
-@functools.lru_cache(maxsize=8192)  # the same few hundred field paths, on every compile
+_FORMATTED: dict[tuple[str | int, ...], str] = {}
+_FORMATTED_ENTRIES = 8192
+_FORMATTED_MAX_CHARS = 256
+
+
 def _format_path(path: tuple[str | int, ...]) -> str:
     out = ""
     for part in path:

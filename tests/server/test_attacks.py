@@ -607,3 +607,13 @@ def test_stopping_the_server_stops_its_local_jobs_and_records_them(start_server,
     assert after.status == "Stopped", after
     with pytest.raises(ProcessLookupError):
         os.killpg(record.pgid, 0)  # no process of the job is left
+
+
+def test_caller_chosen_keys_are_not_kept_in_caches(stub) -> None:
+    from trainspec.compiler import _diagnostics
+
+    key = "q" * 20000
+    spec = '{"training": {"name": "x", "%s": 1}}' % key
+    code, _ = compile_call(stub, spec, path="a.json")
+    assert code is grpc.StatusCode.INVALID_ARGUMENT
+    assert not any(key in str(path) for path in _diagnostics._FORMATTED)
