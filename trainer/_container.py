@@ -11,11 +11,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trainspec.trainer._metrics import MetricDefinition
+from trainspec.trainer._toolkit import (
+    SAGEMAKER_PREFIX,
+    TOOLKIT_OWN,
+    cmd_args,
+    decode_hyperparameters,
+    process_environment,
+    toolkit_view,
+)
+from trainspec.trainer._vendor import extra_source_files, uses_sifting
 
-CURRENT_HOST = "algo-1"
-# SageMaker's script-mode toolkit keeps its own settings in the hyperparameters under
-# this prefix; they are not the user's and never reach SM_HPS or the command line.
-_SAGEMAKER_PREFIX = "sagemaker_"
+CURRENT_HOST = "algo-1"  # the first (master) host of every job
 
 
 class ContainerError(Exception):
@@ -38,9 +44,12 @@ def check_job_name(name: str) -> str:
     return name
 
 
-def job_dir(root: Path, name: str) -> Path:
-    """`<root>/<name>`, refusing any name that would leave the root."""
-    return Path(root).resolve() / check_job_name(name)
+def job_dir(root: Path, name: str, host: str = CURRENT_HOST) -> Path:
+    """`<root>/<name>` (algo-1's), refusing any name that would leave the root."""
+    base = Path(root).resolve()
+    if host == CURRENT_HOST:
+        return base / check_job_name(name)
+    return base / ".hosts" / check_job_name(name) / host
 
 
 @dataclass(frozen=True)
@@ -88,13 +97,45 @@ class TrainingRun:
     instance_type: str = "local"
     instance_count: int = 1
     region: str = ""
+    # A heterogeneous cluster's groups: (name, instance type, count); empty for one group.
+    instance_groups: tuple[tuple[str, str, int], ...] = ()
+    # GPUs of the planned instance (from the plan's batch sizes), to say what a machine
+    # without them simulates; 0 when none or unknown.
+    gpus_per_instance: int = 0
+
+    @property
+    def hosts(self) -> tuple[Host, ...]:
+        """The containers of the job, as SageMaker names them: algo-1 ... algo-N, group by
+        group in the request's order."""
+        groups = self.instance_groups or (
+            ("homogeneousCluster", self.instance_type, self.instance_count),
+        )
+        hosts: list[Host] = []
+        for group, instance_type, count in groups:
+            for _ in range(max(count, 1)):
+                hosts.append(Host(f"algo-{len(hosts) + 1}", group, instance_type))
+        return tuple(hosts)
+
+
+@dataclass(frozen=True)
+class Host:
+    """One container of a job: its name, instance group and instance type."""
+
+    name: str
+    group: str
+    instance_type: str
 
 
 @dataclass(frozen=True)
 class JobLayout:
-    """The job directory: `<root>/<job>/` plays `/opt/ml/`."""
+    """One host's job directory, playing `/opt/ml/`: `<root>/<job>/` for algo-1 (the
+    master, whose model is the job's artifact), `<root>/.hosts/<job>/algo-N/` for the others."""
 
     job_dir: Path
+
+    @property
+    def code_dir(self) -> Path:
+        return self.job_dir / "code"
 
     @property
     def input_dir(self) -> Path:
@@ -140,31 +181,20 @@ class JobLayout:
         return self.data_dir / name
 
 
-def user_hyperparameters(hyperparameters: Mapping[str, str]) -> dict[str, str]:
-    """The hyperparameters without SageMaker's own `sagemaker_*` settings."""
-    return {k: v for k, v in hyperparameters.items() if not k.startswith(_SAGEMAKER_PREFIX)}
-
-
-def _decoded(value: str) -> object:
-    # The SageMaker toolkit JSON-decodes each hyperparameter for SM_HPS when it can.
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
-
-
 def _write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def prepare_layout(run: TrainingRun, root: Path) -> JobLayout:
-    """Create (or refresh) the job directory for `run` under `root`.
+def prepare_layout(run: TrainingRun, root: Path, host: Host | None = None) -> JobLayout:
+    """Create (or refresh) `host`'s job directory (algo-1's by default) for `run`.
 
-    Checkpoints survive a rerun of the same job name so a killed run resumes; model/,
-    output/ and the channels are rebuilt. S3 channels are not fetched here (see
-    `_local_run.fetch_s3_channels`).
+    As on SageMaker, the source folder is copied into code/ and the entry point runs
+    there. Checkpoints survive a rerun of the same job name so a killed run resumes;
+    model/, output/, code/ and the channels are rebuilt. S3 channels are not fetched here
+    (see `_local_run.fetch_s3_channels`).
     """
-    layout = JobLayout(job_dir(root, run.name))
+    host = host or run.hosts[0]
+    layout = JobLayout(job_dir(root, run.name, host.name))
     for channel in run.channels:
         if not channel.is_s3 and not Path(channel.uri).exists():
             raise ContainerError(
@@ -172,7 +202,7 @@ def prepare_layout(run: TrainingRun, root: Path) -> JobLayout:
                 "(fix training.data in the spec, or create the data first)"
             )
     try:
-        for stale in (layout.model_dir, layout.output_dir, layout.input_dir):
+        for stale in (layout.model_dir, layout.output_dir, layout.input_dir, layout.code_dir):
             if stale.exists():
                 shutil.rmtree(stale)
         for folder in (
@@ -183,8 +213,13 @@ def prepare_layout(run: TrainingRun, root: Path) -> JobLayout:
             layout.checkpoint_dir,
         ):
             folder.mkdir(parents=True, exist_ok=True)
+        copy_source(
+            run.source_dir,
+            layout.code_dir,
+            extra_source_files(run.source_dir, sifting=uses_sifting(run.environment)),
+        )
         _write_json(layout.config_dir / "hyperparameters.json", dict(run.hyperparameters))
-        _write_json(layout.config_dir / "resourceconfig.json", resource_config(run))
+        _write_json(layout.config_dir / "resourceconfig.json", resource_config(run, host))
         _write_json(
             layout.config_dir / "inputdataconfig.json",
             {c.name: c.data_config() for c in run.channels},
@@ -200,6 +235,18 @@ def prepare_layout(run: TrainingRun, root: Path) -> JobLayout:
     return layout
 
 
+def copy_source(source_dir: Path, code_dir: Path, extra: Mapping[str, bytes]) -> None:
+    """The source folder as SageMaker unpacks it into /opt/ml/code: links followed and
+    caches left out, as in the uploaded archive, plus its `extra` files (see _vendor)."""
+    shutil.copytree(
+        source_dir, code_dir, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".git")
+    )
+    for name, content in extra.items():
+        target = code_dir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+
+
 def _link_channel(source: Path, target: Path) -> None:
     # A symlink keeps big local data where it is; a single file gets a folder of its own
     # because SageMaker always presents a channel as a directory.
@@ -210,20 +257,22 @@ def _link_channel(source: Path, target: Path) -> None:
         (target / source.name).symlink_to(source.resolve())
 
 
-def resource_config(run: TrainingRun) -> dict[str, object]:
-    """resourceconfig.json: one local host, as the container on algo-1 sees it."""
+def resource_config(run: TrainingRun, host: Host) -> dict[str, object]:
+    """resourceconfig.json as SageMaker writes it for `host`'s container."""
+    hosts = run.hosts
+    groups: dict[str, dict[str, object]] = {}
+    for each in hosts:
+        group = groups.setdefault(
+            each.group,
+            {"instance_group_name": each.group, "instance_type": each.instance_type, "hosts": []},
+        )
+        group["hosts"].append(each.name)  # type: ignore[union-attr]
     return {
-        "current_host": CURRENT_HOST,
-        "current_instance_type": run.instance_type,
-        "current_group_name": "homogeneousCluster",
-        "hosts": [CURRENT_HOST],
-        "instance_groups": [
-            {
-                "instance_group_name": "homogeneousCluster",
-                "instance_type": run.instance_type,
-                "hosts": [CURRENT_HOST],
-            }
-        ],
+        "current_host": host.name,
+        "current_instance_type": host.instance_type,
+        "current_group_name": host.group,
+        "hosts": [each.name for each in hosts],
+        "instance_groups": list(groups.values()),
         "network_interface_name": "eth0",
     }
 
@@ -240,76 +289,35 @@ def count_gpus() -> int:
 
 
 def container_env(
-    run: TrainingRun, layout: JobLayout, *, num_gpus: int | None = None
+    run: TrainingRun, layout: JobLayout, host: Host | None = None, *, num_gpus: int | None = None
 ) -> dict[str, str]:
-    """The SM_* variables SageMaker's training toolkit sets, plus the job's environment."""
-    hps = {k: _decoded(v) for k, v in user_hyperparameters(run.hyperparameters).items()}
-    channel_dirs = {c.name: str(layout.channel_dir(c.name)) for c in run.channels}
-    gpus = count_gpus() if num_gpus is None else num_gpus
-    cpus = os.cpu_count() or 1
-    module_name = Path(run.entry_point).stem
-    training_env = {
-        "additional_framework_parameters": {},
-        "channel_input_dirs": channel_dirs,
-        "current_host": CURRENT_HOST,
-        "current_instance_type": run.instance_type,
-        "hosts": [CURRENT_HOST],
-        "hyperparameters": hps,
-        "input_config_dir": str(layout.config_dir),
-        "input_data_config": {c.name: c.data_config() for c in run.channels},
-        "input_dir": str(layout.input_dir),
-        "is_master": True,
-        "job_name": run.name,
-        "log_level": 20,
-        "master_hostname": CURRENT_HOST,
-        "model_dir": str(layout.model_dir),
-        "module_dir": str(run.source_dir),
-        "module_name": module_name,
-        "network_interface_name": "eth0",
-        "num_cpus": cpus,
-        "num_gpus": gpus,
-        "output_data_dir": str(layout.output_data_dir),
-        "output_dir": str(layout.output_dir),
-        "output_intermediate_dir": str(layout.output_dir / "intermediate"),
-        "resource_config": resource_config(run),
-        "user_entry_point": run.entry_point,
-    }
-    env = {
-        "SM_MODEL_DIR": str(layout.model_dir),
-        "SM_CHANNELS": json.dumps(sorted(channel_dirs)),
-        "SM_HPS": json.dumps(hps, sort_keys=True),
-        "SM_NUM_GPUS": str(gpus),
-        "SM_NUM_CPUS": str(cpus),
-        "SM_HOSTS": json.dumps([CURRENT_HOST]),
-        "SM_CURRENT_HOST": CURRENT_HOST,
-        "SM_CURRENT_INSTANCE_TYPE": run.instance_type,
-        "SM_NETWORK_INTERFACE_NAME": "eth0",
-        "SM_OUTPUT_DATA_DIR": str(layout.output_data_dir),
-        "SM_OUTPUT_DIR": str(layout.output_dir),
-        "SM_INPUT_DIR": str(layout.input_dir),
-        "SM_INPUT_CONFIG_DIR": str(layout.config_dir),
-        "SM_INPUT_DATA_CONFIG": json.dumps(training_env["input_data_config"], sort_keys=True),
-        "SM_RESOURCE_CONFIG": json.dumps(training_env["resource_config"], sort_keys=True),
-        "SM_CHECKPOINT_DIR": str(layout.checkpoint_dir),
-        "SM_USER_ENTRY_POINT": run.entry_point,
-        "SM_MODULE_NAME": module_name,
-        "SM_MODULE_DIR": str(run.source_dir),
-        "SM_LOG_LEVEL": "20",
-        "SM_FRAMEWORK_PARAMS": "{}",
-        "SM_TRAINING_ENV": json.dumps(training_env, sort_keys=True),
-        "SM_USER_ARGS": json.dumps(hyperparameter_args(run.hyperparameters)),
-    }
-    for name, path in channel_dirs.items():
-        env[f"SM_CHANNEL_{name.upper()}"] = path
-    for name, value in user_hyperparameters(run.hyperparameters).items():
-        env[f"SM_HP_{name.upper().replace('-', '_')}"] = value
+    """What `host`'s entry point finds in its environment: the SM_* variables the training
+    toolkit derives from the job directory, the few others SageMaker and the toolkit set,
+    and the job's own environment."""
+    host = host or run.hosts[0]
+    view = toolkit_view(
+        str(layout.job_dir),
+        hyperparameters=run.hyperparameters,
+        resource_config=resource_config(run, host),
+        input_data_config={c.name: c.data_config() for c in run.channels},
+        job_name=run.name,
+        num_cpus=os.cpu_count() or 1,
+        num_gpus=count_gpus() if num_gpus is None else num_gpus,
+    )
+    env = {**view.env, **process_environment(run.name, host.name, run.hyperparameters)}
+    # The toolkit inside the container reads /opt/ml; here the job directory plays it.
+    env["SAGEMAKER_BASE_DIR"] = str(layout.job_dir)
     env.update(run.environment)
     return env
 
 
-def hyperparameter_args(hyperparameters: Mapping[str, str]) -> list[str]:
-    """`--name value` pairs, as SageMaker's toolkit passes them to the entry point."""
-    args: list[str] = []
-    for name, value in sorted(user_hyperparameters(hyperparameters).items()):
-        args += [f"--{name}", value]
-    return args
+def entry_args(run: TrainingRun) -> list[str]:
+    """The entry point's arguments, as the toolkit builds them from the hyperparameters."""
+    user = decode_hyperparameters(
+        {k: v for k, v in run.hyperparameters.items() if not _toolkit_setting(k)}
+    )
+    return cmd_args(user)
+
+
+def _toolkit_setting(key: str) -> bool:
+    return key in TOOLKIT_OWN or key.startswith(SAGEMAKER_PREFIX)

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,14 @@ from trainspec.trainer._artifacts import ArtifactError, pack_model
 from trainspec.trainer._container import (
     Channel,
     ContainerError,
+    Host,
     JobLayout,
     TrainingRun,
     container_env,
-    hyperparameter_args,
+    count_gpus,
     prepare_layout,
 )
+from trainspec.trainer._launch import free_port, host_commands, simulation_notes
 from trainspec.trainer._metrics import MetricParser, MetricPoint, definitions_from_request
 from trainspec.v1 import job_spec_pb2, plan_pb2
 
@@ -68,12 +70,14 @@ def training_run_from_plan(plan: plan_pb2.Plan) -> TrainingRun:
             f"plan is a {plan.sagemaker_operation or 'empty'} plan, not a training job"
         )
     request = json_format.MessageToDict(plan.sagemaker_request)
-    return training_run_from_parts(
+    run = training_run_from_parts(
         request["TrainingJobName"],
         plan.job.training,
         request,
         hyperparameters=request.get("HyperParameters", {}),
     )
+    sizes = plan.batch_sizes
+    return replace(run, gpus_per_instance=sizes.devices_per_instance * (sizes.device_kind == "gpu"))
 
 
 def training_run_from_parts(
@@ -148,6 +152,10 @@ def training_run_from_parts(
         ),
         instance_type=resources.get("InstanceType", "local"),
         instance_count=int(resources.get("InstanceCount", 1)),
+        instance_groups=tuple(
+            (g["InstanceGroupName"], g["InstanceType"], int(g["InstanceCount"]))
+            for g in resources.get("InstanceGroups", [])
+        ),
         region=spec.region,
     )
 
@@ -219,7 +227,11 @@ def run_training(
         # job starts from scratch.
         shutil.rmtree(Path(previous.job_dir) / "checkpoints", ignore_errors=True)
     layout = prepare_layout(run, root)
+    # Every other host gets a job directory of its own, as each container has its /opt/ml.
+    others = [(host, prepare_layout(run, root, host)) for host in run.hosts[1:]]
     fetch_s3_channels(run, layout)
+    for _host, other in others:
+        fetch_s3_channels(run, other)
     store.start(
         run.name,
         kind,
@@ -229,7 +241,8 @@ def run_training(
     )
     started = time.monotonic()
     try:
-        result = _execute(run, layout, store, echo, on_metric, max_runtime_seconds, started)
+        hosts = [(run.hosts[0], layout), *others]
+        result = _execute(run, hosts, store, echo, on_metric, max_runtime_seconds, started)
     except BaseException:
         # KeyboardInterrupt (or a bug) while the script runs: the store must not keep
         # showing the job as running.
@@ -253,7 +266,7 @@ def _print(line: str) -> None:
 
 def _execute(
     run: TrainingRun,
-    layout: JobLayout,
+    hosts: list[tuple[Host, JobLayout]],
     store: js.JobStore,
     echo: Callable[[str], None],
     on_metric: MetricCallback | None,
@@ -261,33 +274,43 @@ def _execute(
     started: float,
 ) -> RunResult:
     parser = MetricParser(run.metric_definitions)
-    env = dict(os.environ)
-    env.update(container_env(run, layout))
-    env["PYTHONUNBUFFERED"] = "1"  # logs stream line by line, as in CloudWatch
-    command = [sys.executable, run.entry_point, *hyperparameter_args(run.hyperparameters)]
+    layout = hosts[0][1]  # the master's: its model is the job's artifact
     limit = run.max_runtime_seconds
     if max_runtime_seconds is not None:
         limit = min(limit, max_runtime_seconds)
     reason: list[str] = []  # why trainspec ended the process, first reason wins
-
-    process = subprocess.Popen(
-        command,
-        cwd=run.source_dir,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: stopping kills the whole tree
-        text=True,
-        errors="replace",
-        bufsize=1,
-    )
+    local_gpus = count_gpus()
+    for note in simulation_notes(run, run.gpus_per_instance, local_gpus):
+        echo(f"[trainspec] simulating: {note}\n")
+    commands = host_commands(run, free_port())
+    processes: list[subprocess.Popen[str]] = []
+    for (host, host_layout), command in zip(hosts, commands, strict=True):
+        env = dict(os.environ)
+        env.update(container_env(run, host_layout, host, num_gpus=local_gpus))
+        env["PYTHONUNBUFFERED"] = "1"  # logs stream line by line, as in CloudWatch
+        processes.append(
+            subprocess.Popen(
+                command,
+                cwd=host_layout.code_dir,  # the toolkit runs the entry point from /opt/ml/code
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                # One process group for all hosts: stopping the job kills every tree.
+                start_new_session=not processes,
+                process_group=processes[0].pid if processes else None,
+                text=True,
+                errors="replace",
+                bufsize=1,
+            )
+        )
+    process = processes[0]
     store.set_process_group(run.name, process.pid)
 
     def stop(why: str) -> None:
         if not reason:
             reason.append(why)
-        _terminate(process)
+        _terminate(processes)
 
     timer = threading.Timer(max(limit, 0), stop, args=("MaxRuntimeExceeded",))
     timer.daemon = True
@@ -296,27 +319,43 @@ def _execute(
     if store.stop_requested(run.name):
         stop("Stopped")
     tail: list[str] = []
+    prefix = len(hosts) > 1  # CloudWatch keeps a stream per host; here lines say their host
     try:
+        followers = [
+            threading.Thread(
+                target=_follow,
+                args=(p, h_layout, echo, f"[{host.name}] " if prefix else ""),
+                daemon=True,
+            )
+            for p, (host, h_layout) in zip(processes[1:], hosts[1:], strict=True)
+        ]
+        for follower in followers:
+            follower.start()
         with open(layout.log_file, "w", encoding="utf-8") as log:
             assert process.stdout is not None
             for line in process.stdout:
                 log.write(line)
                 log.flush()
-                echo(line)
+                echo(f"[{hosts[0][0].name}] {line}" if prefix else line)
                 tail = [*tail, line][-_LOG_TAIL_LINES:]
-                for point in parser.feed(line):
+                for point in parser.feed(line):  # metrics, as SageMaker's, from algo-1
                     if on_metric is not None and on_metric(point):
                         stop("EarlyStopped")
-        process.wait()
+        for each in processes:
+            each.wait()
+        for follower in followers:
+            follower.join()
     except BaseException:
-        _terminate(process)
+        _terminate(processes)
         raise
     finally:
         timer.cancel()
-        if process.stdout is not None:
-            process.stdout.close()
+        for each in processes:
+            if each.stdout is not None:
+                each.stdout.close()
 
-    exit_code = process.returncode
+    # The job fails when any host fails, as on SageMaker.
+    exit_code = next((p.returncode for p in processes if p.returncode), 0)
     if not reason and store.stop_requested(run.name):
         reason.append("Stopped")
     status, secondary, message = _verdict(run, layout, exit_code, reason, tail, limit)
@@ -343,6 +382,18 @@ def _execute(
         seconds=time.monotonic() - started,
         metric_history={d.name: parser.history(d.name) for d in run.metric_definitions},
     )
+
+
+def _follow(
+    process: subprocess.Popen[str], layout: JobLayout, echo: Callable[[str], None], prefix: str
+) -> None:
+    """Log another host's output to its own training.log, and echo it with its name."""
+    with open(layout.log_file, "w", encoding="utf-8") as log:
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.write(line)
+            log.flush()
+            echo(prefix + line)
 
 
 def _verdict(
@@ -388,18 +439,24 @@ def _verdict(
     return js.FAILED, js.FAILED, message
 
 
-def _terminate(process: subprocess.Popen[str]) -> None:
-    """SIGTERM the process group, then SIGKILL it after a grace period (in the background)."""
-    if process.poll() is not None:
+def _terminate(processes: subprocess.Popen[str] | list[subprocess.Popen[str]]) -> None:
+    """SIGTERM the job's process group (every host's tree: they share the first host's
+    group), then SIGKILL it after a grace period (in the background)."""
+    group = processes if isinstance(processes, list) else [processes]
+    if all(p.poll() is not None for p in group):
         return
+    leader = group[0].pid
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGTERM)
+        os.killpg(leader, signal.SIGTERM)
 
     def kill_later() -> None:
-        try:
-            process.wait(timeout=STOP_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for process in group:
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(leader, signal.SIGKILL)
+                return
 
     threading.Thread(target=kill_later, daemon=True).start()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format
+from trainspec.trainer._vendor import extra_source_files
 from trainspec.v1 import plan_pb2
 
 USER_AGENT = "trainspec"
@@ -159,9 +160,9 @@ def _split(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def source_archive(source_dir: Path) -> bytes:
+def source_archive(source_dir: Path, extra: Mapping[str, bytes] | None = None) -> bytes:
     """sourcedir.tar.gz as the SageMaker Python SDK makes it: the folder's contents at the
-    archive root, caches left out."""
+    archive root, caches left out; plus `extra` files (archive path -> bytes, see _vendor)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for path in sorted(source_dir.rglob("*")):
@@ -169,6 +170,11 @@ def source_archive(source_dir: Path) -> bytes:
             if any(part in {"__pycache__", ".git"} for part in relative.parts) or path.is_dir():
                 continue
             tar.add(path, arcname=str(relative), recursive=False)
+        for name, content in sorted((extra or {}).items()):
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(content))
     return buffer.getvalue()
 
 
@@ -192,13 +198,17 @@ def uploads(plan: plan_pb2.Plan) -> list[tuple[Path, str]]:
 
 
 def upload(clients: Clients, plan: plan_pb2.Plan) -> list[str]:
-    """Upload the plan's local inputs to their planned S3 locations; return the URIs."""
+    """Upload the plan's local inputs to their planned S3 locations; return the URIs.
+    A sifting job's source carries the sifting package (trainspec is not in SageMaker's
+    containers)."""
+    sifts = _training_parts(plan)[0].HasField("sifting")
     done = []
     for local, uri in uploads(plan):
         bucket, key = _split(uri)
         try:
             if uri.endswith(".tar.gz"):
-                clients.s3.put_object(Bucket=bucket, Key=key, Body=source_archive(local))
+                extra = extra_source_files(local, sifting=sifts)
+                clients.s3.put_object(Bucket=bucket, Key=key, Body=source_archive(local, extra))
                 done.append(uri)
                 continue
             if not local.exists():

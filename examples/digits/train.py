@@ -33,9 +33,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--validation", default=os.environ.get("SM_CHANNEL_VALIDATION", "data/validation")
     )
-    parser.add_argument(
-        "--checkpoints", default=os.environ.get("SM_CHECKPOINT_DIR", "/opt/ml/checkpoints")
-    )
+    # SageMaker's checkpoint folder is /opt/ml/checkpoints (synced with checkpoint.s3_uri);
+    # a local run's job folder plays /opt/ml and says so in SAGEMAKER_BASE_DIR.
+    base = os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml")
+    parser.add_argument("--checkpoints", default=os.path.join(base, "checkpoints"))
     # Unknown arguments are ignored, as SageMaker may pass ones this script does not use.
     return parser.parse_known_args()[0]
 

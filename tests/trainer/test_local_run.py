@@ -152,8 +152,11 @@ def test_layout_environment_metrics_and_artifact(job, tmp_path: Path) -> None:
     assert json.loads(env["SM_HOSTS"]) == ["algo-1"] and env["SM_CURRENT_HOST"] == "algo-1"
     assert int(env["SM_NUM_CPUS"]) >= 1 and int(env["SM_NUM_GPUS"]) >= 0
     assert env["SM_OUTPUT_DATA_DIR"] == str(job_dir / "output" / "data")
-    assert env["SM_CHECKPOINT_DIR"] == str(job_dir / "checkpoints")
+    assert "SM_CHECKPOINT_DIR" not in env  # SageMaker never sets it: /opt/ml/checkpoints
     assert env["SM_USER_ENTRY_POINT"] == "train.py"
+    assert env["SM_MODULE_DIR"].startswith("s3://") or env["SM_MODULE_DIR"] == str(
+        job_dir / "code"
+    )
     training_env = json.loads(env["SM_TRAINING_ENV"])
     assert training_env["job_name"] == "job-a"
     assert training_env["hyperparameters"] == {"epochs": 2, "lr": 0.1}
@@ -210,14 +213,16 @@ def test_script_failure_file_is_the_message(job, tmp_path: Path) -> None:
 RESUME_SCRIPT = """
 import os, signal
 from pathlib import Path
-state = Path(os.environ["SM_CHECKPOINT_DIR"]) / "epoch"
+# SageMaker's checkpoint folder is /opt/ml/checkpoints; locally the job folder plays /opt/ml.
+checkpoints = os.path.join(os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml"), "checkpoints")
+state = Path(checkpoints) / "epoch"
 epoch = int(state.read_text()) if state.exists() else 0
 print(f"resumed at {epoch}")
 for epoch in range(epoch + 1, 4):
     state.write_text(str(epoch))
     print(f"epoch={epoch} acc=0.{epoch}", flush=True)
-    if epoch == 2 and not os.path.exists(os.environ["SM_CHECKPOINT_DIR"] + "/killed"):
-        open(os.environ["SM_CHECKPOINT_DIR"] + "/killed", "w").close()
+    if epoch == 2 and not os.path.exists(checkpoints + "/killed"):
+        open(checkpoints + "/killed", "w").close()
         os.kill(os.getpid(), signal.SIGKILL)
 open(os.path.join(os.environ["SM_MODEL_DIR"], "m"), "w").write(str(epoch))
 """

@@ -29,7 +29,7 @@ from trainspec.v1 import plan_pb2
 SCRIPT = """
 import argparse, os, time
 parser = argparse.ArgumentParser()
-parser.add_argument("--x", type=float, default=0.5)
+parser.add_argument("-x", type=float, default=0.5)  # SageMaker passes one-letter names as -x
 parser.add_argument("--kind", default="a")
 parser.add_argument("--epochs", type=int, default=3)
 args, _ = parser.parse_known_args()
