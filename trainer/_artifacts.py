@@ -29,6 +29,7 @@ def pack_model(model_dir: Path, dest: Path) -> Path:
     temporary file and leaves any earlier `dest` untouched.
     """
     dest = Path(dest)
+    _refuse_outside_links(Path(model_dir))
     fd, temp_name = -1, ""
     try:
         fd, temp_name = tempfile.mkstemp(prefix=".model.", suffix=".tmp", dir=dest.parent)
@@ -36,7 +37,9 @@ def pack_model(model_dir: Path, dest: Path) -> Path:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as raw:
             fd = -1  # owned by `raw` now
-            with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+            # Links are stored as what they point to: SageMaker uploads files, and a link
+            # in an archive would point into the machine that unpacks it.
+            with tarfile.open(fileobj=raw, mode="w:gz", dereference=True) as tar:
                 for entry in sorted(Path(model_dir).iterdir()):
                     tar.add(entry, arcname=entry.name)
             raw.flush()
@@ -53,6 +56,20 @@ def pack_model(model_dir: Path, dest: Path) -> Path:
             with contextlib.suppress(OSError):
                 os.unlink(temp_name)
     return dest
+
+
+def _refuse_outside_links(model_dir: Path) -> None:
+    """ArtifactError for a link in `model_dir` that resolves outside it (or nowhere)."""
+    root = model_dir.resolve()
+    for path in sorted(model_dir.rglob("*")):
+        if not path.is_symlink():
+            continue
+        target = path.resolve()
+        if not target.exists() or not target.is_relative_to(root):
+            raise ArtifactError(
+                f"{path.relative_to(model_dir)} in the model folder links to {target}, "
+                "outside it: copy what the model needs into the folder instead"
+            )
 
 
 def _umask() -> int:

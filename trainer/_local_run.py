@@ -296,9 +296,8 @@ def _execute(
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                # One process group for all hosts: stopping the job kills every tree.
-                start_new_session=not processes,
-                process_group=processes[0].pid if processes else None,
+                # A process group each: stopping the job kills every host's tree.
+                start_new_session=True,
                 text=True,
                 errors="replace",
                 bufsize=1,
@@ -341,6 +340,9 @@ def _execute(
                 for point in parser.feed(line):  # metrics, as SageMaker's, from algo-1
                     if on_metric is not None and on_metric(point):
                         stop("EarlyStopped")
+        process.wait()
+        if process.returncode or reason or store.stop_requested(run.name):
+            _terminate(processes)  # a job whose master ended badly ends on every host
         for each in processes:
             each.wait()
         for follower in followers:
@@ -440,23 +442,22 @@ def _verdict(
 
 
 def _terminate(processes: subprocess.Popen[str] | list[subprocess.Popen[str]]) -> None:
-    """SIGTERM the job's process group (every host's tree: they share the first host's
-    group), then SIGKILL it after a grace period (in the background)."""
+    """SIGTERM each host's process group, then SIGKILL them after a grace period (in the
+    background)."""
     group = processes if isinstance(processes, list) else [processes]
-    if all(p.poll() is not None for p in group):
-        return
-    leader = group[0].pid
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(leader, signal.SIGTERM)
+    running = [p for p in group if p.poll() is None]
+    for process in running:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGTERM)
 
     def kill_later() -> None:
         deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for process in group:
+        for process in running:
             try:
                 process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(leader, signal.SIGKILL)
-                return
+                    os.killpg(process.pid, signal.SIGKILL)
 
-    threading.Thread(target=kill_later, daemon=True).start()
+    if running:
+        threading.Thread(target=kill_later, daemon=True).start()

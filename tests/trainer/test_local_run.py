@@ -154,9 +154,7 @@ def test_layout_environment_metrics_and_artifact(job, tmp_path: Path) -> None:
     assert env["SM_OUTPUT_DATA_DIR"] == str(job_dir / "output" / "data")
     assert "SM_CHECKPOINT_DIR" not in env  # SageMaker never sets it: /opt/ml/checkpoints
     assert env["SM_USER_ENTRY_POINT"] == "train.py"
-    assert env["SM_MODULE_DIR"].startswith("s3://") or env["SM_MODULE_DIR"] == str(
-        job_dir / "code"
-    )
+    assert env["SM_MODULE_DIR"].startswith("s3://") or env["SM_MODULE_DIR"] == str(job_dir / "code")
     training_env = json.loads(env["SM_TRAINING_ENV"])
     assert training_env["job_name"] == "job-a"
     assert training_env["hyperparameters"] == {"epochs": 2, "lr": 0.1}
@@ -420,3 +418,18 @@ def test_s3_channels_without_credentials_are_a_clear_error(job, tmp_path, clean_
     plan.job.training.data["train"].uri = "s3://data/digits/train/"
     with pytest.raises(ContainerError, match=r"need AWS credentials and none were found: train"):
         run_training(training_run_from_plan(plan), tmp_path / "runs")
+
+
+def test_links_in_the_model_folder_are_packed_as_files_or_refused(tmp_path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(b"w" * 10)
+    (model / "latest.bin").symlink_to(model / "weights.bin")
+    artifact = pack_model(model, tmp_path / "model.tar.gz")
+    with tarfile.open(artifact) as tar:
+        latest = tar.getmember("latest.bin")
+        assert latest.isfile() and tar.extractfile(latest).read() == b"w" * 10
+    (tmp_path / "secret").write_text("key")
+    (model / "leak").symlink_to(tmp_path / "secret")
+    with pytest.raises(ArtifactError, match="outside it"):
+        pack_model(model, tmp_path / "model.tar.gz")
