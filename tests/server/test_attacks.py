@@ -3,6 +3,7 @@ disk, environment or exceptions in any response. Real servers on loopback, real 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import resource
@@ -613,7 +614,7 @@ def test_caller_chosen_keys_are_not_kept_in_caches(stub) -> None:
     from trainspec.compiler import _diagnostics
 
     key = "q" * 20000
-    spec = '{"training": {"name": "x", "%s": 1}}' % key
+    spec = json.dumps({"training": {"name": "x", key: 1}})
     code, _ = compile_call(stub, spec, path="a.json")
     assert code is grpc.StatusCode.INVALID_ARGUMENT
     assert not any(key in str(path) for path in _diagnostics._FORMATTED)
