@@ -49,16 +49,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def host_commands(run: TrainingRun, master_port: int) -> list[list[str]]:
-    """Each host's command line, in host order."""
+def host_commands(run: TrainingRun, master_port: int, python: str = "") -> list[list[str]]:
+    """Each host's command line, in host order; `python` runs it (this one by default)."""
     args = entry_args(run)
     hosts = run.hosts
     if launcher(run) is None:
-        return [entry_command(run.entry_point, args) for _ in hosts]
+        return [entry_command(run.entry_point, args, python) for _ in hosts]
     per_host = processes_per_host(run)
     return [
         [
-            sys.executable,
+            python or sys.executable,
             "-m",
             "torch.distributed.run",  # torchrun, as the PyTorch container runs it
             "--nnodes",

@@ -30,6 +30,7 @@ from trainspec.trainer._container import (
 )
 from trainspec.trainer._launch import free_port, host_commands, simulation_notes
 from trainspec.trainer._metrics import MetricParser, MetricPoint, definitions_from_request
+from trainspec.trainer._requirements import job_python
 from trainspec.v1 import job_spec_pb2, plan_pb2
 
 # SageMaker gives a stopped script 120 s after SIGTERM; locally a short grace keeps
@@ -232,6 +233,7 @@ def run_training(
     fetch_s3_channels(run, layout)
     for _host, other in others:
         fetch_s3_channels(run, other)
+    python = job_python(layout.code_dir, root, echo)
     store.start(
         run.name,
         kind,
@@ -242,7 +244,7 @@ def run_training(
     started = time.monotonic()
     try:
         hosts = [(run.hosts[0], layout), *others]
-        result = _execute(run, hosts, store, echo, on_metric, max_runtime_seconds, started)
+        result = _execute(run, hosts, python, store, echo, on_metric, max_runtime_seconds, started)
     except BaseException:
         # KeyboardInterrupt (or a bug) while the script runs: the store must not keep
         # showing the job as running.
@@ -267,6 +269,7 @@ def _print(line: str) -> None:
 def _execute(
     run: TrainingRun,
     hosts: list[tuple[Host, JobLayout]],
+    python: str,
     store: js.JobStore,
     echo: Callable[[str], None],
     on_metric: MetricCallback | None,
@@ -282,7 +285,7 @@ def _execute(
     local_gpus = count_gpus()
     for note in simulation_notes(run, run.gpus_per_instance, local_gpus):
         echo(f"[trainspec] simulating: {note}\n")
-    commands = host_commands(run, free_port())
+    commands = host_commands(run, free_port(), python)
     processes: list[subprocess.Popen[str]] = []
     for (host, host_layout), command in zip(hosts, commands, strict=True):
         env = dict(os.environ)

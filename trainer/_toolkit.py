@@ -230,10 +230,10 @@ def _module_name(program: str) -> str:
     return program[:-3] if program.endswith(".py") else program
 
 
-def entry_command(entry_point: str, args: Sequence[str]) -> list[str]:
+def entry_command(entry_point: str, args: Sequence[str], python: str = "") -> list[str]:
     """How the toolkit starts a Python entry point: `python -- script.py ARGS` (the `--`
     keeps a script name from being read as an interpreter option)."""
-    return [sys.executable, "--", entry_point, *args]
+    return [python or sys.executable, "--", entry_point, *args]
 
 
 def process_environment(

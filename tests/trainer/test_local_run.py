@@ -433,3 +433,57 @@ def test_links_in_the_model_folder_are_packed_as_files_or_refused(tmp_path) -> N
     (model / "leak").symlink_to(tmp_path / "secret")
     with pytest.raises(ArtifactError, match="outside it"):
         pack_model(model, tmp_path / "model.tar.gz")
+
+
+def tiny_wheel(folder: Path, version: str) -> Path:
+    """A pure-Python wheel made by hand (no build backend, no network)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    name = f"tinypkg-{version}-py3-none-any.whl"
+    files = {
+        "tinypkg/__init__.py": f"VERSION = {version!r}\n",
+        f"tinypkg-{version}.dist-info/METADATA": (
+            f"Metadata-Version: 2.1\nName: tinypkg\nVersion: {version}\n"
+        ),
+        f"tinypkg-{version}.dist-info/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
+        record.append(f"{path},sha256={digest.decode()},{len(text.encode())}")
+    record.append(f"tinypkg-{version}.dist-info/RECORD,,")
+    files[f"tinypkg-{version}.dist-info/RECORD"] = "\n".join(record) + "\n"
+    with zipfile.ZipFile(folder / name, "w") as wheel:
+        for path, text in files.items():
+            wheel.writestr(path, text)
+    return folder / name
+
+
+def test_requirements_install_into_a_cached_environment_of_the_job(job, tmp_path) -> None:
+    plan = job("import tinypkg, sys\nprint('tinypkg', tinypkg.VERSION, sys.prefix)")
+    source = Path(plan.job.training.model.framework.source_dir)
+    (source / "wheels").mkdir()
+    tiny_wheel(source / "wheels", "1.0")
+    (source / "requirements.txt").write_text("--no-index\nwheels/tinypkg-1.0-py3-none-any.whl\n")
+    root = tmp_path / "runs"
+    lines: list[str] = []
+    first = run_training(training_run_from_plan(plan), root, echo=lines.append)
+    assert first.status == "Completed", first.message
+    printed = next(line for line in lines if line.startswith("tinypkg"))
+    assert printed.split()[1] == "1.0" and str(root / ".envs") in printed
+    assert any("installing requirements.txt" in line for line in lines)
+    with pytest.raises(ModuleNotFoundError):  # this machine's environment is untouched
+        __import__("tinypkg")
+
+    lines.clear()
+    again = run_training(training_run_from_plan(plan), root, echo=lines.append)
+    assert again.status == "Completed"
+    assert not any("installing" in line for line in lines)  # cached by the file's hash
+
+    (source / "requirements.txt").write_text("--no-index\nwheels/absent-2.0-py3-none-any.whl\n")
+    with pytest.raises(ContainerError, match=r"installing requirements\.txt failed"):
+        run_training(training_run_from_plan(plan), root, echo=lines.append)
