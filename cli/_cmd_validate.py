@@ -153,6 +153,7 @@ def _validate_file(path: Path, defaults, overrides, options) -> None:
 
 @click.command()
 @click.option("--indent", type=int, default=2, show_default=True)
+@handle_errors()
 def schema(indent: int) -> None:
     """Print the JSON Schema of spec files, for editors (yaml-language-server).
 
