@@ -104,3 +104,33 @@ def test_explain_names_an_origin_for_every_value():
     origins = [line for line in lines if line.strip().startswith("<-")]
     assert len(origins) == len(lines) // 2
     assert any("rule:batch.scale_by_devices" in line for line in origins)
+
+
+def test_folders_skip_plan_outputs(tmp_path):
+    spec = ROOT / "examples/training/xgboost-cpu.yaml"
+    for fmt in ("yaml", "json", "textproto"):
+        compiled = CliRunner().invoke(
+            cli, ["compile", str(spec), "--out", str(tmp_path), "--format", fmt]
+        )
+        assert compiled.exit_code == 0, compiled.output
+    assert len(list(tmp_path.glob("*.plan.*"))) == 3
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip() == "0 file(s) checked, 0 problem(s)"
+
+
+def test_folders_report_dangling_and_looping_links(tmp_path):
+    (tmp_path / "dangling.yaml").symlink_to(tmp_path / "moved-away.yaml")
+    (tmp_path / "loop.yaml").symlink_to(tmp_path / "loop.yaml")
+    (tmp_path / "specs").symlink_to(tmp_path / "no-such-folder")
+    (tmp_path / "notes.txt").symlink_to(tmp_path / "gone.txt")  # not a spec: ignored
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path), "--format", "json"])
+    assert result.exit_code == 1, result.output
+    found = {Path(d["location"]["path"]).name: d for d in json.loads(result.stdout)}
+    assert set(found) == {"dangling.yaml", "loop.yaml", "specs"}
+    assert {d["code"] for d in found.values()} == {"load.broken_link"}
+    assert "points to nothing" in found["dangling.yaml"]["message"]
+    assert "loops back on itself" in found["loop.yaml"]["message"]
+    text = CliRunner().invoke(cli, ["validate", str(tmp_path)])
+    assert text.exit_code == 1
+    assert "3 file(s) checked, 3 problem(s) in 3 file(s)" in text.stderr
