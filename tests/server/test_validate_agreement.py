@@ -16,8 +16,10 @@ from click.testing import CliRunner
 from google.protobuf import json_format
 from grpc_status import rpc_status
 from trainspec._cli import cli
-from trainspec.compiler import SpecError, compile_file
+from trainspec.compiler import SpecError, compile_file, load_file
+from trainspec.compiler._validate import validate_layer
 from trainspec.v1 import compiler_service_pb2 as pb
+from trainspec.v1 import job_spec_pb2
 
 CORPUS = Path(__file__).resolve().parents[1] / "compiler/data/agreement"
 DEFAULTS = CORPUS / "trainspec.defaults.yaml"
@@ -132,3 +134,51 @@ def test_validate_of_the_folder_as_a_process_reports_every_case_at_once(tmp_path
     assert by_file == Counter(
         {case.name: sum(expected_codes(case).values()) for case in CASES if expected_codes(case)}
     )
+
+
+def _as_message(case: Path) -> job_spec_pb2.JobSpec | None:
+    """The case as a JobSpec message, or None when it cannot be one (wrong types...).
+
+    Without `source_dir`: a message names no folder of the client's, and the server's
+    own disk is no place to look for one."""
+    try:
+        loaded = load_file(case)
+        layer = validate_layer(loaded.path, loaded.tree, loaded.locations, {})
+        message = json_format.ParseDict(layer.tree, job_spec_pb2.JobSpec())
+    except (SpecError, json_format.ParseError):
+        return None
+    job = getattr(message, message.WhichOneof("job"))
+    training = job.training if message.HasField("tuning") else job
+    if training.model.HasField("framework"):
+        training.model.framework.ClearField("source_dir")
+    return message
+
+
+MESSAGE_CASES = [c for c in GRPC_CASES if _as_message(c) is not None]
+
+
+@pytest.mark.parametrize("case", MESSAGE_CASES, ids=[c.name for c in MESSAGE_CASES])
+def test_grpc_validate_only_of_a_message_finds_the_same_problems(case, stub):
+    """The `spec` form carries no file, so no places: codes and fields agree."""
+    validated = json.loads(
+        CliRunner().invoke(cli, ["validate", str(case), "--format", "json"]).stdout
+    )
+    request = pb.CompileRequest(
+        spec=_as_message(case),
+        defaults=[pb.SourceFile(path=str(DEFAULTS), content=DEFAULTS.read_text())],
+        validate_only=True,
+    )
+    try:
+        stub.Compile(request, timeout=30)
+        reported: list[dict] = []
+    except grpc.RpcError as error:
+        assert error.code() is grpc.StatusCode.INVALID_ARGUMENT, error.details()
+        listed = pb.DiagnosticList()
+        status = rpc_status.from_call(error)
+        assert any(d.Unpack(listed) for d in status.details if d.Is(listed.DESCRIPTOR))
+        reported = [
+            json_format.MessageToDict(d, preserving_proto_field_name=True)
+            for d in listed.diagnostics
+        ]
+    assert sorted(key(d)[:2] for d in reported) == sorted(key(d)[:2] for d in validated)
+    assert all(d["location"]["path"] == "<request.spec>" for d in reported)
