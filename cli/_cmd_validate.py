@@ -125,6 +125,8 @@ def validate(
             _validate_file(path, defaults, overrides, options)
         except SpecError as exc:
             diagnostics.extend(exc.diagnostics)
+    # A mistake in a defaults file (or --set) is found again with every spec using it.
+    diagnostics = list(dict.fromkeys(diagnostics))
     if fmt == "json":
         print_diagnostics(diagnostics, "json")
     else:

@@ -134,3 +134,27 @@ def test_folders_report_dangling_and_looping_links(tmp_path):
     text = CliRunner().invoke(cli, ["validate", str(tmp_path)])
     assert text.exit_code == 1
     assert "3 file(s) checked, 3 problem(s) in 3 file(s)" in text.stderr
+
+
+def test_a_defaults_file_mistake_is_reported_once_for_the_folder(tmp_path):
+    (tmp_path / "trainspec.defaults.yaml").write_text("training:\n  regin: us-east-1\n")
+    spec = (ROOT / "examples/training/xgboost-cpu.yaml").read_text()
+    (tmp_path / "a.yaml").write_text(spec)
+    (tmp_path / "b.yaml").write_text(spec)
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path), "--format", "json"])
+    assert result.exit_code == 1
+    found = json.loads(result.stdout)
+    assert [(Path(d["location"]["path"]).name, d["code"]) for d in found] == [
+        ("trainspec.defaults.yaml", "spec.unknown_field")
+    ]
+
+
+def test_validate_takes_compile_s_options(tmp_path):
+    spec = str(ROOT / "examples/training/xgboost-cpu.yaml")
+    over = ["validate", spec, "--set", "training.compute.instance_count=two"]
+    assert CliRunner().invoke(cli, over).exit_code == 1
+    assert CliRunner().invoke(cli, ["compile", *over[1:]]).exit_code == 1
+    costly = ["validate", spec, "--max-cost", "0.01"]
+    assert CliRunner().invoke(cli, costly).exit_code == 1
+    assert CliRunner().invoke(cli, ["compile", *costly[1:]]).exit_code == 1
+    assert CliRunner().invoke(cli, ["validate", spec, "--max-cost", "100000"]).exit_code == 0
