@@ -158,3 +158,13 @@ def test_validate_takes_compile_s_options(tmp_path):
     assert CliRunner().invoke(cli, costly).exit_code == 1
     assert CliRunner().invoke(cli, ["compile", *costly[1:]]).exit_code == 1
     assert CliRunner().invoke(cli, ["validate", spec, "--max-cost", "100000"]).exit_code == 0
+
+
+def test_schema_carries_the_limits_that_keep_requests_valid():
+    schema = json.loads(CliRunner().invoke(cli, ["schema"]).stdout)
+    validator = jsonschema.Draft202012Validator(schema)
+    corpus = ROOT / "tests/compiler/data/agreement"
+    for name in ("environment_value_too_long.yaml", "channels_21.yaml"):
+        assert list(validator.iter_errors(yaml.safe_load((corpus / name).read_text()))), name
+    too_big = {"tuning": {"name": "a", "random_seed": 2**31}}  # int32, no rule of its own
+    assert list(validator.iter_errors(too_big))
