@@ -168,3 +168,16 @@ def test_schema_carries_the_limits_that_keep_requests_valid():
         assert list(validator.iter_errors(yaml.safe_load((corpus / name).read_text()))), name
     too_big = {"tuning": {"name": "a", "random_seed": 2**31}}  # int32, no rule of its own
     assert list(validator.iter_errors(too_big))
+
+
+@pytest.mark.parametrize("command", ["validate", "compile"])
+def test_a_deeply_nested_set_value_is_a_located_error(command):
+    spec = str(ROOT / "examples/training/xgboost-cpu.yaml")
+    for depth in (70, 5000):  # past the loader's limit, and past Python's recursion limit
+        value = "[" * depth + "]" * depth
+        result = CliRunner().invoke(
+            cli, [command, spec, "--set", f"training.hyperparameters.x={value}"]
+        )
+        assert result.exit_code == 1, result.output
+        assert "error[set.too_deep] training.hyperparameters.x:" in result.stderr
+        assert "internal error" not in result.stderr
