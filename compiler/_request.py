@@ -40,7 +40,7 @@ def compile_request(
             options=options,
         )
     elif which == "spec":
-        tree = message_tree(request.spec)
+        tree = message_tree(request.spec, MESSAGE_SOURCE)
         source = LoadedSource(MESSAGE_SOURCE, "message", tree, {}, {})
         plan = compile_loaded(
             source,

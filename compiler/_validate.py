@@ -62,13 +62,14 @@ class Validated:
     locations: Mapping[FieldPath, Location]
     key_locations: Mapping[FieldPath, Location]
 
-    def locate(self, path: FieldPath) -> Location | None:
-        """The best location for a path: its own, else its nearest located parent."""
+    def locate(self, path: FieldPath) -> Location:
+        """The best location for a path: its own, else its nearest located parent, else
+        the source as a whole (a gRPC JobSpec message has no lines to point at)."""
         for end in range(len(path), -1, -1):
             found = self.locations.get(path[:end])
             if found is not None:
                 return found
-        return None
+        return Location(self.path)
 
 
 @functools.cache
