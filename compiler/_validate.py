@@ -92,16 +92,21 @@ def s3_slip(value: str) -> str | None:
     return "s3://" + value[match.end() :].lstrip("/\\")
 
 
-def _data_uri(value: Any) -> str | None:
+def _local_or_s3(value: Any) -> str | None:
+    """A local path or an S3 URI: only an S3 URI can be told wrong without the disk."""
     if not isinstance(value, str):
         return None
     if s3_slip(value):  # else `s3//bucket/x/` reads as a local folder that is missing
         return "s3_typo"
     if value.startswith("s3:") and not _S3_URI.fullmatch(value):
         return "s3_uri"
-    if not value.strip():
-        return "empty"
     return None
+
+
+def _data_uri(value: Any) -> str | None:
+    if isinstance(value, str) and not value.strip():
+        return "empty"
+    return _local_or_s3(value)
 
 
 def _value(value: Any) -> str | None:
@@ -136,6 +141,7 @@ def _fraction(value: Any) -> str | None:
 _CHECKS = {
     "s3_uri": _s3_uri,
     "data_uri": _data_uri,
+    "local_or_s3": _local_or_s3,
     "positive": _positive,
     "fraction": _fraction,
     "value": _value,
@@ -179,6 +185,9 @@ class _Validator(cerberus.Validator):
 
     def _check_with_data_uri(self, field: str, value: Any) -> None:
         self._report(field, _data_uri(value))
+
+    def _check_with_local_or_s3(self, field: str, value: Any) -> None:
+        self._report(field, _local_or_s3(value))
 
     def _check_with_positive(self, field: str, value: Any) -> None:
         self._report(field, _positive(value))

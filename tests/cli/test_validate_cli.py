@@ -181,3 +181,26 @@ def test_a_deeply_nested_set_value_is_a_located_error(command):
         assert result.exit_code == 1, result.output
         assert "error[set.too_deep] training.hyperparameters.x:" in result.stderr
         assert "internal error" not in result.stderr
+
+
+def test_mistakes_in_the_spec_defaults_and_set_come_in_one_run(tmp_path):
+    (tmp_path / "trainspec.defaults.yaml").write_text("training:\n  regin: us-east-1\n")
+    (tmp_path / "job.yaml").write_text("training:\n  nam: job\n")
+    result = CliRunner().invoke(
+        cli,
+        [
+            "validate",
+            str(tmp_path / "job.yaml"),
+            "--set",
+            "training.compute.instance_count=two",
+            "--format",
+            "json",
+        ],
+    )
+    assert result.exit_code == 1
+    found = {(d["field_path"], d["code"]) for d in json.loads(result.stdout)}
+    assert found == {
+        ("training.nam", "spec.unknown_field"),
+        ("training.regin", "spec.unknown_field"),
+        ("training.compute.instance_count", "spec.type"),
+    }
