@@ -179,7 +179,7 @@ def test_a_deeply_nested_set_value_is_a_located_error(command):
             cli, [command, spec, "--set", f"training.hyperparameters.x={value}"]
         )
         assert result.exit_code == 1, result.output
-        assert "error[set.too_deep] training.hyperparameters.x:" in result.stderr
+        assert "error[load.too_deep] training.hyperparameters.x:" in result.stderr
         assert "internal error" not in result.stderr
 
 
