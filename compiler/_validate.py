@@ -46,8 +46,9 @@ _PATTERN_HELP = {
 }
 
 _S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?")
-# What an S3 URI with a slip in its scheme looks like: s3//, s3:/, S3://, s3a://, s3:\\.
-_S3_SLIP = re.compile(r"(?i)s3[an]?(?::[/\\]{0,2}|[/\\]{1,2})")
+# What an S3 URI with a slip in its scheme looks like: s3//, s3:/, s3:, S3://, s3a://.
+# Not `s3/x`: a local folder may be called s3.
+_S3_SLIP = re.compile(r"(?i)s3[an]?(?::[/\\]{0,2}|[/\\]{2})")
 # Tag keys and values: Unicode letters, spaces and digits, and _.:/=+-@ (SageMaker's
 # pattern uses \p{L}\p{Z}\p{N}, which Python's re cannot write).
 _TAG_PUNCTUATION = frozenset("_.:/=+-@")
