@@ -30,9 +30,8 @@ def _spec_files(paths: tuple[str, ...]) -> tuple[list[Path], list]:
             files.append(path)  # a file the user named: the loader reports what is wrong
             continue
         for found in sorted(path.rglob("*")):
-            if "node_modules" in found.parts or any(
-                part.startswith(".") for part in found.relative_to(path).parts
-            ):
+            inside = found.relative_to(path).parts  # the folder itself may be hidden
+            if "node_modules" in inside or any(part.startswith(".") for part in inside):
                 continue
             if found.is_symlink() and not found.exists():
                 # A folder's specs may be links; one that leads nowhere must not pass as
@@ -74,7 +73,11 @@ def _broken_link(path: Path):
 
 def _looks_like_spec(path: Path) -> bool:
     """Folders hold other JSON too (package.json...): take JSON that names a job."""
-    head = path.read_bytes()[:4096]
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return True  # the loader says why it cannot be read
     return b'"training"' in head or b'"tuning"' in head
 
 

@@ -1,6 +1,7 @@
 """`trainspec validate`, `compile` and `schema` through click and as a real subprocess."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -204,3 +205,21 @@ def test_mistakes_in_the_spec_defaults_and_set_come_in_one_run(tmp_path):
         ("training.regin", "spec.unknown_field"),
         ("training.compute.instance_count", "spec.type"),
     }
+
+
+def test_a_folder_inside_a_hidden_one_and_an_unreadable_json(tmp_path):
+    folder = tmp_path / ".config" / "specs"
+    folder.mkdir(parents=True)
+    (folder / "job.yaml").write_text("training:\n  nam: job\n")
+    locked = folder / "locked.json"
+    locked.write_text('{"training": {}}')
+    locked.chmod(0)
+    try:
+        result = CliRunner().invoke(cli, ["validate", str(folder), "--format", "json"])
+    finally:
+        locked.chmod(0o600)
+    assert result.exit_code == 1, result.output
+    codes = {Path(d["location"]["path"]).name: d["code"] for d in json.loads(result.stdout)}
+    assert codes["job.yaml"] == "spec.unknown_field"
+    if os.geteuid() != 0:  # root reads it anyway
+        assert codes["locked.json"] == "load.unreadable"
