@@ -23,7 +23,9 @@ def _time(command: list[str], repeat: int) -> float:
     samples = []
     for _ in range(repeat):
         start = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True)
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
         samples.append(time.perf_counter() - start)
     return statistics.median(samples)
 
@@ -35,6 +37,9 @@ def main() -> None:
     args = parser.parse_args()
     examples = sorted((ROOT / "examples" / "training").glob("*.yaml"))
     with tempfile.TemporaryDirectory() as folder:
+        # validate compiles each spec: it needs what the examples rely on around them
+        shutil.copy(ROOT / "examples" / "trainspec.defaults.yaml", folder)
+        shutil.copytree(ROOT / "examples" / "training" / "src", Path(folder) / "src")
         for index in range(args.specs):
             source = examples[index % len(examples)]
             shutil.copy(source, Path(folder) / f"{index:03d}-{source.name}")

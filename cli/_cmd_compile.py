@@ -220,11 +220,14 @@ def _warning_text(warning: Any) -> str:
 
 def _intermediate_text(data: Any) -> str:
     import dataclasses
+    import enum
 
     import yaml
     from trainspec.compiler._diagnostics import format_path
 
     def plain(value: Any) -> Any:
+        if isinstance(value, enum.Enum):  # before int: OriginKind is an IntEnum
+            return value.name
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
         if isinstance(value, dict) or hasattr(value, "items"):
@@ -252,13 +255,11 @@ def _intermediate_text(data: Any) -> str:
 @handle_errors()
 def catalog(which: str, fmt: str, min_gpus: int) -> None:
     """List the instance types or pretrained models the compiler knows."""
-    import dataclasses
-
     from trainspec.compiler import load_catalog
 
     loaded = load_catalog()
     entries = loaded.instances if which == "instances" else loaded.models
-    rows = [dataclasses.asdict(e) for _, e in sorted(entries.items())]
+    rows = [_plain(e) for _, e in sorted(entries.items())]
     if which == "instances":
         rows = [r for r in rows if r["gpus"] >= min_gpus]
     if fmt == "json":
@@ -285,3 +286,18 @@ def catalog(which: str, fmt: str, min_gpus: int) -> None:
             batch = r["default_hyperparameters"].get(r["batch_size_hyperparameter"], "")
             click.echo(f"{r['id']:<44}{r['task']:<24}{r['batch_size_hyperparameter']:<14}{batch}")
     click.echo(f"catalog version {loaded.versions.get(which, '')}", err=True)
+
+
+def _plain(value: Any) -> Any:
+    """A catalog entry as JSON-ready data. Not dataclasses.asdict: it deep-copies each
+    value, and the catalog's frozen mappings (MappingProxyType) cannot be copied."""
+    import dataclasses
+    from collections.abc import Mapping
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

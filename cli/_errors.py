@@ -2,7 +2,7 @@
 
 Exit codes: 0 ok, 1 the input is wrong (every problem printed), 2 usage error (click),
 3 internal error (a bug in trainspec or its catalogs; never a traceback unless
-TRAINSPEC_DEBUG=1).
+TRAINSPEC_DEBUG=1). A reader that stops early (`| head`) ends a command quietly, with 0.
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ def handle_errors(fmt_param: str | None = None) -> Callable:
                     click.echo("  " + diagnostic.format_text(), err=True)
                 click.echo("this is a bug in trainspec; please report it", err=True)
                 sys.exit(EXIT_INTERNAL)
+            except BrokenPipeError:
+                _quiet_closed_pipe()
             except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
                 raise
             except Exception as exc:  # never a traceback for users
@@ -64,3 +66,15 @@ def handle_errors(fmt_param: str | None = None) -> Callable:
         return wrapper
 
     return decorate
+
+
+def _quiet_closed_pipe() -> None:
+    """The reader closed stdout (`trainspec catalog instances | head -1`): it has what it
+    wanted, so stop with 0 and no message. stdout goes to /dev/null first, or the
+    interpreter's final flush of the buffered rest fails again on the way out."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (a test runner's capture): nothing to do
+        pass
+    sys.exit(0)

@@ -29,6 +29,7 @@ from trainspec.compiler._infer import (
     is_local,
 )
 from trainspec.compiler._local_files import EVERYWHERE, LocalFiles, not_checked
+from trainspec.compiler._lower import SIFTING_ENVIRONMENT_VARIABLE, lowered_hyperparameters
 from trainspec.compiler._origin import OriginKind
 
 Locate = Callable[[FieldPath], "Location | None"]
@@ -43,6 +44,8 @@ _REQUIRED = {
 }
 
 MAX_HYPERPARAMETERS = 100
+MAX_CHANNELS = 20
+MAX_ENVIRONMENT = 100
 
 
 def check_training(
@@ -300,6 +303,15 @@ def _instance_groups(c: _Context) -> Iterator[Diagnostic]:
                 "cannot be given with instance_groups",
                 hint="give the instance type and count of each group instead",
             )
+    for index, group in enumerate(groups):
+        for key in ("name", "instance_type"):
+            if not group.get(key):
+                yield c.error(
+                    "required.missing",
+                    ("compute", "instance_groups", index, key),
+                    "is required for each instance group",
+                    hint="e.g. name: workers, instance_type: ml.g5.xlarge",
+                )
     names = [g.get("name") for g in groups]
     for index, group_name in enumerate(names):
         if group_name in names[:index]:
@@ -326,12 +338,24 @@ def _volume_kms(c: _Context) -> Iterator[Diagnostic]:
 
 def _hyperparameters(c: _Context) -> Iterator[Diagnostic]:
     hyperparameters = c.get("hyperparameters") or {}
-    if len(hyperparameters) > MAX_HYPERPARAMETERS:
+    # Counted as lowered: the batch size and the sagemaker_* entries trainspec adds are
+    # in the request too. A tuning job's check counts them with the one AMT adds.
+    lowered = lowered_hyperparameters(c.inferred)
+    if len(lowered) > MAX_HYPERPARAMETERS and c.inferred.resolved.job == "training":
+        origins = c.inferred.resolved.origins
+        added = [
+            name
+            for name in lowered
+            if getattr(origins.get(c.path("hyperparameters", name)), "kind", None)
+            in (None, OriginKind.INFERRED)
+        ]
         yield c.error(
             "hyperparameters.too_many",
             ("hyperparameters",),
-            f"has {len(hyperparameters)} entries; SageMaker takes at most {MAX_HYPERPARAMETERS}",
-            hint="script-mode jobs count the sagemaker_* entries trainspec adds",
+            f"the request would carry {len(lowered)} hyperparameters"
+            + (f", {len(added)} of them added by trainspec ({', '.join(added)})" if added else "")
+            + f"; SageMaker takes at most {MAX_HYPERPARAMETERS}",
+            hint="drop hyperparameters that keep their default value",
         )
     for key, value in hyperparameters.items():
         if len(str(value)) > 2500:
@@ -347,6 +371,16 @@ def _metrics(c: _Context) -> Iterator[Diagnostic]:
     for index, metric in enumerate(c.get("metrics") or []):
         regex = metric.get("regex", "")
         name = metric.get("name", "")
+        missing = [key for key in ("name", "regex") if not metric.get(key)]
+        for key in missing:
+            yield c.error(
+                "required.missing",
+                ("metrics", index, key),
+                "is required for each metric",
+                hint="e.g. {name: validation:loss, regex: 'validation loss: ([0-9.]+)'}",
+            )
+        if missing:
+            continue
         if name in names:
             yield c.error(
                 "metrics.duplicate_name",
@@ -378,9 +412,49 @@ def _metrics(c: _Context) -> Iterator[Diagnostic]:
         yield c.error("metrics.too_many", ("metrics",), "SageMaker takes at most 40 metrics")
 
 
+def _network(c: _Context) -> Iterator[Diagnostic]:
+    network = c.get("network") or {}
+    subnets, groups = network.get("subnets"), network.get("security_group_ids")
+    if bool(subnets) != bool(groups):
+        given, missing = ("subnets", "security_group_ids")
+        if not subnets:
+            given, missing = missing, given
+        yield c.error(
+            "network.vpc_incomplete",
+            ("network", missing),
+            f"is required with {given}: a VPC configuration needs both",
+            hint=f"set network.{missing} (they may come from trainspec.defaults.yaml) "
+            f"or remove network.{given}",
+        )
+
+
+def _environment(c: _Context) -> Iterator[Diagnostic]:
+    environment = c.get("environment") or {}
+    count = len(environment)
+    if c.get("sifting") and SIFTING_ENVIRONMENT_VARIABLE not in environment:
+        count += 1
+    if count > MAX_ENVIRONMENT:
+        yield c.error(
+            "environment.too_many",
+            ("environment",),
+            f"{count} variables with the {SIFTING_ENVIRONMENT_VARIABLE} that sifting adds; "
+            f"SageMaker takes at most {MAX_ENVIRONMENT}",
+            hint="drop variables the job does not read",
+        )
+
+
 def _data(c: _Context) -> Iterator[Diagnostic]:
     network = c.get("network") or {}
     has_vpc = bool(network.get("subnets")) and bool(network.get("security_group_ids"))
+    channels = c.get("data") or {}
+    if len(channels) > MAX_CHANNELS:
+        yield c.error(
+            "data.too_many",
+            ("data",),
+            f"has {len(channels)} channels with all layers merged; "
+            f"SageMaker takes at most {MAX_CHANNELS}",
+            hint="remove a channel here or in trainspec.defaults.yaml (null removes one)",
+        )
     for channel, spec in sorted((c.get("data") or {}).items()):
         uri = spec.get("uri", "")
         file_system = spec.get("file_system")
@@ -407,13 +481,18 @@ def _data(c: _Context) -> Iterator[Diagnostic]:
                     "EFS and FSx channels only support File input mode",
                     hint="remove input_mode or set it to File",
                 )
-            if not file_system.get("type"):
-                yield c.error(
-                    "required.missing",
-                    ("data", channel, "file_system", "type"),
-                    "is required",
-                    hint="EFS or FSX_LUSTRE",
-                )
+            for key, hint in (
+                ("type", "EFS or FSX_LUSTRE"),
+                ("id", "e.g. fs-0123456789abcdef0"),
+                ("directory_path", "the folder on the file system, e.g. /data/train"),
+            ):
+                if not file_system.get(key):
+                    yield c.error(
+                        "required.missing",
+                        ("data", channel, "file_system", key),
+                        "is required",
+                        hint=hint,
+                    )
             continue
         if not uri:
             yield c.error(
@@ -571,6 +650,8 @@ _RULES = (
     _volume_kms,
     _hyperparameters,
     _metrics,
+    _network,
+    _environment,
     _data,
     _entry_point,
     _distribution,

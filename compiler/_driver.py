@@ -141,11 +141,15 @@ def compile_loaded(
     if until is Stage.LOAD:
         return Intermediate(until, source)
     checkpoint()
-    spec = validate_layer(
-        source.path, source.tree, source.locations, source.key_locations, kind="spec"
-    )
-    job = "training" if "training" in spec.tree else "tuning"
     problems: list[Diagnostic] = []
+    try:
+        spec = validate_layer(
+            source.path, source.tree, source.locations, source.key_locations, kind="spec"
+        )
+    except SpecError as exc:  # still check the defaults and --set layers: every mistake
+        problems.extend(exc.diagnostics)
+        spec = Validated(source.path, source.tree, source.locations, source.key_locations)
+    job = "tuning" if "tuning" in spec.tree else "training"
     user_layers: list[Layer] = []
     catalog_blocks: list[Layer] = []
     for path, content in defaults:

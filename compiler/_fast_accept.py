@@ -8,7 +8,7 @@ every problem. So this module only has to be sound, never complete: it may send 
 tree to cerberus, but must never accept a tree cerberus would reject.
 
 Rule semantics follow cerberus 1.3 (the pinned version), e.g. `regex` matches from the
-start with `$` appended, types come from `Validator.types_mapping`, and `nullable`
+start with `$` appended, types come from `TYPES` (cerberus's, with bool no integer), and `nullable`
 values skip every value rule but `check_with`.
 """
 
@@ -152,8 +152,16 @@ def _compile_rules(rules: Mapping[str, Any], checks: CheckWith) -> Check:
 _PLAIN_TYPES = (str, int, float, bool, dict, list)
 
 
+# Like the validator's (compiler/_validate.py): `true` is not an integer, though Python's
+# bool is an int.
+TYPES = {
+    **cerberus.Validator.types_mapping,
+    "integer": cerberus.TypeDefinition("integer", (int,), (bool,)),
+}
+
+
 def _type_check(names: str | list[str]) -> Check:
-    definitions = [cerberus.Validator.types_mapping[name] for name in _names(names)]
+    definitions = [TYPES[name] for name in _names(names)]
 
     def general(value: Any) -> bool:
         return any(

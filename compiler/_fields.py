@@ -26,6 +26,14 @@ _SCALARS = {
     FieldDescriptor.TYPE_FLOAT: "number",
 }
 
+# What each integer type can hold: a larger value cannot become the proto message.
+_INT_BOUNDS = {
+    FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1),
+}
+
 # google.protobuf.Value holds hyperparameter values: scalars only (SageMaker takes strings).
 _VALUE = "google.protobuf.Value"
 
@@ -63,6 +71,7 @@ class FieldInfo:
     item_kind: str = ""  # for list/map: the kind of one item
     oneof: str = ""  # the containing oneof (real oneofs only, not proto3 `optional`)
     has_presence: bool = False  # proto3 `optional` or message-typed
+    bounds: tuple[int, int] | None = None  # integers: what the proto type can hold
 
     @functools.cached_property
     def merges_by_key(self) -> bool:
@@ -153,7 +162,10 @@ class _Builder:
             return {"item_kind": "message", "message": self.message(field.message_type)}
         if field.enum_type is not None:
             return {"item_kind": "enum", "enum": _enum_info(field.enum_type)}
-        return {"item_kind": "scalar", "scalar": _SCALARS[field.type]}
+        item = {"item_kind": "scalar", "scalar": _SCALARS[field.type]}
+        if field.type in _INT_BOUNDS:
+            item["bounds"] = _INT_BOUNDS[field.type]
+        return item
 
 
 @functools.cache

@@ -66,6 +66,14 @@ def _field(message: MessageInfo, field: FieldInfo, definitions: dict[str, Any]) 
         }
         if "maxlength" in rules:
             schema["maxProperties"] = rules["maxlength"]
+        if "keys_pattern" in rules:
+            pattern = field_rules()["patterns"][rules["keys_pattern"]]
+            schema["propertyNames"] = {"pattern": f"^(?:{pattern})$"}
+        if "value_maxlength" in rules and field.item_kind == "scalar":
+            schema["additionalProperties"] = {
+                **schema["additionalProperties"],
+                "maxLength": rules["value_maxlength"],
+            }
     elif field.kind == "list":
         schema = {"type": "array", "items": _item(field, field.item_kind, definitions)}
         if "maxlength" in rules:
@@ -111,6 +119,12 @@ def _item(field: FieldInfo, kind: str, definitions: dict[str, Any]) -> dict[str,
         return _enum(field.enum)
     if kind == "value":
         return {"type": ["string", "number", "boolean"]}
+    if field.bounds is not None:  # what the proto integer type holds
+        return {
+            "type": _JSON_TYPES[field.scalar],
+            "minimum": field.bounds[0],
+            "maximum": field.bounds[1],
+        }
     return {"type": _JSON_TYPES[field.scalar]}
 
 

@@ -25,6 +25,9 @@ __all__ = ["load_json"]
 _WS = re.compile(r"[ \t\n\r]*")
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 _LITERALS = {"t": ("true", True), "f": ("false", False), "n": ("null", None)}
+# Digits in one number literal. Python refuses to convert more than 4300 (a guard against
+# quadratic parsing); no spec value needs a tenth of this.
+MAX_NUMBER_CHARS = 400
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _scanstring = json.decoder.scanstring  # the C implementation when available
 
@@ -147,6 +150,14 @@ class _Parser:
         match = _NUMBER.match(text, i)
         if match:
             number = match.group()
+            if len(number) > MAX_NUMBER_CHARS:
+                raise _Fail(
+                    "load.number_too_long",
+                    i,
+                    f"a number written with {len(number)} characters; at most "
+                    f"{MAX_NUMBER_CHARS} are read",
+                    "write a shorter number, or a string in quotes if it is an identifier",
+                )
             if match.group(1) or match.group(2):
                 return float(number), match.end()
             return int(number), match.end()

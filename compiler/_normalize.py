@@ -77,6 +77,12 @@ class _Normalizer:
             assert field.message is not None
             return self.message(value, field.message, raw, new)
         self._move(raw, new)
+        if raw is new and field.item_kind in ("scalar", "value"):
+            # Nothing below moves or is respelled: no walk per entry (1000 hyperparameters).
+            if kind == "map" and isinstance(value, dict):
+                return dict(value)
+            if kind == "list" and isinstance(value, list):
+                return list(value)
         if kind == "map" and isinstance(value, dict):
             return {
                 key: self.item(item, field, *self._child(raw, new, key))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from google.protobuf import json_format
 from trainspec.compiler._diagnostics import SpecError
 from trainspec.compiler._driver import CompileOptions, Stage, compile_loaded, compile_text
+from trainspec.compiler._from_message import message_tree
 from trainspec.compiler._load import LoadedSource
 from trainspec.compiler._local_files import NOWHERE, LocalFiles
 from trainspec.v1 import compiler_service_pb2
@@ -40,7 +40,7 @@ def compile_request(
             options=options,
         )
     elif which == "spec":
-        tree = json_format.MessageToDict(request.spec, preserving_proto_field_name=True)
+        tree = message_tree(request.spec, MESSAGE_SOURCE)
         source = LoadedSource(MESSAGE_SOURCE, "message", tree, {}, {})
         plan = compile_loaded(
             source,

@@ -63,6 +63,7 @@ def _replace_resolved(inferred: Inferred, resolved: Resolved) -> Inferred:
 
 
 def check(step: TuningStep, inferred: Inferred, locate) -> list[Diagnostic]:
+    from trainspec.compiler._lower import lowered_hyperparameters
     from trainspec.compiler._tuning_check import check_tuning
 
     training = inferred.training
@@ -70,7 +71,8 @@ def check(step: TuningStep, inferred: Inferred, locate) -> list[Diagnostic]:
     return check_tuning(
         step.tuning,
         metric_names=metric_names,
-        hyperparameter_names=list(training.get("hyperparameters", {})),
+        # as lowered: the sagemaker_* entries trainspec adds count against the limit too
+        hyperparameter_names=list(lowered_hyperparameters(inferred)),
         locate=locate,
     )
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import difflib
 import functools
+import math
 import re
 import threading
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -26,7 +28,7 @@ from trainspec.compiler._diagnostics import (
     SpecError,
     format_path,
 )
-from trainspec.compiler._fast_accept import compile_document
+from trainspec.compiler._fast_accept import TYPES, compile_document
 from trainspec.compiler._fields import FieldInfo, MessageInfo, job_spec, message_at
 from trainspec.compiler._normalize import normalize
 
@@ -44,6 +46,12 @@ _PATTERN_HELP = {
 }
 
 _S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?")
+# What an S3 URI with a slip in its scheme looks like: s3//, s3:/, s3:, S3://, s3a://.
+# Not `s3/x`: a local folder may be called s3.
+_S3_SLIP = re.compile(r"(?i)s3[an]?(?::[/\\]{0,2}|[/\\]{2})")
+# Tag keys and values: Unicode letters, spaces and digits, and _.:/=+-@ (SageMaker's
+# pattern uses \p{L}\p{Z}\p{N}, which Python's re cannot write).
+_TAG_PUNCTUATION = frozenset("_.:/=+-@")
 
 
 @dataclass(frozen=True)
@@ -55,13 +63,14 @@ class Validated:
     locations: Mapping[FieldPath, Location]
     key_locations: Mapping[FieldPath, Location]
 
-    def locate(self, path: FieldPath) -> Location | None:
-        """The best location for a path: its own, else its nearest located parent."""
+    def locate(self, path: FieldPath) -> Location:
+        """The best location for a path: its own, else its nearest located parent, else
+        the source as a whole (a gRPC JobSpec message has no lines to point at)."""
         for end in range(len(path), -1, -1):
             found = self.locations.get(path[:end])
             if found is not None:
                 return found
-        return None
+        return Location(self.path)
 
 
 @functools.cache
@@ -72,15 +81,52 @@ def field_rules() -> dict:
 
 def _s3_uri(value: Any) -> str | None:
     if isinstance(value, str) and not _S3_URI.fullmatch(value):
+        return "s3_typo" if s3_slip(value) else "s3_uri"
+    return None
+
+
+def s3_slip(value: str) -> str | None:
+    """The S3 URI a value that starts like one but misspells the scheme probably meant."""
+    match = _S3_SLIP.match(value)
+    if match is None or value.startswith("s3://"):
+        return None
+    return "s3://" + value[match.end() :].lstrip("/\\")
+
+
+def _local_or_s3(value: Any) -> str | None:
+    """A local path or an S3 URI: only an S3 URI can be told wrong without the disk."""
+    if not isinstance(value, str):
+        return None
+    if s3_slip(value):  # else `s3//bucket/x/` reads as a local folder that is missing
+        return "s3_typo"
+    if value.startswith("s3:") and not _S3_URI.fullmatch(value):
         return "s3_uri"
     return None
 
 
 def _data_uri(value: Any) -> str | None:
-    if isinstance(value, str) and value.startswith("s3:") and not _S3_URI.fullmatch(value):
-        return "s3_uri"
     if isinstance(value, str) and not value.strip():
         return "empty"
+    return _local_or_s3(value)
+
+
+def _value(value: Any) -> str | None:
+    """A hyperparameter value must fit google.protobuf.Value, a double."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            float(value)
+        except OverflowError:
+            return "number_too_large"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "not_finite"
+    return None
+
+
+def _tag(value: Any) -> str | None:
+    if isinstance(value, str) and not all(
+        c in _TAG_PUNCTUATION or unicodedata.category(c)[0] in "LZN" for c in value
+    ):
+        return "tag_text"
     return None
 
 
@@ -93,7 +139,15 @@ def _fraction(value: Any) -> str | None:
 
 
 # catalog/fields.yaml `check:` names -> the problem a value has, or None.
-_CHECKS = {"s3_uri": _s3_uri, "data_uri": _data_uri, "positive": _positive, "fraction": _fraction}
+_CHECKS = {
+    "s3_uri": _s3_uri,
+    "data_uri": _data_uri,
+    "local_or_s3": _local_or_s3,
+    "positive": _positive,
+    "fraction": _fraction,
+    "value": _value,
+    "tag": _tag,
+}
 
 
 # NOTE [bounded problems]: cerberus sorts a validator's whole error list each time it adds
@@ -111,6 +165,8 @@ class _Budget:
 
 
 class _Validator(cerberus.Validator):
+    types_mapping = TYPES  # `true` is no integer (Python's bool is an int)
+
     def _error(self, *args) -> None:
         # A group (a child validator's errors, added by its parent) holds problems that
         # were counted when the child found them.
@@ -131,15 +187,49 @@ class _Validator(cerberus.Validator):
     def _check_with_data_uri(self, field: str, value: Any) -> None:
         self._report(field, _data_uri(value))
 
+    def _check_with_local_or_s3(self, field: str, value: Any) -> None:
+        self._report(field, _local_or_s3(value))
+
     def _check_with_positive(self, field: str, value: Any) -> None:
         self._report(field, _positive(value))
 
     def _check_with_fraction(self, field: str, value: Any) -> None:
         self._report(field, _fraction(value))
 
+    def _check_with_value(self, field: str, value: Any) -> None:
+        self._report(field, _value(value))
+
+    def _check_with_tag(self, field: str, value: Any) -> None:
+        self._report(field, _tag(value))
+
     def _report(self, field: str, problem: str | None) -> None:
         if problem is not None:
             self._error(field, problem)
+
+    # NOTE [over the limit]: a map or list longer than its `maxlength` is reported as too
+    # long, and its entries are not walked: rejecting 1000 hyperparameters must cost what
+    # rejecting 101 does, not 30 compiles' worth of per-entry child validators.
+    def _over_limit(self, field: str, value: Any) -> bool:
+        limit = (self.schema.get(field) or {}).get("maxlength")
+        return limit is not None and isinstance(value, dict | list) and len(value) > limit
+
+    def _validate_keysrules(self, schema, field, value):
+        """{'type': ['dict', 'string'], 'check_with': 'bulk_schema',
+        'forbidden': ['rename', 'rename_handler']}"""
+        if not self._over_limit(field, value):
+            super()._validate_keysrules(schema, field, value)
+
+    def _validate_valuesrules(self, schema, field, value):
+        """{'type': ['dict', 'string'], 'check_with': 'bulk_schema',
+        'forbidden': ['rename', 'rename_handler']}"""
+        if not self._over_limit(field, value):
+            super()._validate_valuesrules(schema, field, value)
+
+    def _validate_schema(self, schema, field, value):
+        """{'type': ['dict', 'string'], 'anyof': [{'check_with': 'schema'},
+        {'check_with': 'bulk_schema'}]}"""
+        if not self._over_limit(field, value):
+            super()._validate_schema(schema, field, value)
 
 
 def _rules_for(message: MessageInfo, name: str) -> dict:
@@ -155,7 +245,9 @@ def _item_schema(field: FieldInfo) -> dict:
         assert field.enum is not None
         return {"type": "string", "allowed": list(field.enum.values)}
     if kind == "value":  # hyperparameter values: scalars
-        return {"type": ["string", "number", "boolean"]}
+        return {"type": ["string", "number", "boolean"], "check_with": "value"}
+    if field.bounds is not None:  # what the proto type holds; rules may narrow it
+        return {"type": field.scalar, "min": field.bounds[0], "max": field.bounds[1]}
     return {"type": field.scalar}
 
 
@@ -172,10 +264,19 @@ def _field_schema(message: MessageInfo, field: FieldInfo) -> dict:
             schema["keysrules"]["regex"] = patterns[rules["keys_pattern"]]
         if "key_maxlength" in rules:
             schema["keysrules"]["maxlength"] = rules["key_maxlength"]
+        if "keys_check" in rules:
+            schema["keysrules"]["check_with"] = rules["keys_check"]
+        if field.item_kind == "scalar":  # a fresh dict: message items share theirs
+            for rule in ("value_maxlength", "values_check"):
+                if rule in rules:
+                    key = "maxlength" if rule == "value_maxlength" else "check_with"
+                    schema["valuesrules"][key] = rules[rule]
     elif field.kind == "list":
         schema = {"type": "list", "schema": _item_schema(field)}
         if "item_pattern" in rules:
             schema["schema"]["regex"] = patterns[rules["item_pattern"]]
+        if "item_maxlength" in rules:
+            schema["schema"]["maxlength"] = rules["item_maxlength"]
     elif field.kind == "message":
         assert field.message is not None
         schema = _message_schema(field.message)
@@ -407,6 +508,26 @@ def _custom(check: str, path: FieldPath, value: Any, location: Location | None) 
             "digits, dots and hyphens)",
         ),
         "empty": ("spec.empty", "must not be empty", "remove the field or give a value"),
+        "s3_typo": (
+            "spec.s3_uri",
+            f"{value!r} looks like a mistyped S3 URI",
+            f"did you mean {s3_slip(value)!r}?" if isinstance(value, str) else "",
+        ),
+        "number_too_large": (
+            "spec.out_of_range",
+            "is too large for a number (a double, about 1.8e308 at most)",
+            "write it as a string in quotes",
+        ),
+        "not_finite": (
+            "spec.out_of_range",
+            f"{value!r} is not a finite number",
+            "SageMaker takes a number such as 1e30, or a string in quotes",
+        ),
+        "tag_text": (
+            "spec.pattern.tag",
+            f"{value!r} has characters AWS tags do not allow",
+            "use letters, digits, spaces and _ . : / = + - @",
+        ),
         "positive": ("spec.out_of_range", f"{value!r} must be greater than 0", ""),
         "fraction": ("spec.out_of_range", f"{value!r} must be in (0, 1]", ""),
     }
