@@ -94,7 +94,8 @@ def _reroot(layer: Validated, job: str) -> tuple[dict, dict[FieldPath, Location]
 @functools.cache
 def _builtin_source() -> LoadedSource:
     ref = resources.files("trainspec.compiler.catalog").joinpath("builtin.yaml")
-    return load_source("trainspec/compiler/catalog/builtin.yaml", ref.read_bytes())
+    # Named as the file is in the repository, so `--explain` points somewhere real.
+    return load_source("compiler/catalog/builtin.yaml", ref.read_bytes())
 
 
 @functools.cache

@@ -602,7 +602,11 @@ def test_stopping_the_server_stops_its_local_jobs_and_records_them(start_server,
         ):
             assert time.monotonic() < deadline, "the job did not start"
             time.sleep(0.1)
-    record = JobStore.for_root(runs).get("slow")
+    store = JobStore.for_root(runs)
+    while not store.get("slow").pgid:  # RUNNING is recorded before the process starts
+        assert time.monotonic() < deadline, "the job's process did not start"
+        time.sleep(0.05)
+    record = store.get("slow")
     running.stop(1)
     after = JobStore.for_root(runs).get("slow")
     assert after.status == "Stopped", after
