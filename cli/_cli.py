@@ -59,12 +59,29 @@ class _LazyGroup(click.Group):
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="trainspec")
-def cli() -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="warning",
+    show_default=True,
+    envvar="TRAINSPEC_LOG_LEVEL",
+    help="Log messages of this level and above on stderr (env TRAINSPEC_LOG_LEVEL); "
+    "`serve` logs JSON lines at info unless this asks for debug.",
+)
+def cli(log_level: str) -> None:
     """Training jobs as code: validate, compile, serve and run job specs.
 
     Exit codes: 0 success, 1 invalid input (every problem is printed), 2 usage error,
     3 internal error (a bug in trainspec or its catalogs).
+
+    Shell completion: eval "$(_TRAINSPEC_COMPLETE=bash_source trainspec)" in ~/.bashrc
+    (zsh_source, fish_source for the other shells).
     """
+    import logging
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s", force=True
+    )
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import click
-from trainspec._errors import handle_errors
+from trainspec._errors import DIAGNOSTIC_FORMATS, handle_errors
 from trainspec._options import autotune_mode_option, defaults_option, set_option
 
 STAGES = ["load", "validate", "resolve", "infer", "check", "lower", "emit"]
@@ -116,7 +116,15 @@ def _whole(value: Any) -> Any:
     default=None,
     help="Write each plan to DIR/<spec name>.plan.<format> (for several specs).",
 )
-@handle_errors()
+@click.option(
+    "--error-format",
+    type=click.Choice(DIAGNOSTIC_FORMATS),
+    default="text",
+    show_default=True,
+    help="How problems are printed: text on stderr; json, github (GitHub Actions "
+    "annotations) or sarif (SARIF 2.1.0) on stdout.",
+)
+@handle_errors("error_format")
 def compile_command(
     specs,
     fmt,
@@ -129,6 +137,7 @@ def compile_command(
     max_cost,
     autotune_mode,
     out,
+    error_format,
 ) -> None:
     """Compile SPEC(s) into fully resolved plans with the exact SageMaker request.
 

@@ -195,9 +195,13 @@ def serve(
             raise click.ClickException(
                 "--metrics-port needs prometheus-client: pip install 'trainspec[metrics]'"
             ) from None
+    import logging
+
     from trainspec.compiler import InternalError
 
-    configure_logging()
+    # Access and lifecycle lines are info; --log-level debug adds the rest.
+    debug = logging.getLogger().isEnabledFor(logging.DEBUG)
+    configure_logging(logging.DEBUG if debug else logging.INFO)
     warn_if_exposed(config)
     try:
         run(config)

@@ -13,7 +13,12 @@ import sys
 from pathlib import Path
 
 import click
-from trainspec._errors import EXIT_INVALID, handle_errors, print_diagnostics
+from trainspec._errors import (
+    DIAGNOSTIC_FORMATS,
+    EXIT_INVALID,
+    handle_errors,
+    print_diagnostics,
+)
 from trainspec._options import autotune_mode_option, defaults_option, set_option
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json", ".textproto", ".txtpb")
@@ -86,10 +91,12 @@ def _looks_like_spec(path: Path) -> bool:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["text", "json"]),
+    type=click.Choice(DIAGNOSTIC_FORMATS),
     default="text",
     show_default=True,
-    help="json prints a JSON array of diagnostics on stdout.",
+    help="json: a JSON array of diagnostics on stdout; github: GitHub Actions workflow "
+    "annotations (::error file=...) on stdout; sarif: a SARIF 2.1.0 log on stdout, for "
+    "code scanning.",
 )
 @defaults_option
 @set_option
@@ -130,8 +137,8 @@ def validate(
             diagnostics.extend(exc.diagnostics)
     # A mistake in a defaults file (or --set) is found again with every spec using it.
     diagnostics = list(dict.fromkeys(diagnostics))
-    if fmt == "json":
-        print_diagnostics(diagnostics, "json")
+    if fmt != "text":
+        print_diagnostics(diagnostics, fmt)
     else:
         print_diagnostics(diagnostics)
         bad = len({d.location.path for d in diagnostics if d.location})

@@ -20,10 +20,26 @@ EXIT_INVALID = 1
 EXIT_INTERNAL = 3
 
 
+# How diagnostics can be printed: text on stderr; the others on stdout, for tools.
+DIAGNOSTIC_FORMATS = ("text", "json", "github", "sarif")
+
+
 def print_diagnostics(diagnostics: Iterable[Any], fmt: str = "text") -> None:
     diagnostics = list(diagnostics)
     if fmt == "json":
         click.echo(json.dumps([d.to_json() for d in diagnostics], indent=2))
+        return
+    if fmt == "github":
+        from trainspec._report import github_annotations
+
+        if diagnostics:
+            click.echo(github_annotations(diagnostics))
+        return
+    if fmt == "sarif":
+        from trainspec import __version__
+        from trainspec._report import sarif
+
+        click.echo(sarif(diagnostics, __version__))
         return
     for diagnostic in diagnostics:
         click.echo(diagnostic.format_text(), err=True)
@@ -41,7 +57,7 @@ def handle_errors(fmt_param: str | None = None) -> Callable:
             try:
                 return command(*args, **kwargs)
             except SpecError as exc:
-                print_diagnostics(exc.diagnostics, "json" if fmt == "json" else "text")
+                print_diagnostics(exc.diagnostics, fmt if fmt in DIAGNOSTIC_FORMATS else "text")
                 sys.exit(EXIT_INVALID)
             except InternalError as exc:
                 click.echo(f"internal error: {exc}", err=True)
