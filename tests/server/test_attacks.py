@@ -362,16 +362,25 @@ ALIAS_BOMB = (
 )
 
 
-def cheap(stub, seconds: float, **call) -> tuple:
-    """Runs `compile_call`, asserting its time and the process's peak memory growth."""
+def cheap(stub, times_a_compile: float, **call) -> tuple:
+    """Runs `compile_call`, asserting its cost: time within `times_a_compile` valid
+    compiles measured just before (a ratio, since this machine may be shared) and the
+    process's peak memory growth."""
+    valid = {"content": digits_spec(), "path": "examples/digits/job.yaml"}
+    baseline = min(_timed(lambda: compile_call(stub, **valid)) for _ in range(3))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    started = time.perf_counter()
-    result = compile_call(stub, **call)
-    elapsed = time.perf_counter() - started
+    result: list = []
+    elapsed = _timed(lambda: result.append(compile_call(stub, **call)))
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    assert elapsed < seconds, f"took {elapsed:.2f} s"
+    assert elapsed < max(0.5, times_a_compile * baseline), f"{elapsed:.2f} s, {baseline:.3f} s"
     assert grown_mb < 100, f"peak memory grew {grown_mb:.0f} MB"
-    return result
+    return result[0]
+
+
+def _timed(action) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
 
 
 def digits_spec() -> str:
@@ -379,13 +388,14 @@ def digits_spec() -> str:
 
 
 def test_an_alias_bomb_in_overrides_is_refused_cheaply(stub) -> None:
-    code, received = cheap(stub, 2.0, content=digits_spec(), overrides=[ALIAS_BOMB])
+    # Before the loader's limits applied to overrides: 14.5 s and 1.26 GB.
+    code, received = cheap(stub, 100, content=digits_spec(), overrides=[ALIAS_BOMB])
     assert code is grpc.StatusCode.INVALID_ARGUMENT and b"load.alias_limit" in received
 
 
 def test_a_deep_override_path_is_refused_cheaply(stub) -> None:
     overrides = ["training." + "a." * 20000 + "b=1"]
-    code, received = cheap(stub, 2.0, content=digits_spec(), overrides=overrides)
+    code, received = cheap(stub, 100, content=digits_spec(), overrides=overrides)
     assert code is grpc.StatusCode.INVALID_ARGUMENT and b"set.too_large" in received
 
 
@@ -571,7 +581,7 @@ def test_valid_calls_stay_fast_under_hostile_traffic(start_server) -> None:
     # Three attackers share two cores with it: a valid call waits for their (bounded)
     # calls, never for an unbounded one.
     assert valid_latencies[len(valid_latencies) // 2] < 0.5, valid_latencies
-    assert valid_latencies[-1] < 2.0, valid_latencies
+    assert valid_latencies[-1] < 5.0, valid_latencies
 
 
 # -- shutdown -------------------------------------------------------------------------------
