@@ -267,3 +267,22 @@ def test_any_junk_gives_diagnostics_never_an_exception(key, inner, junk):
         assert problem.code.startswith("sagemaker.request_invalid")
         assert problem.field_path
         problem.to_json()  # values stay JSON-like
+
+
+def test_the_committed_unicode_table_is_what_a_scan_gives() -> None:
+    """catalog/unicode_categories.json saves every process an 80 ms scan; it must be the
+    scan's result (regenerate with tools/gen_unicode_categories.py)."""
+    import json
+    import unicodedata
+    from importlib import resources
+
+    from trainspec.compiler._botocore_check import scan_category_ranges
+
+    ref = resources.files("trainspec.compiler.catalog").joinpath("unicode_categories.json")
+    data = json.loads(ref.read_text())
+    if data["unidata_version"] != unicodedata.unidata_version:
+        pytest.skip(
+            f"this Python has Unicode {unicodedata.unidata_version}; the table is "
+            f"{data['unidata_version']} and is not used here"
+        )
+    assert data["categories"] == scan_category_ranges()
