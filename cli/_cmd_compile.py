@@ -13,20 +13,22 @@ STAGES = ["load", "validate", "resolve", "infer", "check", "lower", "emit"]
 
 
 def plan_text(plan: Any, fmt: str) -> str:
-    """The plan in one of the output formats; byte-identical for identical plans."""
-    from google.protobuf import json_format, text_format
-
-    if fmt == "json":
-        return json_format.MessageToJson(
-            plan, preserving_proto_field_name=True, indent=2, sort_keys=True
-        )
+    """The plan in one of the output formats; byte-identical for identical plans. JSON and
+    YAML show the request with botocore's types; textproto carries them in
+    `sagemaker_request_json`."""
     if fmt == "textproto":
+        from google.protobuf import text_format
+
         return text_format.MessageToString(plan)
+    from trainspec._plan import plan_document
+
+    data = plan_document(plan)
+    if fmt == "json":
+        return json.dumps(data, indent=2, sort_keys=True)
     import yaml
 
     # Maps and Structs iterate in hash order, which differs between processes: sorting
     # every key is what keeps the YAML byte-identical from run to run.
-    data = json_format.MessageToDict(plan, preserving_proto_field_name=True)
     return yaml.safe_dump(data, sort_keys=True, allow_unicode=True, width=100).rstrip()
 
 

@@ -71,11 +71,11 @@ def submit(spec, defaults, overrides, autotune_mode, region, endpoint_url, dry_r
 
     plan = _compile(spec, defaults, overrides, autotune_mode)
     if dry_run:
-        from google.protobuf import json_format
+        from trainspec._plan import request_of
 
         for local, uri in uploads(plan):
             click.echo(f"upload {local} -> {uri}")
-        request = json_format.MessageToDict(plan.sagemaker_request)
+        request = request_of(plan)
         click.echo(f"{plan.sagemaker_operation} " + json.dumps(request, indent=2, sort_keys=True))
         return
     clients = _aws_call(_clients, region or plan_region(plan) or None, endpoint_url)
@@ -162,14 +162,9 @@ def describe(name, spec, autotune_mode, region, endpoint_url, as_json) -> None:
     for line in _describe_lines(kind, response):
         click.echo(line)
     if plan is not None and kind == "tuning":
-        from google.protobuf import json_format
-        from trainspec.trainer._sagemaker import boto3_kwargs
+        from trainspec._plan import request_of
 
-        request = boto3_kwargs(
-            clients.sagemaker,
-            "CreateHyperParameterTuningJob",
-            json_format.MessageToDict(plan.sagemaker_request),
-        )
+        request = request_of(plan)
         click.echo("  tuning settings, the plan's beside SageMaker's:")
         for key, mine, theirs in autotune_comparison(request, response):
             click.echo(f"    {key}:\n      plan:      {mine}\n      SageMaker: {theirs}")

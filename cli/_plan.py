@@ -1,41 +1,33 @@
-"""Reading a Plan's SageMaker request back as boto3 keyword arguments.
+"""A Plan as the CLI prints and sends it: the SageMaker request with botocore's types.
 
 google.protobuf.Struct stores every number as a double, so `1` comes back as `1.0`;
-botocore's service model says which members are integers, and those are restored.
+the plan's `sagemaker_request_json` keeps the request as botocore's service model types
+it, and every printed form of a plan shows that one.
 """
 
 from __future__ import annotations
 
-import functools
+import json
 from typing import Any
 
 from google.protobuf import json_format
 
 
-@functools.cache
-def _input_shape(operation: str) -> Any:
-    import botocore.session
-
-    model = botocore.session.get_session().get_service_model("sagemaker")
-    return model.operation_model(operation).input_shape
-
-
 def request_of(plan: Any) -> dict[str, Any]:
-    """The plan's `sagemaker_request` with the types boto3 expects."""
+    """The plan's request as boto3 keyword arguments (integers as integers)."""
+    if plan.sagemaker_request_json:
+        return json.loads(plan.sagemaker_request_json)
+    # A plan made before the field existed: type it from botocore's shapes.
+    from trainspec.compiler._request_types import typed_request
+
     data = json_format.MessageToDict(plan.sagemaker_request)
-    return _typed(data, _input_shape(plan.sagemaker_operation))
+    return typed_request(plan.sagemaker_operation, data) if data else data
 
 
-def _typed(value: Any, shape: Any) -> Any:
-    if shape is None:
-        return value
-    kind = shape.type_name
-    if kind == "structure" and isinstance(value, dict):
-        return {k: _typed(v, shape.members.get(k)) for k, v in value.items()}
-    if kind == "list" and isinstance(value, list):
-        return [_typed(v, shape.member) for v in value]
-    if kind == "map" and isinstance(value, dict):
-        return {k: _typed(v, shape.value) for k, v in value.items()}
-    if kind in ("integer", "long") and isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
+def plan_document(plan: Any) -> dict[str, Any]:
+    """The plan's proto3 JSON mapping (proto field names) with the typed request: a Struct
+    accepts integers, so it still parses back to the same Plan."""
+    data = json_format.MessageToDict(plan, preserving_proto_field_name=True)
+    if "sagemaker_request" in data:
+        data["sagemaker_request"] = request_of(plan)
+    return data

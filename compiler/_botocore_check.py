@@ -202,6 +202,11 @@ def _operation(operation: str) -> tuple[Any, _Node, Accept]:
     return shape, _build(shape, memo), compile_shape(shape, _compile)
 
 
+def input_shape(operation: str) -> Any:
+    """botocore's input shape of a SageMaker operation such as CreateTrainingJob."""
+    return _operation(operation)[0]
+
+
 @functools.cache
 def _param_validator() -> Any:
     from botocore.validate import ParamValidator
@@ -389,4 +394,11 @@ def _check_string(
         )
 
 
-__all__ = ["CODE", "botocore_version", "check_request", "enum_values", "skipped_patterns"]
+__all__ = [
+    "CODE",
+    "botocore_version",
+    "check_request",
+    "enum_values",
+    "input_shape",
+    "skipped_patterns",
+]

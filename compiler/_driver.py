@@ -40,6 +40,7 @@ from trainspec.compiler._load import LoadedSource, load_file, load_source, read_
 from trainspec.compiler._local_files import EVERYWHERE, NOWHERE, LocalFiles
 from trainspec.compiler._lower import lower_training
 from trainspec.compiler._origin import OriginKind
+from trainspec.compiler._request_types import typed_request
 from trainspec.compiler._resolve import Resolved, resolve
 from trainspec.compiler._validate import Validated, validate_layer
 from trainspec.v1 import plan_pb2
@@ -219,6 +220,7 @@ def compile_loaded(
         from trainspec.compiler._envelope import check_budget
 
         raise_if_errors(check_budget(envelope, options.max_cost_usd))
+    request = typed_request(operation, request)
     _verify_request(operation, request)
     if until is Stage.LOWER:
         return Intermediate(until, request)

@@ -16,6 +16,7 @@ from trainspec import __version__
 from trainspec.compiler._diagnostics import MISSING, Diagnostic, FieldPath, format_path
 from trainspec.compiler._fields import job_spec
 from trainspec.compiler._origin import Origin
+from trainspec.compiler._request_types import request_json
 from trainspec.compiler._to_proto import SCALAR_FIELDS, fill_message, set_struct, set_value
 from trainspec.v1 import job_spec_pb2, plan_pb2
 
@@ -40,6 +41,7 @@ def emit_plan(
     )
     fill_message(plan.job, tree, job_spec())
     set_struct(plan.sagemaker_request, request)
+    plan.sagemaker_request_json = request_json(request)
     _add_provenance(plan.provenance, origins, tree, request)
     plan.warnings.extend(d.to_proto() for d in warnings)
     if batch_sizes is not None:

@@ -43,7 +43,31 @@ def test_node_client_compiles_a_spec_and_prints_the_plan(node, server):
     assert "operation: CreateTrainingJob" in done.stdout
     assert "digest: sha256:" in done.stdout
     assert '"InstanceType": "ml.p3.8xlarge"' in done.stdout
-    assert '"TrainingJobName": "grpc-sentiment"' in done.stdout
+    assert '"TrainingJobName": "grpc-sentiment' in done.stdout
+
+
+def test_node_client_prints_the_request_boto3_takes(node, server):
+    import json
+
+    import botocore.session
+    from botocore.validate import ParamValidator
+    from trainspec.compiler import compile_file
+
+    done = run_client(node, server.port, str(DATA / "valid.yaml"))
+    assert done.returncode == 0, done.stderr
+    body = done.stdout.split("sagemaker_request:\n", 1)[1]
+    request, _ = json.JSONDecoder().raw_decode(body)
+    plan = compile_file(DATA / "valid.yaml")
+    assert request == json.loads(plan.sagemaker_request_json)
+    assert request["ResourceConfig"]["InstanceCount"] == 1
+    shape = (
+        botocore.session.get_session()
+        .get_service_model("sagemaker")
+        .operation_model("CreateTrainingJob")
+        .input_shape
+    )
+    report = ParamValidator().validate(request, shape)
+    assert not report.has_errors(), report.generate_report()
 
 
 def test_node_client_decodes_the_error_details_of_a_bad_spec(node, server):

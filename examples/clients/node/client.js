@@ -100,8 +100,13 @@ function printPlan(response) {
   console.log(`operation: ${plan.sagemaker_operation}`);
   console.log(`model artifact: ${plan.model_artifact_uri || '-'}`);
   console.log(`digest: ${plan.digest}`);
+  // sagemaker_request_json keeps botocore's types (InstanceCount: 1); the Struct beside it
+  // holds every number as a double, so it is only the fallback for older servers.
+  const request = plan.sagemaker_request_json
+    ? JSON.parse(plan.sagemaker_request_json)
+    : fromStruct(plan.sagemaker_request);
   console.log('sagemaker_request:');
-  console.log(JSON.stringify(fromStruct(plan.sagemaker_request), null, 2));
+  console.log(JSON.stringify(request, null, 2));
   for (const warning of response.warnings || []) {
     console.log(`warning[${warning.code}] ${warning.field_path}: ${warning.message}`);
   }

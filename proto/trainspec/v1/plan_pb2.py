@@ -27,7 +27,7 @@ from trainspec.v1 import diagnostic_pb2 as trainspec_dot_v1_dot_diagnostic__pb2
 from trainspec.v1 import job_spec_pb2 as trainspec_dot_v1_dot_job__spec__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17trainspec/v1/plan.proto\x12\x0ctrainspec.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1dtrainspec/v1/diagnostic.proto\x1a\x1btrainspec/v1/job_spec.proto\"\xb9\x03\n\x04Plan\x12\"\n\x03job\x18\x01 \x01(\x0b\x32\x15.trainspec.v1.JobSpec\x12\x1b\n\x13sagemaker_operation\x18\x02 \x01(\t\x12\x32\n\x11sagemaker_request\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12-\n\nprovenance\x18\x04 \x03(\x0b\x32\x19.trainspec.v1.ValueOrigin\x12*\n\x08warnings\x18\x05 \x03(\x0b\x32\x18.trainspec.v1.Diagnostic\x12-\n\x0b\x62\x61tch_sizes\x18\x06 \x01(\x0b\x32\x18.trainspec.v1.BatchSizes\x12,\n\x08\x65nvelope\x18\x07 \x01(\x0b\x32\x1a.trainspec.v1.CostEnvelope\x12\x1a\n\x12model_artifact_uri\x18\x08 \x01(\t\x12.\n\x0c\x64\x61ta_reports\x18\t \x03(\x0b\x32\x18.trainspec.v1.DataReport\x12(\n\x08versions\x18\n \x01(\x0b\x32\x16.trainspec.v1.Versions\x12\x0e\n\x06\x64igest\x18\x0b \x01(\t\"\xc0\x01\n\x0bValueOrigin\x12\x12\n\nfield_path\x18\x01 \x01(\t\x12&\n\x04kind\x18\x02 \x01(\x0e\x32\x18.trainspec.v1.OriginKind\x12.\n\x08location\x18\x03 \x01(\x0b\x32\x1c.trainspec.v1.SourceLocation\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12%\n\x05value\x18\x06 \x01(\x0b\x32\x16.google.protobuf.Value\"\xe8\x01\n\nBatchSizes\x12\x16\n\x0ehyperparameter\x18\x01 \x01(\t\x12\x12\n\nper_device\x18\x02 \x01(\x05\x12\x14\n\x0cper_instance\x18\x03 \x01(\x05\x12\x19\n\x11global_batch_size\x18\x04 \x01(\x05\x12\x19\n\x11gpus_per_instance\x18\x05 \x01(\x05\x12\x13\n\x0bper_process\x18\x06 \x01(\x05\x12\x1a\n\x12processes_per_host\x18\x07 \x01(\x05\x12\x1c\n\x14\x64\x65vices_per_instance\x18\x08 \x01(\x05\x12\x13\n\x0b\x64\x65vice_kind\x18\t \x01(\t\"\xff\x01\n\x0c\x43ostEnvelope\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x1f\n\x17price_per_instance_hour\x18\x02 \x01(\x01\x12\x12\n\nprice_date\x18\x03 \x01(\t\x12\x14\n\x0cprice_source\x18\x04 \x01(\t\x12\x17\n\x0fprice_estimated\x18\x05 \x01(\x08\x12\x17\n\x0fworst_case_cost\x18\x06 \x01(\x01\x12\x15\n\rexpected_cost\x18\x07 \x01(\x01\x12\x1a\n\x12worst_case_seconds\x18\x08 \x01(\x03\x12\x18\n\x10\x65xpected_seconds\x18\t \x01(\x03\x12\x13\n\x0b\x61ssumptions\x18\n \x03(\t\"\xc1\x01\n\nDataReport\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\x12\x0f\n\x07samples\x18\x04 \x01(\x03\x12?\n\x0c\x63lass_counts\x18\x05 \x03(\x0b\x32).trainspec.v1.DataReport.ClassCountsEntry\x1a\x32\n\x10\x43lassCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x97\x01\n\x08Versions\x12\x10\n\x08\x63ompiler\x18\x01 \x01(\t\x12\x36\n\x08\x63\x61talogs\x18\x02 \x03(\x0b\x32$.trainspec.v1.Versions.CatalogsEntry\x12\x10\n\x08\x62otocore\x18\x03 \x01(\t\x1a/\n\rCatalogsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\xbf\x01\n\nOriginKind\x12\x1b\n\x17ORIGIN_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13ORIGIN_KIND_BUILTIN\x10\x01\x12\x17\n\x13ORIGIN_KIND_CATALOG\x10\x02\x12\x18\n\x14ORIGIN_KIND_DEFAULTS\x10\x03\x12\x14\n\x10ORIGIN_KIND_SPEC\x10\x04\x12\x18\n\x14ORIGIN_KIND_OVERRIDE\x10\x05\x12\x18\n\x14ORIGIN_KIND_INFERRED\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17trainspec/v1/plan.proto\x12\x0ctrainspec.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1dtrainspec/v1/diagnostic.proto\x1a\x1btrainspec/v1/job_spec.proto\"\xd9\x03\n\x04Plan\x12\"\n\x03job\x18\x01 \x01(\x0b\x32\x15.trainspec.v1.JobSpec\x12\x1b\n\x13sagemaker_operation\x18\x02 \x01(\t\x12\x32\n\x11sagemaker_request\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12-\n\nprovenance\x18\x04 \x03(\x0b\x32\x19.trainspec.v1.ValueOrigin\x12*\n\x08warnings\x18\x05 \x03(\x0b\x32\x18.trainspec.v1.Diagnostic\x12-\n\x0b\x62\x61tch_sizes\x18\x06 \x01(\x0b\x32\x18.trainspec.v1.BatchSizes\x12,\n\x08\x65nvelope\x18\x07 \x01(\x0b\x32\x1a.trainspec.v1.CostEnvelope\x12\x1a\n\x12model_artifact_uri\x18\x08 \x01(\t\x12.\n\x0c\x64\x61ta_reports\x18\t \x03(\x0b\x32\x18.trainspec.v1.DataReport\x12(\n\x08versions\x18\n \x01(\x0b\x32\x16.trainspec.v1.Versions\x12\x0e\n\x06\x64igest\x18\x0b \x01(\t\x12\x1e\n\x16sagemaker_request_json\x18\x0c \x01(\t\"\xc0\x01\n\x0bValueOrigin\x12\x12\n\nfield_path\x18\x01 \x01(\t\x12&\n\x04kind\x18\x02 \x01(\x0e\x32\x18.trainspec.v1.OriginKind\x12.\n\x08location\x18\x03 \x01(\x0b\x32\x1c.trainspec.v1.SourceLocation\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12%\n\x05value\x18\x06 \x01(\x0b\x32\x16.google.protobuf.Value\"\xe8\x01\n\nBatchSizes\x12\x16\n\x0ehyperparameter\x18\x01 \x01(\t\x12\x12\n\nper_device\x18\x02 \x01(\x05\x12\x14\n\x0cper_instance\x18\x03 \x01(\x05\x12\x19\n\x11global_batch_size\x18\x04 \x01(\x05\x12\x19\n\x11gpus_per_instance\x18\x05 \x01(\x05\x12\x13\n\x0bper_process\x18\x06 \x01(\x05\x12\x1a\n\x12processes_per_host\x18\x07 \x01(\x05\x12\x1c\n\x14\x64\x65vices_per_instance\x18\x08 \x01(\x05\x12\x13\n\x0b\x64\x65vice_kind\x18\t \x01(\t\"\xff\x01\n\x0c\x43ostEnvelope\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x1f\n\x17price_per_instance_hour\x18\x02 \x01(\x01\x12\x12\n\nprice_date\x18\x03 \x01(\t\x12\x14\n\x0cprice_source\x18\x04 \x01(\t\x12\x17\n\x0fprice_estimated\x18\x05 \x01(\x08\x12\x17\n\x0fworst_case_cost\x18\x06 \x01(\x01\x12\x15\n\rexpected_cost\x18\x07 \x01(\x01\x12\x1a\n\x12worst_case_seconds\x18\x08 \x01(\x03\x12\x18\n\x10\x65xpected_seconds\x18\t \x01(\x03\x12\x13\n\x0b\x61ssumptions\x18\n \x03(\t\"\xc1\x01\n\nDataReport\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x03 \x01(\t\x12\x0f\n\x07samples\x18\x04 \x01(\x03\x12?\n\x0c\x63lass_counts\x18\x05 \x03(\x0b\x32).trainspec.v1.DataReport.ClassCountsEntry\x1a\x32\n\x10\x43lassCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x97\x01\n\x08Versions\x12\x10\n\x08\x63ompiler\x18\x01 \x01(\t\x12\x36\n\x08\x63\x61talogs\x18\x02 \x03(\x0b\x32$.trainspec.v1.Versions.CatalogsEntry\x12\x10\n\x08\x62otocore\x18\x03 \x01(\t\x1a/\n\rCatalogsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\xbf\x01\n\nOriginKind\x12\x1b\n\x17ORIGIN_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13ORIGIN_KIND_BUILTIN\x10\x01\x12\x17\n\x13ORIGIN_KIND_CATALOG\x10\x02\x12\x18\n\x14ORIGIN_KIND_DEFAULTS\x10\x03\x12\x14\n\x10ORIGIN_KIND_SPEC\x10\x04\x12\x18\n\x14ORIGIN_KIND_OVERRIDE\x10\x05\x12\x18\n\x14ORIGIN_KIND_INFERRED\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,22 +38,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DATAREPORT_CLASSCOUNTSENTRY']._serialized_options = b'8\001'
   _globals['_VERSIONS_CATALOGSENTRY']._loaded_options = None
   _globals['_VERSIONS_CATALOGSENTRY']._serialized_options = b'8\001'
-  _globals['_ORIGINKIND']._serialized_start=1614
-  _globals['_ORIGINKIND']._serialized_end=1805
+  _globals['_ORIGINKIND']._serialized_start=1646
+  _globals['_ORIGINKIND']._serialized_end=1837
   _globals['_PLAN']._serialized_start=132
-  _globals['_PLAN']._serialized_end=573
-  _globals['_VALUEORIGIN']._serialized_start=576
-  _globals['_VALUEORIGIN']._serialized_end=768
-  _globals['_BATCHSIZES']._serialized_start=771
-  _globals['_BATCHSIZES']._serialized_end=1003
-  _globals['_COSTENVELOPE']._serialized_start=1006
-  _globals['_COSTENVELOPE']._serialized_end=1261
-  _globals['_DATAREPORT']._serialized_start=1264
-  _globals['_DATAREPORT']._serialized_end=1457
-  _globals['_DATAREPORT_CLASSCOUNTSENTRY']._serialized_start=1407
-  _globals['_DATAREPORT_CLASSCOUNTSENTRY']._serialized_end=1457
-  _globals['_VERSIONS']._serialized_start=1460
-  _globals['_VERSIONS']._serialized_end=1611
-  _globals['_VERSIONS_CATALOGSENTRY']._serialized_start=1564
-  _globals['_VERSIONS_CATALOGSENTRY']._serialized_end=1611
+  _globals['_PLAN']._serialized_end=605
+  _globals['_VALUEORIGIN']._serialized_start=608
+  _globals['_VALUEORIGIN']._serialized_end=800
+  _globals['_BATCHSIZES']._serialized_start=803
+  _globals['_BATCHSIZES']._serialized_end=1035
+  _globals['_COSTENVELOPE']._serialized_start=1038
+  _globals['_COSTENVELOPE']._serialized_end=1293
+  _globals['_DATAREPORT']._serialized_start=1296
+  _globals['_DATAREPORT']._serialized_end=1489
+  _globals['_DATAREPORT_CLASSCOUNTSENTRY']._serialized_start=1439
+  _globals['_DATAREPORT_CLASSCOUNTSENTRY']._serialized_end=1489
+  _globals['_VERSIONS']._serialized_start=1492
+  _globals['_VERSIONS']._serialized_end=1643
+  _globals['_VERSIONS_CATALOGSENTRY']._serialized_start=1596
+  _globals['_VERSIONS_CATALOGSENTRY']._serialized_end=1643
 # @@protoc_insertion_point(module_scope)

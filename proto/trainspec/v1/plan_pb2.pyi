@@ -81,19 +81,31 @@ class Plan(_message.Message):
     DATA_REPORTS_FIELD_NUMBER: _builtins.int
     VERSIONS_FIELD_NUMBER: _builtins.int
     DIGEST_FIELD_NUMBER: _builtins.int
+    SAGEMAKER_REQUEST_JSON_FIELD_NUMBER: _builtins.int
     sagemaker_operation: _builtins.str
     """The SageMaker API operation: `CreateTrainingJob` or `CreateHyperParameterTuningJob`."""
     model_artifact_uri: _builtins.str
-    """Where the model artifact lands: `<output>/<job>/output/model.tar.gz`."""
+    """Where the model artifact lands: `<output>/<job>/output/model.tar.gz`. For a tuning
+    job SageMaker names the training jobs (`<tuning job>-<NNN>-<8 hex>`), so this is a
+    pattern with `*` in place of the best training job's number and id.
+    """
     digest: _builtins.str
     """`sha256:<hex>` of the plan's deterministic serialization with this field empty."""
+    sagemaker_request_json: _builtins.str
+    """`sagemaker_request` as canonical JSON (sorted keys, no spaces) with each member
+    typed as botocore's SageMaker service model types it, integers as integers:
+    parsed, it is the operation's boto3 keyword arguments, unchanged.
+    """
     @_builtins.property
     def job(self) -> _job_spec_pb2.JobSpec:
         """The job with every default filled in."""
 
     @_builtins.property
     def sagemaker_request(self) -> _struct_pb2.Struct:
-        """The operation's boto3 keyword arguments, checked against botocore's service model."""
+        """The operation's boto3 keyword arguments, checked against botocore's service model.
+        A Struct holds every number as a double (`InstanceCount: 1.0`), which botocore
+        refuses for integer members: read `sagemaker_request_json` to send the request.
+        """
 
     @_builtins.property
     def provenance(self) -> _containers.RepeatedCompositeFieldContainer[Global___ValueOrigin]:
@@ -133,10 +145,11 @@ class Plan(_message.Message):
         data_reports: _abc.Iterable[Global___DataReport] | None = ...,
         versions: Global___Versions | None = ...,
         digest: _builtins.str = ...,
+        sagemaker_request_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["batch_sizes", b"batch_sizes", "envelope", b"envelope", "job", b"job", "sagemaker_request", b"sagemaker_request", "versions", b"versions"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_sizes", b"batch_sizes", "data_reports", b"data_reports", "digest", b"digest", "envelope", b"envelope", "job", b"job", "model_artifact_uri", b"model_artifact_uri", "provenance", b"provenance", "sagemaker_operation", b"sagemaker_operation", "sagemaker_request", b"sagemaker_request", "versions", b"versions", "warnings", b"warnings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_sizes", b"batch_sizes", "data_reports", b"data_reports", "digest", b"digest", "envelope", b"envelope", "job", b"job", "model_artifact_uri", b"model_artifact_uri", "provenance", b"provenance", "sagemaker_operation", b"sagemaker_operation", "sagemaker_request", b"sagemaker_request", "sagemaker_request_json", b"sagemaker_request_json", "versions", b"versions", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
