@@ -61,20 +61,23 @@ def run(spec, local, root, defaults, overrides, storage, quiet) -> None:
     for warning in plan.warnings:
         click.echo(f"note: {warning.message}", err=True)
     echo = (lambda line: None) if quiet else None
+    from trainspec.compiler import spec_root
+
+    base = Path(spec_root(spec))  # the plan's local paths are relative to it
     try:
         if plan.sagemaker_operation == "CreateHyperParameterTuningJob":
-            ok = _run_tuning(plan, Path(root), storage, echo)
+            ok = _run_tuning(plan, base, Path(root), storage, echo)
         else:
-            ok = _run_training(plan, Path(root), echo)
+            ok = _run_training(plan, base, Path(root), echo)
     except _user_errors() as exc:
         _fail(str(exc))
     sys.exit(0 if ok else EXIT_INVALID)
 
 
-def _run_training(plan: Any, root: Path, echo: Any) -> bool:
+def _run_training(plan: Any, base: Path, root: Path, echo: Any) -> bool:
     from trainspec.trainer._local_run import run_training, training_run_from_plan
 
-    job = training_run_from_plan(plan)
+    job = training_run_from_plan(plan, base)
     click.echo(f"==> local training job {job.name} in {root.resolve() / job.name}", err=True)
     result = run_training(job, root, echo=echo)
     click.echo(f"==> {job.name}: {result.secondary_status} after {result.seconds:.1f} s", err=True)
@@ -87,10 +90,10 @@ def _run_training(plan: Any, root: Path, echo: Any) -> bool:
     return result.ok
 
 
-def _run_tuning(plan: Any, root: Path, storage: str | None, echo: Any) -> bool:
+def _run_tuning(plan: Any, base: Path, root: Path, storage: str | None, echo: Any) -> bool:
     from trainspec.trainer._local_tune import run_tuning, tuning_from_plan
 
-    settings, template = tuning_from_plan(plan)
+    settings, template = tuning_from_plan(plan, base)
     click.echo(
         f"==> local tuning job {settings.name}: {settings.strategy}, up to "
         f"{settings.max_jobs} trials, {settings.max_parallel_jobs} at a time",

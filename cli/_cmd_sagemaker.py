@@ -64,22 +64,36 @@ def submit(spec, defaults, overrides, autotune_mode, region, endpoint_url, dry_r
     """Compile SPEC and start it on SageMaker with exactly the planned request.
 
     Local source and data folders are uploaded first to the S3 locations the plan names.
+    The job's name ends in a digest of its request, so submitting an unchanged spec again
+    reports the job it started the first time (exit 0) and a changed one starts a new job.
     Credentials come from the usual boto3 chain.
     """
+    from pathlib import Path
+
+    from trainspec.compiler import spec_root
     from trainspec.trainer._sagemaker import plan_region, uploads
     from trainspec.trainer._sagemaker import submit as submit_plan
 
     plan = _compile(spec, defaults, overrides, autotune_mode)
+    base = Path(spec_root(spec))  # the plan's local paths are relative to it
     if dry_run:
         from trainspec._plan import request_of
 
-        for local, uri in uploads(plan):
+        for local, uri in uploads(plan, base):
             click.echo(f"upload {local} -> {uri}")
         request = request_of(plan)
         click.echo(f"{plan.sagemaker_operation} " + json.dumps(request, indent=2, sort_keys=True))
         return
     clients = _aws_call(_clients, region or plan_region(plan) or None, endpoint_url)
-    result = _aws_call(submit_plan, plan, clients)
+    result = _aws_call(submit_plan, plan, clients, base)
+    if result.existing:
+        click.echo(
+            f"already submitted: {result.name} ({result.operation}) is {result.status}: "
+            f"{result.arn}"
+        )
+        click.echo("the plan is unchanged since then; change the spec to start a new job", err=True)
+        click.echo(f"follow it with: trainspec describe {result.name}", err=True)
+        return
     for uri in result.uploaded:
         click.echo(f"uploaded {uri}", err=True)
     click.echo(f"submitted {result.name} ({result.operation}): {result.arn}")

@@ -20,6 +20,7 @@ from trainspec.compiler._driver import (
     compile_text,
 )
 from trainspec.compiler._load import LoadedSource, load_file, load_source
+from trainspec.compiler._places import spec_root
 from trainspec.compiler._request import compile_request
 
 __all__ = [
@@ -39,4 +40,5 @@ __all__ = [
     "load_catalog",
     "load_file",
     "load_source",
+    "spec_root",
 ]

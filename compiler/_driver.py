@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
+import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ from trainspec.compiler._diagnostics import (
 )
 from trainspec.compiler._emit import emit_plan
 from trainspec.compiler._infer import Inferred, infer_training, instance_count
+from trainspec.compiler._job_name import NAME_FIELDS, name_job, request_suffix, upload_renames
 from trainspec.compiler._layers import (
     Layer,
     builtin_layer,
@@ -39,7 +41,8 @@ from trainspec.compiler._layers import (
 from trainspec.compiler._load import LoadedSource, load_file, load_source, read_file
 from trainspec.compiler._local_files import EVERYWHERE, NOWHERE, LocalFiles
 from trainspec.compiler._lower import lower_training
-from trainspec.compiler._origin import OriginKind
+from trainspec.compiler._origin import Origin, OriginKind
+from trainspec.compiler._places import plan_name, portable_training, project_root
 from trainspec.compiler._request_types import typed_request
 from trainspec.compiler._resolve import Resolved, resolve
 from trainspec.compiler._validate import Validated, validate_layer
@@ -95,13 +98,21 @@ def compile_file(
     if defaults is None:
         found = find_defaults_file(spec_dir)
         defaults = [found] if found else []
+    # Diagnostics name files as the user did; the plan names them from the project root.
+    root = project_root(spec_dir)
+    spec_file = os.path.join(spec_dir, os.path.basename(source.path))
+    file_names = {source.path: plan_name(spec_file, root)}
+    layers = [read_file(p) for p in defaults]
+    file_names.update((name, plan_name(name, root)) for name, _ in layers)
     return compile_loaded(
         source,
-        defaults=[read_file(p) for p in defaults],
+        defaults=layers,
         overrides=overrides,
         options=options,
         until=until,
         spec_dir=spec_dir,
+        root=root,
+        file_names=file_names,
     )
 
 
@@ -119,14 +130,15 @@ def compile_text(
     `path` is a label: its folder, under `options.local_files`' root, is where the spec's
     relative paths point; nothing is read outside that root."""
     source = load_source(path, content)
-    spec_dir = (options.local_files or NOWHERE).spec_dir(path)
+    local_files = options.local_files or NOWHERE
     return compile_loaded(
         source,
         defaults=defaults,
         overrides=overrides,
         options=options,
         until=until,
-        spec_dir=spec_dir,
+        spec_dir=local_files.spec_dir(path),
+        root=local_files.root or os.sep,
     )
 
 
@@ -138,7 +150,12 @@ def compile_loaded(
     options: CompileOptions,
     until: Stage,
     spec_dir: str | os.PathLike,
+    root: str,
+    file_names: Mapping[str, str] | None = None,
 ) -> plan_pb2.Plan | Intermediate:
+    """Compile a loaded spec. Local paths are relative to `spec_dir`; the plan names them
+    relative to `root` (see _places.py) and each file in `file_names` by its value there.
+    A spec given in memory passes a root found without looking at the disk."""
     if until is Stage.LOAD:
         return Intermediate(until, source)
     checkpoint()
@@ -221,6 +238,7 @@ def compile_loaded(
 
         raise_if_errors(check_budget(envelope, options.max_cost_usd))
     request = typed_request(operation, request)
+    request, artifact = _named(operation, request, inferred)
     _verify_request(operation, request)
     if until is Stage.LOWER:
         return Intermediate(until, request)
@@ -228,18 +246,24 @@ def compile_loaded(
     origins = dict(inferred.resolved.origins)
     if tuning is not None:
         origins.update(tuning.request_origins)
+    origins[("sagemaker_request", NAME_FIELDS[operation])] = Origin(
+        OriginKind.INFERRED,
+        source="rule:job_name.request_digest",
+        reason="the spec's name and a digest of the request: a rerun finds its job",
+    )
     return emit_plan(
-        tree=inferred.resolved.tree,
+        tree=portable_training(inferred.resolved.tree, inferred.resolved.training_path, root),
         origins=origins,
         operation=operation,
         request=request,
         warnings=sorted(warnings, key=Diagnostic.sort_key),
         batch_sizes=inferred.batch_sizes,
         envelope=envelope,
-        model_artifact_uri=inferred.model_artifact_uri,
-        data_reports=reports,
+        model_artifact_uri=artifact,
+        data_reports=[{**r, "path": plan_name(r["path"], root)} for r in reports],
         versions=_versions(catalog, tuning),
         botocore_version=botocore_version(),
+        file_names=file_names or {},
     )
 
 
@@ -305,6 +329,29 @@ def _training_envelope(inferred: Inferred) -> Any:
         price_estimated=instance.price_estimated,
         max_runtime_seconds=inferred.training.get("stopping", {}).get("max_runtime_seconds", 86400),
     )
+
+
+def _named(
+    operation: str, request: Mapping[str, Any], inferred: Inferred
+) -> tuple[dict[str, Any], str]:
+    """(the request with its job named `<spec name>-<digest>`, where the model artifact
+    will be). SageMaker writes a training job's artifact under its name; a tuning job's
+    training jobs are named by SageMaker (`<tuning job>-<NNN>-<8 hex>`), so the best one's
+    artifact can only be given as a pattern."""
+    suffix = request_suffix(request)
+    training = inferred.training
+    output = training.get("output", {}).get("path", "")
+    planned = [*inferred.local_uploads.values()]
+    if inferred.script_mode.get("sagemaker_submit_directory"):
+        planned.append(inferred.script_mode["sagemaker_submit_directory"])
+    renames = upload_renames(planned, output, training.get("name", ""), suffix)
+    named = name_job(operation, request, suffix, renames)
+    if not output:
+        return named, ""
+    job = named[NAME_FIELDS[operation]]
+    if operation == "CreateHyperParameterTuningJob":
+        job += "-*"
+    return named, posixpath.join(output.rstrip("/"), job, "output", "model.tar.gz")
 
 
 def _verify_request(operation: str, request: Mapping[str, Any]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from operator import itemgetter
+from types import MappingProxyType
 from typing import Any
 
 from google.protobuf import json_format
@@ -34,7 +35,9 @@ def emit_plan(
     data_reports: Sequence[Mapping[str, Any]],
     versions: Mapping[str, str],
     botocore_version: str,
+    file_names: Mapping[str, str] = MappingProxyType({}),
 ) -> plan_pb2.Plan:
+    """The plan; a source location's file is renamed by `file_names` where it has one."""
     plan = plan_pb2.Plan(
         sagemaker_operation=operation,
         model_artifact_uri=model_artifact_uri,
@@ -42,8 +45,12 @@ def emit_plan(
     fill_message(plan.job, tree, job_spec())
     set_struct(plan.sagemaker_request, request)
     plan.sagemaker_request_json = request_json(request)
-    _add_provenance(plan.provenance, origins, tree, request)
+    _add_provenance(plan.provenance, origins, tree, request, file_names)
     plan.warnings.extend(d.to_proto() for d in warnings)
+    for warning in plan.warnings:
+        location = warning.location
+        if location.path in file_names:
+            location.path = file_names[location.path]
     if batch_sizes is not None:
         plan.batch_sizes.CopyFrom(_batch_message(batch_sizes))
     if envelope is not None:
@@ -59,7 +66,11 @@ def emit_plan(
 
 
 def _add_provenance(
-    entries: Any, origins: Mapping[FieldPath, Origin], tree: Any, request: Any
+    entries: Any,
+    origins: Mapping[FieldPath, Origin],
+    tree: Any,
+    request: Any,
+    file_names: Mapping[str, str],
 ) -> None:
     """One ValueOrigin per resolved value, sorted by field path, each with its value."""
     named = [(format_path(path), path, origin) for path, origin in origins.items()]
@@ -76,7 +87,7 @@ def _add_provenance(
         location = origin.location
         if location is not None:
             target = entry.location
-            target.path = location.path
+            target.path = file_names.get(location.path, location.path)
             if location.line:
                 target.line = location.line
                 target.column = location.column

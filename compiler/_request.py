@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from trainspec.compiler._diagnostics import SpecError
 from trainspec.compiler._driver import CompileOptions, Stage, compile_loaded, compile_text
 from trainspec.compiler._from_message import message_tree
@@ -49,6 +51,7 @@ def compile_request(
             options=options,
             until=Stage.EMIT,
             spec_dir=local_files.spec_dir(""),
+            root=local_files.root or os.sep,
         )
     else:
         from trainspec.compiler._diagnostics import Diagnostic

@@ -24,7 +24,9 @@ from trainspec.compiler._diagnostics import (
 )
 
 # SageMaker's limits (CreateHyperParameterTuningJob and the AMT quotas).
-MAX_NAME_LENGTH = 32
+SAGEMAKER_NAME_LENGTH = 32
+# What is left of it for tuning.name: trainspec appends `-<8 hex>` (_job_name.py).
+MAX_NAME_LENGTH = 23
 MAX_RANGES = 30
 MAX_CATEGORICAL_VALUES = 30
 MAX_HYPERPARAMETERS = 100  # static + tuned + the `_tuning_objective_metric` AMT adds
@@ -151,14 +153,15 @@ def _check_name(checker: _Checker, name: Any) -> None:
             "tuning.name.missing",
             ("tuning", "name"),
             "tuning job has no name",
-            "set tuning.name (1-32 letters, digits, hyphens)",
+            f"set tuning.name (1-{MAX_NAME_LENGTH} letters, digits, hyphens)",
         )
         return
     if len(name) > MAX_NAME_LENGTH:
         checker.error(
             "tuning.name.max_length",
             ("tuning", "name"),
-            f"name is {len(name)} characters; tuning job names have at most {MAX_NAME_LENGTH}",
+            f"name is {len(name)} characters; at most {MAX_NAME_LENGTH} fit SageMaker's "
+            f"{SAGEMAKER_NAME_LENGTH} with the `-<8 hex>` digest trainspec appends",
             f"shorten it to {MAX_NAME_LENGTH} characters, e.g. {name[:MAX_NAME_LENGTH]!r}",
             name,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -216,6 +217,11 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             context.abort_with_status(_status.spec_invalid(outside, current_request_id()))
         return plan
 
+    def _files_base(self) -> Path:
+        """What the plans this server compiles name local paths from: its files root (a
+        compile for a caller names nothing of the server's disk above it)."""
+        return Path(self._policy.files.root or os.sep)
+
     def _user_error(self, context: Any, exc: Exception) -> None:
         context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
 
@@ -247,13 +253,13 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         quiet = {"echo": lambda _line: None}
         try:
             if plan.sagemaker_operation == "CreateTrainingJob":
-                job_run = training_run_from_plan(plan)
+                job_run = training_run_from_plan(plan, self._files_base())
                 name = job_run.name
 
                 def work() -> None:
                     run_training(job_run, self._root, **quiet)
             else:
-                settings, job_run = tuning_from_plan(plan)
+                settings, job_run = tuning_from_plan(plan, self._files_base())
                 name = settings.name
 
                 def work() -> None:
@@ -306,7 +312,10 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         problems = self._policy.request_problems(json_format.MessageToDict(plan.sagemaker_request))
         if problems:
             context.abort(grpc.StatusCode.PERMISSION_DENIED, "; ".join(problems))
-        self._refuse_outside([(f"upload {uri}", local) for local, uri in uploads(plan)], context)
+        base = self._files_base()
+        self._refuse_outside(
+            [(f"upload {uri}", local) for local, uri in uploads(plan, base)], context
+        )
         name = job_name(plan)
         kind = "training" if plan.sagemaker_operation == "CreateTrainingJob" else "tuning"
         pending = pb.Job(
@@ -317,7 +326,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
                 operation=pb.Operation(name=_OPERATIONS + name, metadata=pending)
             )
         try:
-            result = submit(plan, self._sagemaker_clients(plan_region(plan) or None))
+            result = submit(plan, self._sagemaker_clients(plan_region(plan) or None), base)
         except AwsError as exc:
             self._user_error(context, exc)
         pending.arn = result.arn

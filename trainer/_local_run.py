@@ -64,8 +64,9 @@ class RunResult:
 MetricCallback = Callable[[MetricPoint], bool]
 
 
-def training_run_from_plan(plan: plan_pb2.Plan) -> TrainingRun:
-    """The TrainingRun of a `CreateTrainingJob` plan."""
+def training_run_from_plan(plan: plan_pb2.Plan, base: Path | None = None) -> TrainingRun:
+    """The TrainingRun of a `CreateTrainingJob` plan. `base` is the folder the plan's local
+    paths are relative to (its spec's project root); by default the working directory."""
     if plan.sagemaker_operation != "CreateTrainingJob":
         raise ContainerError(
             f"plan is a {plan.sagemaker_operation or 'empty'} plan, not a training job"
@@ -76,6 +77,7 @@ def training_run_from_plan(plan: plan_pb2.Plan) -> TrainingRun:
         plan.job.training,
         request,
         hyperparameters=request.get("HyperParameters", {}),
+        base=base,
     )
     sizes = plan.batch_sizes
     return replace(run, gpus_per_instance=sizes.devices_per_instance * (sizes.device_kind == "gpu"))
@@ -87,12 +89,15 @@ def training_run_from_parts(
     request: Mapping[str, Any],
     *,
     hyperparameters: Mapping[str, str],
+    base: Path | None = None,
 ) -> TrainingRun:
     """A TrainingRun from a resolved training spec and its (training-job) request part.
 
     `request` is a CreateTrainingJob request or a tuning job's TrainingJobDefinition; the
-    resolved spec supplies what the request cannot: the local source and data paths.
+    resolved spec supplies what the request cannot: the local source and data paths, which
+    are relative to `base` (the working directory when None).
     """
+    base = base or Path.cwd()
     if spec.model.WhichOneof("kind") != "framework":
         raise ContainerError(
             "local runs need a framework model with an entry point (script mode); "
@@ -100,7 +105,7 @@ def training_run_from_parts(
             "which runs on SageMaker only (trainspec submit)"
         )
     framework = spec.model.framework
-    source_dir = Path(framework.source_dir or ".").resolve()
+    source_dir = (base / (framework.source_dir or ".")).resolve()
     entry_point = framework.entry_point or hyperparameters.get("sagemaker_program", "")
     entry_path = source_dir / entry_point
     if not entry_point or not entry_path.is_file():
@@ -118,6 +123,8 @@ def training_run_from_parts(
                 "cannot mount; give a local path or an s3:// URI"
             )
         uri = source.uri.removeprefix("file://")
+        if uri and not uri.startswith("s3://"):
+            uri = str(base / uri)
         config = request_channels.get(channel_name, {})
         s3 = config.get("DataSource", {}).get("S3DataSource", {})
         channels.append(

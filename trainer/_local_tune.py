@@ -104,17 +104,20 @@ def _fmt(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def tuning_from_plan(plan: plan_pb2.Plan) -> tuple[TuningSettings, TrainingRun]:
-    """The tuner's settings and the trial template of a CreateHyperParameterTuningJob plan."""
+def tuning_from_plan(
+    plan: plan_pb2.Plan, base: Path | None = None
+) -> tuple[TuningSettings, TrainingRun]:
+    """The tuner's settings and the trial template of a CreateHyperParameterTuningJob plan;
+    the plan's local paths are relative to `base` (by default the working directory)."""
     if plan.sagemaker_operation != "CreateHyperParameterTuningJob":
         raise TuningError(f"plan is a {plan.sagemaker_operation or 'empty'} plan, not tuning")
     return tuning_from_request(
-        json_format.MessageToDict(plan.sagemaker_request), plan.job.tuning.training
+        json_format.MessageToDict(plan.sagemaker_request), plan.job.tuning.training, base
     )
 
 
 def tuning_from_request(
-    request: Mapping[str, Any], training_spec: Any
+    request: Mapping[str, Any], training_spec: Any, base: Path | None = None
 ) -> tuple[TuningSettings, TrainingRun]:
     """Settings and trial template from the boto3 request and the resolved training spec."""
     config = request.get("HyperParameterTuningJobConfig", {})
@@ -128,7 +131,11 @@ def tuning_from_request(
     definition = request.get("TrainingJobDefinition", {})
     name = request["HyperParameterTuningJobName"]
     template = training_run_from_parts(
-        name, training_spec, definition, hyperparameters=definition.get("StaticHyperParameters", {})
+        name,
+        training_spec,
+        definition,
+        hyperparameters=definition.get("StaticHyperParameters", {}),
+        base=base,
     )
     objective = config.get("HyperParameterTuningJobObjective", {})
     metric = objective.get("MetricName", "")

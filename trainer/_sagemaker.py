@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -124,6 +125,16 @@ def _aws_errors() -> tuple[type[BaseException], ...]:
     return BotoCoreError, ClientError
 
 
+def request_kwargs(plan: plan_pb2.Plan, client: Any) -> dict[str, Any]:
+    """The plan's request as boto3 keyword arguments: its `sagemaker_request_json`, or for
+    a plan made before that field existed, its Struct typed by the client's model."""
+    if plan.sagemaker_request_json:
+        return json.loads(plan.sagemaker_request_json)
+    return boto3_kwargs(
+        client, plan.sagemaker_operation, json_format.MessageToDict(plan.sagemaker_request)
+    )
+
+
 def boto3_kwargs(client: Any, operation: str, request: Mapping[str, Any]) -> dict[str, Any]:
     """The plan's request with integers restored (a protobuf Struct keeps every number as a
     float), following the operation's shapes in botocore's service model."""
@@ -178,14 +189,16 @@ def source_archive(source_dir: Path, extra: Mapping[str, bytes] | None = None) -
     return buffer.getvalue()
 
 
-def uploads(plan: plan_pb2.Plan) -> list[tuple[Path, str]]:
+def uploads(plan: plan_pb2.Plan, base: Path | None = None) -> list[tuple[Path, str]]:
     """(local path, s3 URI) pairs `submit` uploads before creating the job: the source
-    folder's archive (script mode) and each local data channel."""
+    folder's archive (script mode) and each local data channel. The plan's local paths are
+    relative to `base` (its spec's project root; by default the working directory)."""
+    base = base or Path()
     spec, part, hyperparameters = _training_parts(plan)
     pairs: list[tuple[Path, str]] = []
     submit_dir = hyperparameters.get("sagemaker_submit_directory", "")
     if spec.model.WhichOneof("kind") == "framework" and submit_dir.startswith("s3://"):
-        pairs.append((Path(spec.model.framework.source_dir or "."), submit_dir))
+        pairs.append((base / (spec.model.framework.source_dir or "."), submit_dir))
     planned = {
         c["ChannelName"]: c.get("DataSource", {}).get("S3DataSource", {}).get("S3Uri", "")
         for c in part.get("InputDataConfig", [])
@@ -193,17 +206,17 @@ def uploads(plan: plan_pb2.Plan) -> list[tuple[Path, str]]:
     for name in sorted(spec.data):
         uri = spec.data[name].uri
         if uri and not uri.startswith("s3://") and planned.get(name, "").startswith("s3://"):
-            pairs.append((Path(uri.removeprefix("file://")), planned[name]))
+            pairs.append((base / uri.removeprefix("file://"), planned[name]))
     return pairs
 
 
-def upload(clients: Clients, plan: plan_pb2.Plan) -> list[str]:
+def upload(clients: Clients, plan: plan_pb2.Plan, base: Path | None = None) -> list[str]:
     """Upload the plan's local inputs to their planned S3 locations; return the URIs.
     A sifting job's source carries the sifting package (trainspec is not in SageMaker's
-    containers)."""
+    containers). Local paths are relative to `base`."""
     sifts = _training_parts(plan)[0].HasField("sifting")
     done = []
-    for local, uri in uploads(plan):
+    for local, uri in uploads(plan, base):
         bucket, key = _split(uri)
         try:
             if uri.endswith(".tar.gz"):
@@ -234,6 +247,10 @@ class Submitted:
     arn: str
     operation: str
     uploaded: tuple[str, ...]
+    # True when a job of this name already existed: the same plan was submitted before
+    # (the name carries a digest of the request), so nothing was uploaded or created.
+    existing: bool = False
+    status: str = ""
 
 
 def job_name(plan: plan_pb2.Plan) -> str:
@@ -251,16 +268,23 @@ def plan_region(plan: plan_pb2.Plan) -> str:
     return spec.region
 
 
-def submit(plan: plan_pb2.Plan, clients: Clients) -> Submitted:
-    """Upload local inputs, then call the plan's operation with exactly its request."""
+def submit(plan: plan_pb2.Plan, clients: Clients, base: Path | None = None) -> Submitted:
+    """Upload local inputs, then call the plan's operation with exactly its request.
+
+    Idempotent: the job's name ends in a digest of the request, so a job of that name is
+    this plan, submitted before; it is described and returned instead (its inputs, already
+    uploaded, are left as they are). Local paths are relative to `base`.
+    """
     operation = plan.sagemaker_operation
     if operation not in ("CreateTrainingJob", "CreateHyperParameterTuningJob"):
         raise AwsError(f"cannot submit a plan for {operation or 'no operation'}")
     name = job_name(plan)
-    kwargs = boto3_kwargs(
-        clients.sagemaker, operation, json_format.MessageToDict(plan.sagemaker_request)
-    )
-    uploaded = upload(clients, plan)
+    kind = "training" if operation == "CreateTrainingJob" else "tuning"
+    existing = _existing(name, kind, clients)
+    if existing is not None:
+        return existing
+    kwargs = request_kwargs(plan, clients.sagemaker)
+    uploaded = upload(clients, plan, base)
     try:
         if operation == "CreateTrainingJob":
             arn = clients.sagemaker.create_training_job(**kwargs)["TrainingJobArn"]
@@ -268,8 +292,42 @@ def submit(plan: plan_pb2.Plan, clients: Clients) -> Submitted:
             response = clients.sagemaker.create_hyper_parameter_tuning_job(**kwargs)
             arn = response["HyperParameterTuningJobArn"]
     except _aws_errors() as exc:
+        if _in_use(exc):  # submitted at the same moment from elsewhere
+            existing = _existing(name, kind, clients)
+            if existing is not None:
+                return existing
         raise AwsError(explain(exc, name=name)) from None
     return Submitted(name, arn, operation, tuple(uploaded))
+
+
+def _existing(name: str, kind: str, clients: Clients) -> Submitted | None:
+    """The job called `name` of this kind, or None when there is none."""
+    try:
+        if kind == "training":
+            response = clients.sagemaker.describe_training_job(TrainingJobName=name)
+            arn, status = response["TrainingJobArn"], response.get("TrainingJobStatus", "")
+            operation = "CreateTrainingJob"
+        else:
+            response = clients.sagemaker.describe_hyper_parameter_tuning_job(
+                HyperParameterTuningJobName=name
+            )
+            arn = response["HyperParameterTuningJobArn"]
+            status = response.get("HyperParameterTuningJobStatus", "")
+            operation = "CreateHyperParameterTuningJob"
+    except _aws_errors() as exc:
+        if _not_found(exc):
+            return None
+        raise AwsError(explain(exc, name=name)) from None
+    return Submitted(name, arn, operation, (), existing=True, status=status)
+
+
+def _in_use(exc: BaseException) -> bool:
+    from botocore.exceptions import ClientError
+
+    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in (
+        "ResourceInUse",
+        "ResourceInUseException",
+    )
 
 
 def _not_found(exc: BaseException) -> bool:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import grpc
 import pytest
 from google.protobuf import json_format
@@ -44,7 +47,11 @@ def test_compiles_a_source_file(stub, source):
     plan = response.plan
     assert plan.sagemaker_operation == "CreateTrainingJob"
     assert plan.digest.startswith("sha256:")
-    assert plan.sagemaker_request["TrainingJobName"] == "grpc-sentiment"
+    # The spec's name and a digest of the request (reruns find their job).
+    assert re.fullmatch(r"grpc-sentiment-[0-9a-f]{8}", plan.sagemaker_request["TrainingJobName"])
+    request = json.loads(plan.sagemaker_request_json)
+    assert request["ResourceConfig"]["InstanceCount"] == 1
+    assert type(request["ResourceConfig"]["InstanceCount"]) is int
     assert plan.sagemaker_request["ResourceConfig"]["InstanceType"] == "ml.p3.8xlarge"
     # 16 per device x 4 GPUs of an ml.p3.8xlarge
     assert plan.batch_sizes.per_instance == 64
@@ -70,6 +77,10 @@ def test_compiles_a_job_spec_message_to_the_same_request(stub, source):
     file_request = json_format.MessageToDict(from_file.sagemaker_request)
     message_hp = message_request.pop("HyperParameters")
     file_hp = file_request.pop("HyperParameters")
+    # ... and the name's digest covers the request as spelled ("5e-05" beside "5e-5").
+    message_name = message_request.pop("TrainingJobName")
+    file_name = file_request.pop("TrainingJobName")
+    assert message_name.startswith("grpc-sentiment-") and file_name.startswith("grpc-sentiment-")
     assert message_request == file_request
     assert {k: float(v) for k, v in message_hp.items()} == {k: float(v) for k, v in file_hp.items()}
 

@@ -371,7 +371,12 @@ def test_digits_main_job_trains_on_cpu_in_under_a_minute(tmp_path: Path) -> None
     accuracy = float(re.search(r"validation:accuracy = ([0-9.]+)", done.stdout).group(1))
     assert accuracy > 0.85
     assert "epoch=1 " in done.stdout  # the log streamed through
-    artifact = tmp_path / "runs" / "digits-mlp" / "output" / "model.tar.gz"
+    # The local job is named as on SageMaker: the spec's name and the request's digest.
+    from trainspec.compiler import compile_file
+
+    name = compile_file(REPO / "examples/digits/job.yaml").sagemaker_request["TrainingJobName"]
+    assert name.startswith("digits-mlp-")
+    artifact = tmp_path / "runs" / name / "output" / "model.tar.gz"
     assert f"model artifact: {artifact}" in done.stdout
     with tarfile.open(artifact) as tar:
         assert {"model.pt", "model.json"} <= set(tar.getnames())

@@ -422,15 +422,23 @@ def test_digits_tuning_example_runs_through_the_cli(tmp_path) -> None:
         env={**os.environ, "TRAINSPEC_ROOT": ""},
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "best trial: digits-tune-00" in done.stdout
-    assert (tmp_path / "runs" / "digits-tune" / "objective.png").exists()
+    from trainspec.compiler import compile_file
+
+    plan = compile_file(
+        repo / "examples/digits/tune.yaml",
+        overrides=["tuning.limits.max_jobs=2", "tuning.training.hyperparameters.epochs=1"],
+    )
+    name = plan.sagemaker_request["HyperParameterTuningJobName"]
+    assert name.startswith("digits-tune-")
+    assert f"best trial: {name}-00" in done.stdout
+    assert (tmp_path / "runs" / name / "objective.png").exists()
     listing = subprocess.run(
         [sys.executable, "-m", "trainspec", "jobs", "list", "--root", str(tmp_path / "runs")],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert listing.returncode == 0 and "digits-tune-001" in listing.stdout
+    assert listing.returncode == 0 and f"{name}-001" in listing.stdout
 
 
 def test_parallel_trial_threads_never_claim_one_requeued_trial_twice(tmp_path) -> None:
