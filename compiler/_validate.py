@@ -34,7 +34,7 @@ from trainspec.compiler._normalize import normalize
 
 # What each named pattern means, for messages a user can act on.
 _PATTERN_HELP = {
-    "sagemaker_name": "1-63 letters, digits and hyphens, starting and ending in a letter or digit",
+    "sagemaker_name": "letters, digits and hyphens, starting and ending in a letter or digit",
     "iam_role_arn": "an IAM role ARN like arn:aws:iam::123456789012:role/SageMakerRole",
     "aws_region": "an AWS region like us-east-1",
     "instance_type": "a SageMaker instance type like ml.p3.2xlarge",
@@ -484,7 +484,7 @@ def _diagnostic(error, layer: Validated, kind: str) -> Diagnostic:
             "spec.length",
             field_path,
             f"has {len(value)} {unit}; must have {word} {error.constraint}",
-            hint="shorten it" if word == "at most" else "it must not be empty",
+            hint=_length_hint(path, word),
             location=location,
             value=value if isinstance(value, str) else None,
         )
@@ -666,6 +666,18 @@ def _type_hint(expected: Any, value: Any) -> str:
     if expected == "dict" and isinstance(value, str):
         return "this field holds nested fields; indent them under it"
     return ""
+
+
+def _length_hint(path: FieldPath, word: str) -> str:
+    if word != "at most":
+        return "it must not be empty"
+    if path[-1:] == ("name",) and path[:1] in (("training",), ("tuning",)) and len(path) <= 3:
+        # The job name SageMaker gets is this plus `-<8 hex>` (compiler/_job_name.py).
+        return (
+            "shorten it: trainspec appends `-` and 8 hex digits of the request's digest, "
+            "so a rerun of the same plan finds its job, within SageMaker's limit"
+        )
+    return "shorten it"
 
 
 def _range_hint(path: FieldPath) -> str:

@@ -492,3 +492,32 @@ def test_requirements_install_into_a_cached_environment_of_the_job(job, tmp_path
     (source / "requirements.txt").write_text("--no-index\nwheels/absent-2.0-py3-none-any.whl\n")
     with pytest.raises(ContainerError, match=r"installing requirements\.txt failed"):
         run_training(training_run_from_plan(plan), root, echo=lines.append)
+
+
+def test_a_plans_local_paths_resolve_against_its_checkout(tmp_path, monkeypatch) -> None:
+    """Plans name the source folder and data relative to the project root; a run finds
+    them in the checkout the spec is in, whatever the working directory."""
+    import shutil
+
+    from trainspec.compiler import compile_file, spec_root
+
+    root = tmp_path / "checkout"
+    shutil.copytree(REPO / "examples" / "digits", root / "examples" / "digits")
+    shutil.copy(REPO / "examples" / "trainspec.defaults.yaml", root / "examples")
+    (root / ".git").mkdir()
+    spec = root / "examples" / "digits" / "job.yaml"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    plan = compile_file(spec)
+    assert plan.job.training.model.framework.source_dir == "examples/digits"
+
+    run = training_run_from_plan(plan, Path(spec_root(spec)))
+    assert run.source_dir == (root / "examples" / "digits").resolve()
+    assert {c.name: c.uri for c in run.channels} == {
+        "train": str(root.resolve() / "examples/digits/data/train"),
+        "validation": str(root.resolve() / "examples/digits/data/validation"),
+    }
+    # Against the wrong folder nothing is found, and the error says what is missing.
+    with pytest.raises(ContainerError, match=r"entry point .*train\.py does not exist"):
+        training_run_from_plan(plan)
