@@ -200,8 +200,11 @@ def _compile_one(spec, fmt, defaults, overrides, explain, until, trials, options
         click.echo(explain_text(result))
     else:
         click.echo(plan_text(result, fmt))
+    from trainspec.compiler import spec_root
+
+    root = spec_root(spec)
     for warning in result.warnings:
-        click.echo(_warning_text(warning), err=True)
+        click.echo(_warning_text(warning, root), err=True)
     if trials:
         from trainspec.compiler._trials import format_trials, preview_trials
 
@@ -218,15 +221,28 @@ def _job_json(plan: Any) -> str:
     return json_format.MessageToJson(plan.job, preserving_proto_field_name=True)
 
 
-def _warning_text(warning: Any) -> str:
+def _warning_text(warning: Any, root: str) -> str:
     severity = {1: "error", 2: "warning", 3: "note"}.get(warning.severity, "note")
     where = ""
     if warning.location.path:
         loc = warning.location
-        where = f"{loc.path}:{loc.line}:{loc.column}: " if loc.line else f"{loc.path}: "
+        path = _shown_path(loc.path, root)
+        where = f"{path}:{loc.line}:{loc.column}: " if loc.line else f"{path}: "
     return f"{where}{severity}[{warning.code}] {warning.field_path}: {warning.message}" + (
         f"\n    hint: {warning.hint}" if warning.hint else ""
     )
+
+
+def _shown_path(path: str, root: str) -> str:
+    """A plan names files from the project root; a terminal user wants them from here,
+    as errors (which are not part of a plan) name them."""
+    import os
+
+    candidate = os.path.join(root, path)
+    if os.path.isabs(path) or not os.path.isfile(candidate):
+        return path  # not a file of the project: `--set ...`, a catalog, an absolute path
+    relative = os.path.relpath(candidate)
+    return candidate if relative.startswith(os.pardir) else relative
 
 
 def _intermediate_text(data: Any) -> str:

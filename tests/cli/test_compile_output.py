@@ -29,3 +29,20 @@ def test_two_processes_print_the_same_bytes(fmt):
     outputs = {_compile(fmt, seed) for seed in ("1", "2", "3")}
     assert len(outputs) == 1
     assert b"CreateTrainingJob" in outputs.pop()
+
+
+def test_warnings_name_the_file_from_the_working_directory(monkeypatch):
+    """The plan names files from the project root (so it is the same from anywhere); the
+    warnings printed to a terminal name them from where the user is, as errors do."""
+    import yaml
+    from click.testing import CliRunner
+    from trainspec._cli import cli
+
+    monkeypatch.chdir(ROOT / "examples" / "tuning")
+    result = CliRunner().invoke(
+        cli, ["compile", "hyperband.yaml", "--set", "tuning.strategy=RANDOM"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("hyperband.yaml:7:29: warning[tuning.hyperband.unused]")
+    (warning,) = yaml.safe_load(result.stdout)["warnings"]
+    assert warning["location"]["path"] == "examples/tuning/hyperband.yaml"
