@@ -71,7 +71,14 @@ def main() -> int:
     plan = response.plan
     print(f"operation: {plan.sagemaker_operation}")
     print(f"digest: {plan.digest}")
-    print(json.dumps(json_format.MessageToDict(plan.sagemaker_request), indent=2))
+    # sagemaker_request_json keeps botocore's types (InstanceCount: 1); the Struct beside
+    # it holds every number as a double, which boto3 refuses for integer members.
+    request = (
+        json.loads(plan.sagemaker_request_json)
+        if plan.sagemaker_request_json
+        else json_format.MessageToDict(plan.sagemaker_request)
+    )
+    print(json.dumps(request, indent=2))
     return 0
 
 
