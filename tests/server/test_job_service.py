@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import textwrap
 import time
 from concurrent import futures
@@ -119,14 +120,16 @@ def test_local_job_runs_to_a_done_operation(stub, files) -> None:
     """,
     )
     submitted = stub.SubmitJob(pb.SubmitJobRequest(source=source, backend=pb.BACKEND_LOCAL))
-    assert submitted.operation.name == "operations/grpc-a"
+    name = submitted.operation.metadata.name  # the spec's name and the request's digest
+    assert re.fullmatch(r"grpc-a-[0-9a-f]{8}", name)
+    assert submitted.operation.name == f"operations/{name}"
     assert not submitted.operation.done
-    operation = wait_done(stub, "grpc-a")
+    operation = wait_done(stub, name)
     assert operation.done and operation.WhichOneof("result") == "response"
     job = operation.response
     assert job.state == pb.JOB_STATE_SUCCEEDED and job.metrics["acc"] == 0.75
     assert job.artifact_uri.startswith("file://") and job.artifact_uri.endswith("model.tar.gz")
-    assert stub.GetJob(pb.GetJobRequest(name="grpc-a")).job.status == "Completed"
+    assert stub.GetJob(pb.GetJobRequest(name=name)).job.status == "Completed"
 
 
 def test_stop_job_ends_the_operation_with_an_error(stub, files) -> None:
@@ -139,30 +142,35 @@ def test_stop_job_ends_the_operation_with_an_error(stub, files) -> None:
         time.sleep(60)
     """,
     )
-    stub.SubmitJob(pb.SubmitJobRequest(source=source, backend=pb.BACKEND_LOCAL))
+    submitted = stub.SubmitJob(pb.SubmitJobRequest(source=source, backend=pb.BACKEND_LOCAL))
+    name = submitted.operation.metadata.name
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        job = stub.GetJob(pb.GetJobRequest(name="grpc-slow")).job
+        job = stub.GetJob(pb.GetJobRequest(name=name)).job
         if job.state == pb.JOB_STATE_RUNNING:
             break
         time.sleep(0.1)
-    stopping = stub.StopJob(pb.StopJobRequest(name="grpc-slow")).job
+    stopping = stub.StopJob(pb.StopJobRequest(name=name)).job
     assert stopping.state in (pb.JOB_STATE_STOPPING, pb.JOB_STATE_STOPPED)
-    operation = wait_done(stub, "grpc-slow")
+    operation = wait_done(stub, name)
     assert operation.metadata.state == pb.JOB_STATE_STOPPED
     assert operation.error.code == grpc.StatusCode.ABORTED.value[0]
 
 
 def test_list_jobs_pages(stub, files) -> None:
-    for name in ("grpc-p1", "grpc-p2"):
-        stub.SubmitJob(
-            pb.SubmitJobRequest(source=write_job(files, name, "print(1)"), backend=pb.BACKEND_LOCAL)
+    names = []
+    for spec_name in ("grpc-p1", "grpc-p2"):
+        submitted = stub.SubmitJob(
+            pb.SubmitJobRequest(
+                source=write_job(files, spec_name, "print(1)"), backend=pb.BACKEND_LOCAL
+            )
         )
-        wait_done(stub, name)
+        names.append(submitted.operation.metadata.name)
+        wait_done(stub, names[-1])
     first = stub.ListJobs(pb.ListJobsRequest(page_size=1))
-    assert [j.name for j in first.jobs] == ["grpc-p1"] and first.next_page_token
+    assert [j.name for j in first.jobs] == names[:1] and first.next_page_token
     second = stub.ListJobs(pb.ListJobsRequest(page_size=1, page_token=first.next_page_token))
-    assert [j.name for j in second.jobs] == ["grpc-p2"] and not second.next_page_token
+    assert [j.name for j in second.jobs] == names[1:] and not second.next_page_token
     with pytest.raises(grpc.RpcError) as bad:
         stub.ListJobs(pb.ListJobsRequest(page_token="nonsense!"))
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -192,10 +200,15 @@ def test_unknown_job_and_missing_backend(stub, files) -> None:
 def test_sagemaker_backend_submits_and_follows(stub, files) -> None:
     source = write_job(files, "grpc-sm", "print(1)")
     submitted = stub.SubmitJob(pb.SubmitJobRequest(source=source, backend=pb.BACKEND_SAGEMAKER))
-    assert submitted.operation.metadata.arn.endswith("training-job/grpc-sm")
-    job = stub.GetJob(pb.GetJobRequest(name="grpc-sm", backend=pb.BACKEND_SAGEMAKER)).job
+    name = submitted.operation.metadata.name
+    assert re.fullmatch(r"grpc-sm-[0-9a-f]{8}", name)
+    assert submitted.operation.metadata.arn.endswith(f"training-job/{name}")
+    job = stub.GetJob(pb.GetJobRequest(name=name, backend=pb.BACKEND_SAGEMAKER)).job
     assert job.state == pb.JOB_STATE_SUCCEEDED  # moto completes jobs at once
-    assert job.artifact_uri.endswith("grpc-sm/output/model.tar.gz")
+    assert job.artifact_uri == f"s3://acme-ml-artifacts/jobs/{name}/output/model.tar.gz"
+    # The same spec again is the same job: reported, not created twice.
+    again = stub.SubmitJob(pb.SubmitJobRequest(source=source, backend=pb.BACKEND_SAGEMAKER))
+    assert again.operation.metadata.arn == submitted.operation.metadata.arn
     with pytest.raises(grpc.RpcError) as missing:
         stub.GetJob(pb.GetJobRequest(name="absent", backend=pb.BACKEND_SAGEMAKER))
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
