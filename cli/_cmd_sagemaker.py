@@ -91,7 +91,11 @@ def submit(spec, defaults, overrides, autotune_mode, region, endpoint_url, dry_r
             f"already submitted: {result.name} ({result.operation}) is {result.status}: "
             f"{result.arn}"
         )
-        click.echo("the plan is unchanged since then; change the spec to start a new job", err=True)
+        click.echo(
+            "the plan is unchanged since it was submitted (the job name carries its digest); "
+            "to run it again, change the spec, e.g. its name",
+            err=True,
+        )
         click.echo(f"follow it with: trainspec describe {result.name}", err=True)
         return
     for uri in result.uploaded:

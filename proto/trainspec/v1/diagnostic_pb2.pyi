@@ -56,7 +56,9 @@ class SourceLocation(_message.Message):
     LINE_FIELD_NUMBER: _builtins.int
     COLUMN_FIELD_NUMBER: _builtins.int
     path: _builtins.str
-    """The file as the user named it (a path, or the `path` of a SourceFile)."""
+    """The file as the user named it (a path, or the `path` of a SourceFile); inside a
+    Plan, a file's path relative to the project root (see `Plan.job`).
+    """
     line: _builtins.int
     """1-based line number."""
     column: _builtins.int

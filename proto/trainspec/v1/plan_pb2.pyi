@@ -98,7 +98,12 @@ class Plan(_message.Message):
     """
     @_builtins.property
     def job(self) -> _job_spec_pb2.JobSpec:
-        """The job with every default filled in."""
+        """The job with every default filled in. Local paths (`source_dir`, local data) are
+        relative to the project root, in POSIX form, as are the files of `provenance` and
+        `warnings`: the repository holding the spec, else the folder of the nearest
+        trainspec.defaults.yaml above it, else the spec's folder (for a server compile, its
+        files root). A path outside that root stays absolute.
+        """
 
     @_builtins.property
     def sagemaker_request(self) -> _struct_pb2.Struct:
