@@ -97,3 +97,17 @@ def test_names_fit_sagemakers_limit_with_the_suffix(
     assert (problem.code, problem.field_path) == ("spec.length", field)
     assert f"at most {longest}" in problem.message
     assert "8 hex digits" in problem.hint
+
+
+def test_warm_start_example_names_its_parents_as_sagemaker_knows_them():
+    """The warm-start example continues from the jobs the other two examples submit: its
+    parents are those plans' names (update it when either example changes)."""
+    warm = compile_file(ROOT / "examples/tuning/warm-start.yaml")
+    parents = [
+        request(compile_file(ROOT / f"examples/tuning/{name}.yaml"))["HyperParameterTuningJobName"]
+        for name in ("mnist-autotune", "hyperband")
+    ]
+    config = request(warm)["WarmStartConfig"]
+    assert [p["HyperParameterTuningJobName"] for p in config["ParentHyperParameterTuningJobs"]] == (
+        parents
+    )

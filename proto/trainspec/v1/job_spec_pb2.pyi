@@ -1492,7 +1492,9 @@ class WarmStart(_message.Message):
     """How the parents relate to this job."""
     @_builtins.property
     def parents(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Names of the parent tuning jobs (at most 5)."""
+        """SageMaker names of the parent tuning jobs (at most 5): a job trainspec submitted has
+        its spec's name plus `-` and 8 hex digits, as `submit` and the plan's request show.
+        """
 
     def __init__(
         self,
