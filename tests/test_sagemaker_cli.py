@@ -339,3 +339,40 @@ def test_clients_retry_in_standard_mode() -> None:
     clients = make_clients(region="us-east-1")
     retries = clients.sagemaker.meta.config.retries
     assert retries == {"mode": "standard", "total_max_attempts": MAX_ATTEMPTS}
+
+
+def test_submit_without_describe_permission_still_creates(stubbed) -> None:
+    stub, clients = stubbed
+    plan = compile_file(JOB)
+    stub.add_client_error(
+        "describe_training_job", service_error_code="AccessDeniedException", http_status_code=400
+    )
+    arn = f"arn:aws:sagemaker:us-east-1:111122223333:training-job/{job_name(plan)}"
+    stub.add_response(
+        "create_training_job", {"TrainingJobArn": arn}, json.loads(plan.sagemaker_request_json)
+    )
+    assert submit(plan, clients, REPO).arn == arn
+
+
+def test_submit_of_an_existing_job_describes_it_and_creates_nothing(stubbed) -> None:
+    stub, clients = stubbed
+    plan = compile_file(JOB)
+    name = job_name(plan)
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    stub.add_response(
+        "describe_training_job",
+        {
+            "TrainingJobName": name,
+            "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:111122223333:training-job/{name}",
+            "ModelArtifacts": {"S3ModelArtifacts": plan.model_artifact_uri},
+            "TrainingJobStatus": "Failed",
+            "SecondaryStatus": "Failed",
+            "AlgorithmSpecification": {"TrainingInputMode": "File"},
+            "ResourceConfig": {"InstanceCount": 1, "VolumeSizeInGB": 30},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 600},
+            "CreationTime": now,
+        },
+        {"TrainingJobName": name},
+    )
+    result = submit(plan, clients, REPO)  # the Stubber fails on any call not queued above
+    assert (result.existing, result.status, result.uploaded) == (True, "Failed", ())

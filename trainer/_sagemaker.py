@@ -315,10 +315,21 @@ def _existing(name: str, kind: str, clients: Clients) -> Submitted | None:
             status = response.get("HyperParameterTuningJobStatus", "")
             operation = "CreateHyperParameterTuningJob"
     except _aws_errors() as exc:
-        if _not_found(exc):
+        # Without permission to describe, create decides: a second submit of the same
+        # plan then fails with "already exists" instead of reporting the job.
+        if _not_found(exc) or _access_denied(exc):
             return None
         raise AwsError(explain(exc, name=name)) from None
     return Submitted(name, arn, operation, (), existing=True, status=status)
+
+
+def _access_denied(exc: BaseException) -> bool:
+    from botocore.exceptions import ClientError
+
+    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") in (
+        "AccessDenied",
+        "AccessDeniedException",
+    )
 
 
 def _in_use(exc: BaseException) -> bool:
