@@ -47,6 +47,8 @@ def plan_name(path: str, root: str) -> str:
     Lexical: links are not resolved (the root and the spec's folder already are), so a
     server naming paths under its files root looks at nothing on its disk."""
     absolute = os.path.abspath(path)
+    if root == os.sep:  # a server compile with no files root: nothing to take off
+        return absolute
     relative = os.path.relpath(absolute, root)
     if relative == os.pardir or relative.startswith(os.pardir + os.sep):
         return absolute

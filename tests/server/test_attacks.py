@@ -599,26 +599,25 @@ def test_stopping_the_server_stops_its_local_jobs_and_records_them(start_server,
     running = start_server(jobs=("local",), files_root=str(files), jobs_root=str(runs))
     with grpc.insecure_channel(f"127.0.0.1:{running.port}") as chan:
         stub = jobs_grpc.JobServiceStub(chan)
-        stub.SubmitJob(
+        submitted = stub.SubmitJob(
             jobs_pb.SubmitJobRequest(
                 source=pb.SourceFile(path="slow/job.yaml", content=script_spec("slow", ".")),
                 backend=jobs_pb.BACKEND_LOCAL,
             ),
             timeout=30,
         )
+        name = submitted.operation.metadata.name  # slow-<digest of the request>
         deadline = time.monotonic() + 30
-        while (
-            stub.GetJob(jobs_pb.GetJobRequest(name="slow")).job.state != jobs_pb.JOB_STATE_RUNNING
-        ):
+        while stub.GetJob(jobs_pb.GetJobRequest(name=name)).job.state != jobs_pb.JOB_STATE_RUNNING:
             assert time.monotonic() < deadline, "the job did not start"
             time.sleep(0.1)
     store = JobStore.for_root(runs)
-    while not store.get("slow").pgid:  # RUNNING is recorded before the process starts
+    while not store.get(name).pgid:  # RUNNING is recorded before the process starts
         assert time.monotonic() < deadline, "the job's process did not start"
         time.sleep(0.05)
-    record = store.get("slow")
+    record = store.get(name)
     running.stop(1)
-    after = JobStore.for_root(runs).get("slow")
+    after = JobStore.for_root(runs).get(name)
     assert after.status == "Stopped", after
     with pytest.raises(ProcessLookupError):
         os.killpg(record.pgid, 0)  # no process of the job is left
