@@ -96,7 +96,8 @@ def probe_plan(tmp_path: Path, **request) -> plan_pb2.Plan:
 
 
 def toolkit_view(job_dir: Path) -> dict:
-    pytest.importorskip("sagemaker_training")
+    if not os.environ.get("CI"):  # CI installs the dev extra: missing there is a failure
+        pytest.importorskip("sagemaker_training", reason="pip install -e '.[dev]'")
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SAGEMAKER_", "CURRENT_"))
     }
