@@ -51,6 +51,77 @@ def _aws_call(function: Any, *args: Any) -> Any:
         raise
 
 
+def _follow_options(command: Any) -> Any:
+    """--poll-interval and --stop-on-interrupt, shared by `submit --wait` and `describe
+    --follow`."""
+    command = click.option(
+        "--stop-on-interrupt",
+        is_flag=True,
+        help="Ctrl-C stops the job (by default it only detaches; the job keeps running).",
+    )(command)
+    return click.option(
+        "--poll-interval",
+        type=click.FloatRange(min=0.01),
+        default=5.0,
+        show_default=True,
+        help="Seconds between polls of SageMaker and CloudWatch Logs while following.",
+    )(command)
+
+
+def _follow(
+    name: str,
+    kind: str,
+    region: str | None,
+    endpoint_url: str | None,
+    *,
+    logs: bool,
+    poll_interval: float,
+    stop_on_interrupt: bool,
+    plan_request: dict[str, Any] | None = None,
+) -> None:
+    """Follow the job to its end and exit with its status's code (see _follow.py)."""
+    from trainspec.trainer._follow import EXIT_DETACHED, Pace, follow_training, follow_tuning
+    from trainspec.trainer._sagemaker import make_clients
+
+    # One attempt per call: the follower retries with its own backoff (it must outlast
+    # outages longer than botocore's few attempts, and resume where it left off).
+    clients = _aws_call(
+        lambda: make_clients(region=region, endpoint_url=endpoint_url, max_attempts=1)
+    )
+    pace = Pace(poll_s=poll_interval, backoff_s=min(1.0, poll_interval))
+    try:
+        if kind == "training":
+            outcome = _aws_call(
+                lambda: follow_training(name, clients, echo=click.echo, logs=logs, pace=pace)
+            )
+        else:
+            outcome = _aws_call(
+                lambda: follow_tuning(
+                    name, clients, echo=click.echo, pace=pace, plan_request=plan_request
+                )
+            )
+    except KeyboardInterrupt:
+        if stop_on_interrupt:
+            from trainspec.trainer._sagemaker import stop as stop_job
+
+            _, status = _aws_call(stop_job, name, clients)
+            click.echo(f"interrupted: stopping {kind} job {name} (it was {status})", err=True)
+        else:
+            click.echo(
+                f"detached from {kind} job {name}; it keeps running. Follow it again with: "
+                f"trainspec describe {name} --follow (stop it with: trainspec stop {name})",
+                err=True,
+            )
+        sys.exit(EXIT_DETACHED)
+    if outcome.status == "Failed":
+        click.echo(
+            f"error: {kind} job {name} failed: {outcome.reason or 'no reason given'}", err=True
+        )
+    elif outcome.status == "Stopped":
+        click.echo(f"{kind} job {name} was stopped", err=True)
+    sys.exit(outcome.exit_code)
+
+
 @click.command("submit")
 @click.argument("spec", type=click.Path(dir_okay=False))
 @defaults_option
@@ -59,14 +130,39 @@ def _aws_call(function: Any, *args: Any) -> Any:
 @click.option("--region", default=None, help=_REGION_HELP)
 @click.option("--endpoint-url", default=None, help=_ENDPOINT_HELP)
 @click.option("--dry-run", is_flag=True, help="Print the uploads and the request; send nothing.")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Follow the job to its end (status, metrics, cost) and exit with its status's code.",
+)
+@click.option(
+    "--logs", is_flag=True, help="With --wait (implied): also print every host's log lines."
+)
+@_follow_options
 @handle_errors()
-def submit(spec, defaults, overrides, autotune_mode, region, endpoint_url, dry_run) -> None:
+def submit(
+    spec,
+    defaults,
+    overrides,
+    autotune_mode,
+    region,
+    endpoint_url,
+    dry_run,
+    wait,
+    logs,
+    stop_on_interrupt,
+    poll_interval,
+) -> None:
     """Compile SPEC and start it on SageMaker with exactly the planned request.
 
     Local source and data folders are uploaded first to the S3 locations the plan names.
     The job's name ends in a digest of its request, so submitting an unchanged spec again
     reports the job it started the first time (exit 0) and a changed one starts a new job.
     Credentials come from the usual boto3 chain.
+
+    With --wait (or --logs) it follows the job as `describe --follow` does and exits with
+    0 when it completes, 1 when it fails, 4 when it was stopped; Ctrl-C detaches (exit 130)
+    and leaves the job running, or stops it with --stop-on-interrupt.
     """
     from pathlib import Path
 
@@ -84,8 +180,10 @@ def submit(spec, defaults, overrides, autotune_mode, region, endpoint_url, dry_r
         request = request_of(plan)
         click.echo(f"{plan.sagemaker_operation} " + json.dumps(request, indent=2, sort_keys=True))
         return
-    clients = _aws_call(_clients, region or plan_region(plan) or None, endpoint_url)
+    region = region or plan_region(plan) or None
+    clients = _aws_call(_clients, region, endpoint_url)
     result = _aws_call(submit_plan, plan, clients, base)
+    wait = wait or logs
     if result.existing:
         click.echo(
             f"already submitted: {result.name} ({result.operation}) is {result.status}: "
@@ -96,12 +194,26 @@ def submit(spec, defaults, overrides, autotune_mode, region, endpoint_url, dry_r
             "to run it again, change the spec, e.g. its name",
             err=True,
         )
-        click.echo(f"follow it with: trainspec describe {result.name}", err=True)
+    else:
+        for uri in result.uploaded:
+            click.echo(f"uploaded {uri}", err=True)
+        click.echo(f"submitted {result.name} ({result.operation}): {result.arn}")
+    if not wait:
+        click.echo(f"follow it with: trainspec describe {result.name} --follow", err=True)
         return
-    for uri in result.uploaded:
-        click.echo(f"uploaded {uri}", err=True)
-    click.echo(f"submitted {result.name} ({result.operation}): {result.arn}")
-    click.echo(f"follow it with: trainspec describe {result.name}", err=True)
+    from trainspec._plan import request_of
+
+    kind = "training" if result.operation == "CreateTrainingJob" else "tuning"
+    _follow(
+        result.name,
+        kind,
+        region,
+        endpoint_url,
+        logs=logs,
+        poll_interval=poll_interval,
+        stop_on_interrupt=stop_on_interrupt,
+        plan_request=request_of(plan),
+    )
 
 
 def _describe_lines(kind: str, response: dict[str, Any]) -> list[str]:
@@ -160,9 +272,39 @@ def _describe_lines(kind: str, response: dict[str, Any]) -> list[str]:
 @click.option("--region", default=None, help=_REGION_HELP)
 @click.option("--endpoint-url", default=None, help=_ENDPOINT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print SageMaker's whole response.")
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Follow the job to its end: status transitions, logs, metrics, cost; exit with "
+    "its status's code.",
+)
+@click.option(
+    "--logs/--no-logs",
+    default=True,
+    show_default=True,
+    help="With --follow: print every host's CloudWatch log lines.",
+)
+@_follow_options
 @handle_errors()
-def describe(name, spec, autotune_mode, region, endpoint_url, as_json) -> None:
-    """Show a SageMaker training or tuning job called NAME."""
+def describe(
+    name,
+    spec,
+    autotune_mode,
+    region,
+    endpoint_url,
+    as_json,
+    follow,
+    logs,
+    stop_on_interrupt,
+    poll_interval,
+) -> None:
+    """Show a SageMaker training or tuning job called NAME.
+
+    With --follow it prints the job's life as it happens (from its start, for a job that
+    already ran) and exits with 0 when it completes, 1 when it fails (with SageMaker's
+    reason), 4 when it was stopped; Ctrl-C detaches (exit 130), or stops the job with
+    --stop-on-interrupt.
+    """
     from trainspec.trainer._sagemaker import autotune_comparison
     from trainspec.trainer._sagemaker import describe as describe_job
 
@@ -174,6 +316,19 @@ def describe(name, spec, autotune_mode, region, endpoint_url, as_json) -> None:
     clients = _aws_call(_clients, region, endpoint_url)
     kind, response = _aws_call(describe_job, name, clients)
     response = {k: v for k, v in response.items() if k != "ResponseMetadata"}
+    if follow:
+        from trainspec._plan import request_of
+
+        _follow(
+            name,
+            kind,
+            region,
+            endpoint_url,
+            logs=logs,
+            poll_interval=poll_interval,
+            stop_on_interrupt=stop_on_interrupt,
+            plan_request=request_of(plan) if plan is not None else None,
+        )
     if as_json:
         click.echo(json.dumps(response, indent=2, sort_keys=True, default=str))
         return

@@ -29,16 +29,20 @@ class AwsError(Exception):
 class Clients:
     sagemaker: Any
     s3: Any
+    logs: Any = None  # CloudWatch Logs, read when following a job
 
 
-def make_clients(*, region: str | None = None, endpoint_url: str | None = None) -> Clients:
-    """boto3 clients from the usual credential chain; `endpoint_url` is for tests (moto)."""
+def make_clients(
+    *, region: str | None = None, endpoint_url: str | None = None, max_attempts: int = MAX_ATTEMPTS
+) -> Clients:
+    """boto3 clients from the usual credential chain; `endpoint_url` is for tests (moto).
+    Following a job passes `max_attempts=1`: the follower backs off at its own pace."""
     import boto3
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError
 
     config = Config(
-        retries={"mode": "standard", "total_max_attempts": MAX_ATTEMPTS},
+        retries={"mode": "standard", "total_max_attempts": max_attempts},
         user_agent_extra=USER_AGENT,
         # Path-style keeps S3 working against a loopback endpoint such as moto's server.
         s3={"addressing_style": "path"} if endpoint_url else None,
@@ -53,6 +57,7 @@ def make_clients(*, region: str | None = None, endpoint_url: str | None = None) 
         return Clients(
             sagemaker=session.client("sagemaker", endpoint_url=endpoint_url, config=config),
             s3=session.client("s3", endpoint_url=endpoint_url, config=config),
+            logs=session.client("logs", endpoint_url=endpoint_url, config=config),
         )
     except BotoCoreError as exc:
         raise AwsError(explain(exc)) from None
