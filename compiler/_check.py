@@ -21,6 +21,7 @@ from trainspec.compiler._diagnostics import (
     Severity,
     format_path,
 )
+from trainspec.compiler._incremental import check_start
 from trainspec.compiler._infer import (
     PER_DEVICE_LAUNCHERS,
     Inferred,
@@ -655,4 +656,5 @@ _RULES = (
     _data,
     _entry_point,
     _distribution,
+    check_start,
 )

@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 from trainspec.compiler._catalog import Catalog, InstanceType, PretrainedModel, gpus_for_batch
 from trainspec.compiler._diagnostics import Diagnostic, FieldPath, Severity
+from trainspec.compiler._incremental import StartModel, start_model
+from trainspec.compiler._incremental import origin as incremental_origin
 from trainspec.compiler._origin import Origin, OriginKind
 from trainspec.compiler._resolve import Resolved
 
@@ -62,6 +64,7 @@ class Inferred:
     model_artifact_uri: str
     notes: tuple[Diagnostic, ...] = ()
     extras: Mapping[str, Any] = field(default_factory=dict)  # per-job-kind additions
+    start: StartModel | None = None  # incremental training: the earlier model's channel
 
     @property
     def training(self) -> Mapping[str, Any]:
@@ -109,6 +112,12 @@ def infer_training(resolved: Resolved, catalog: Catalog, spec_dir: str | os.Path
             )
         )
 
+    start = start_model(training)
+    if start is not None:  # lowered after the data channels, as the SDK appends it
+        index = len(training.get("data", {}))
+        path = ("sagemaker_request", "InputDataConfig", index, "DataSource", "S3DataSource")
+        origins[(*path, "S3Uri")] = incremental_origin(start)
+
     extras: dict[str, Any] = {}
     batch = _infer_batch(training, base, origins, instance, pretrained, extras)
     image = _image_uri(training, instance, pretrained)
@@ -141,6 +150,7 @@ def infer_training(resolved: Resolved, catalog: Catalog, spec_dir: str | os.Path
         model_artifact_uri=artifact,
         notes=tuple(notes),
         extras=extras,
+        start=start,
     )
 
 

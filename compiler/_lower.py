@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from trainspec.compiler._incremental import model_channel
 from trainspec.compiler._infer import PER_DEVICE_LAUNCHERS, Inferred, is_local
 
 # Proto enum value -> SageMaker API spelling.
@@ -72,6 +73,8 @@ def lower_training(inferred: Inferred) -> dict[str, Any]:
     channels = [
         _channel(inferred, name, spec) for name, spec in sorted(training.get("data", {}).items())
     ]
+    if inferred.start is not None:
+        channels.append(model_channel(inferred.start))
     if channels:
         request["InputDataConfig"] = channels
     network = training.get("network", {})

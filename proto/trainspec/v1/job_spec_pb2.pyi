@@ -669,12 +669,28 @@ class Model(_message.Message):
     PRETRAINED_FIELD_NUMBER: _builtins.int
     FRAMEWORK_FIELD_NUMBER: _builtins.int
     IMAGE_FIELD_NUMBER: _builtins.int
+    FROM_JOB_FIELD_NUMBER: _builtins.int
+    FROM_ARTIFACT_FIELD_NUMBER: _builtins.int
+    MODEL_CHANNEL_FIELD_NUMBER: _builtins.int
     pretrained: _builtins.str
     """A pretrained model from the catalog (`trainspec catalog models`), fine-tuned on the
     job's data with the catalog's defaults.
     """
     image: _builtins.str
     """A training image URI (`<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>`)."""
+    from_job: _builtins.str
+    """A training job of the same account and region, by its SageMaker name (with the
+    digest trainspec appends): its artifact `<output.path>/<job>/output/model.tar.gz`.
+    `compile --preflight` checks that the job completed and wrote that artifact.
+    """
+    from_artifact: _builtins.str
+    """A model artifact: `s3://bucket/.../model.tar.gz`, or a prefix ending in `/` for
+    an uncompressed model (`output.compression: NONE`).
+    """
+    model_channel: _builtins.str
+    """The input channel of `from_job` or `from_artifact`; `model` when empty (the SDK's
+    default, and the channel a JumpStart training script reads its model from).
+    """
     @_builtins.property
     def framework(self) -> Global___FrameworkModel:
         """A framework container running the user's script (script mode)."""
@@ -685,14 +701,22 @@ class Model(_message.Message):
         pretrained: _builtins.str = ...,
         framework: Global___FrameworkModel | None = ...,
         image: _builtins.str = ...,
+        from_job: _builtins.str = ...,
+        from_artifact: _builtins.str = ...,
+        model_channel: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["framework", b"framework", "image", b"image", "kind", b"kind", "pretrained", b"pretrained"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["framework", b"framework", "from_artifact", b"from_artifact", "from_job", b"from_job", "image", b"image", "kind", b"kind", "pretrained", b"pretrained", "start", b"start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["framework", b"framework", "image", b"image", "kind", b"kind", "pretrained", b"pretrained"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["framework", b"framework", "from_artifact", b"from_artifact", "from_job", b"from_job", "image", b"image", "kind", b"kind", "model_channel", b"model_channel", "pretrained", b"pretrained", "start", b"start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["pretrained", "framework", "image"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    _WhichOneofReturnType_start: _TypeAlias = _typing.Literal["from_job", "from_artifact"]  # noqa: Y015
+    _WhichOneofArgType_start: _TypeAlias = _typing.Literal["start", b"start"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_start) -> _WhichOneofReturnType_start | None: ...
 
 Global___Model: _TypeAlias = Model  # noqa: Y015
 
