@@ -15,7 +15,10 @@ import datetime
 import logging
 import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 
 import boto3
@@ -458,3 +461,30 @@ def test_submit_wait_follows_a_tuning_job(moto, monkeypatch) -> None:
     assert f"Completed: tuning job {name}" in out
     assert "tuning settings, the plan's beside SageMaker's:" in out
     assert out.index("2 running") < out.index("best so far") < out.index("Completed: tuning")
+
+
+def test_ctrl_c_in_a_real_process_detaches_without_a_traceback(moto) -> None:
+    submitted = invoke(
+        "submit", JOB, "--set", "training.name=digits-sig", "--endpoint-url", moto.url
+    )
+    assert submitted.exit_code == 0, submitted.output
+    name = job_name(compile_file(JOB, overrides=["training.name=digits-sig"]))
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "trainspec", "describe", name, "--follow", "--region", REGION]
+        + ["--endpoint-url", moto.url, "--poll-interval", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # The job never ends (nothing moves it on): the follower polls until interrupted.
+        first = [follower.stdout.readline() for _ in range(2)]
+        assert first[1] == "status: InProgress\n", first
+        follower.send_signal(signal.SIGINT)
+        out, err = follower.communicate(timeout=60)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+    assert follower.returncode == 130, err
+    assert f"detached from training job {name}; it keeps running" in err
+    assert "Traceback" not in err + out
