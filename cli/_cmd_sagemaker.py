@@ -204,6 +204,12 @@ def submit(
     from trainspec._plan import request_of
 
     kind = "training" if result.operation == "CreateTrainingJob" else "tuning"
+    if logs and kind == "tuning":
+        click.echo(
+            "(a tuning job has no log of its own: each trial's is followed with "
+            "`trainspec describe TRIAL --follow`)",
+            err=True,
+        )
     _follow(
         result.name,
         kind,

@@ -450,6 +450,7 @@ def test_submit_wait_follows_a_tuning_job(moto, monkeypatch) -> None:
         "--endpoint-url",
         moto.url,
         "--wait",
+        "--logs",
         "--poll-interval",
         "0.05",
     )
@@ -459,6 +460,7 @@ def test_submit_wait_follows_a_tuning_job(moto, monkeypatch) -> None:
     assert "2026-12-06 04:07:00 trials: 1 completed, 1 running, 1 stopped" in out
     assert f"2026-12-06 04:07:00 best so far: {name}-001-0a1b2c3d validation:accuracy = 0.93" in out
     assert f"Completed: tuning job {name}" in out
+    assert "(a tuning job has no log of its own: each trial's is followed with" in out
     assert "tuning settings, the plan's beside SageMaker's:" in out
     assert out.index("2 running") < out.index("best so far") < out.index("Completed: tuning")
 
