@@ -128,6 +128,10 @@ def _short(exc: BaseException) -> str:
     return f"connection lost ({type(exc).__name__})"
 
 
+def _number(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
+
+
 def _when(value: Any) -> str:
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
@@ -160,7 +164,8 @@ def follow_training(
             key = (transition.get("Status", ""), transition.get("StatusMessage", ""))
             if key not in shown:
                 shown.add(key)
-                echo(f"{_when(transition.get('StartTime'))} {key[0]}: {key[1]}".rstrip(": "))
+                when = _when(transition.get("StartTime"))
+                echo(f"{when} {key[0]}: {key[1]}" if key[1] else f"{when} {key[0]}")
         if job.get("TrainingJobStatus", "") != status:
             status = job.get("TrainingJobStatus", "")
             echo(f"status: {status}")
@@ -174,7 +179,7 @@ def follow_training(
                 key = metric.get("MetricName", "")
                 if metrics.get(key) != metric.get("Value"):
                     metrics[key] = metric.get("Value")
-                    echo(f"metric {key} = {metric.get('Value'):g}")
+                    echo(f"metric {key} = {_number(metric.get('Value'))}")
         if status in TERMINAL:
             for line in _training_summary(job):
                 echo(line)
@@ -218,7 +223,7 @@ def _training_summary(job: Mapping[str, Any]) -> list[str]:
         # As the SageMaker Python SDK reports it: the share of the run not billed.
         lines.append(f"  managed spot training savings: {(1 - billable / training) * 100:.1f}%")
     for metric in job.get("FinalMetricDataList", []):
-        lines.append(f"  final {metric.get('MetricName')} = {metric.get('Value'):g}")
+        lines.append(f"  final {metric.get('MetricName')} = {_number(metric.get('Value'))}")
     artifact = job.get("ModelArtifacts", {}).get("S3ModelArtifacts")
     if artifact and status == "Completed":
         lines.append(f"  model artifact:   {artifact}")
