@@ -86,6 +86,17 @@ def model_channel(start: StartModel) -> dict[str, Any]:
     }
 
 
+def with_model_channel(channels: list[dict[str, Any]], start: StartModel) -> list[dict[str, Any]]:
+    """The request's channels with the earlier model's: in place of a channel of the same
+    name (a catalog model's starting weights, which the SDK's `model_uri` replaces as
+    well), else after the others. A data channel of that name is a check error first."""
+    channel = model_channel(start)
+    names = [c.get("ChannelName") for c in channels]
+    if start.channel in names:
+        return [channel if n == start.channel else c for n, c in zip(names, channels, strict=True)]
+    return [*channels, channel]
+
+
 def bucket_region(uri: str) -> str:
     """The region a bucket's name spells, or ""."""
     bucket = uri.removeprefix("s3://").partition("/")[0]

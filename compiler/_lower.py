@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from trainspec.compiler._incremental import model_channel
+from trainspec.compiler._incremental import with_model_channel
 from trainspec.compiler._infer import PER_DEVICE_LAUNCHERS, Inferred, is_local
 
 # Proto enum value -> SageMaker API spelling.
@@ -74,7 +74,7 @@ def lower_training(inferred: Inferred) -> dict[str, Any]:
         _channel(inferred, name, spec) for name, spec in sorted(training.get("data", {}).items())
     ]
     if inferred.start is not None:
-        channels.append(model_channel(inferred.start))
+        channels = with_model_channel(channels, inferred.start)
     if channels:
         request["InputDataConfig"] = channels
     network = training.get("network", {})

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from trainspec.compiler import SpecError, compile_file
 from trainspec.compiler._botocore_check import check_request
-from trainspec.compiler._incremental import bucket_region
+from trainspec.compiler._incremental import StartModel, bucket_region, with_model_channel
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGITS = ROOT / "examples/digits/job.yaml"
@@ -169,3 +169,17 @@ def test_both_starts_at_once_are_a_oneof_error() -> None:
 )
 def test_bucket_region_reads_only_a_whole_region_name(uri, region) -> None:
     assert bucket_region(uri) == region
+
+
+def test_the_model_channel_replaces_a_catalog_models_own_starting_weights() -> None:
+    # As JumpStartEstimator does: `model_uri` given, it is the model channel.
+    start = StartModel("model", "s3://acme-ml/parent/output/model.tar.gz", "parent")
+    base = {"ChannelName": "model", "DataSource": {"S3DataSource": {"S3Uri": "s3://js/base/"}}}
+    code = {"ChannelName": "code", "DataSource": {"S3DataSource": {"S3Uri": "s3://js/code/"}}}
+    train = {"ChannelName": "train", "DataSource": {"S3DataSource": {"S3Uri": "s3://d/t/"}}}
+    assert with_model_channel([train, base, code], start) == [
+        train,
+        sdk_model_channel(start.uri),
+        code,
+    ]
+    assert with_model_channel([train], start) == [train, sdk_model_channel(start.uri)]
