@@ -105,7 +105,10 @@ def _follow(
             from trainspec.trainer._sagemaker import stop as stop_job
 
             _, status = _aws_call(stop_job, name, clients)
-            click.echo(f"interrupted: stopping {kind} job {name} (it was {status})", err=True)
+            if status in ("InProgress", "Stopping"):
+                click.echo(f"interrupted: stopping {kind} job {name} (it was {status})", err=True)
+            else:
+                click.echo(f"interrupted: {kind} job {name} is {status}; nothing to stop", err=True)
         else:
             click.echo(
                 f"detached from {kind} job {name}; it keeps running. Follow it again with: "

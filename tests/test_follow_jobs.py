@@ -399,7 +399,8 @@ def test_ctrl_c_detaches_and_leaves_the_job_running(moto, monkeypatch) -> None:
 
     stopped: list[str] = []
     monkeypatch.setattr(
-        "trainspec.trainer._sagemaker.stop", lambda n, c: stopped.append(n) or ("training", "X")
+        "trainspec.trainer._sagemaker.stop",
+        lambda n, c: stopped.append(n) or ("training", "InProgress"),
     )
     args = ["describe", name, "--follow", "--region", REGION, "--endpoint-url", moto.url]
     _script(monkeypatch, [interrupt])
@@ -413,7 +414,7 @@ def test_ctrl_c_detaches_and_leaves_the_job_running(moto, monkeypatch) -> None:
     result = invoke(*args, "--poll-interval", "0.05", "--stop-on-interrupt")
     assert result.exit_code == 130, result.output
     assert stopped == [name]
-    assert f"interrupted: stopping training job {name}" in result.output
+    assert f"interrupted: stopping training job {name} (it was InProgress)" in result.output
 
 
 def test_submit_wait_follows_a_tuning_job(moto, monkeypatch) -> None:
