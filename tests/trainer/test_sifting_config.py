@@ -22,8 +22,8 @@ from trainspec.v1 import job_spec_pb2
         (lambda: sifting.SiftingBaseConfig(repeat_delay_per_epoch=1), "repeat_delay_per_epoch"),
         (lambda: sifting.LossConfig(sift_config=3), "sift_config"),
         (lambda: sifting.LossConfig(sift_config={"delay": 3}), "delay"),
-        (lambda: sifting.PruneConfig(keep_fraction=0), "keep_fraction"),
-        (lambda: sifting.PruneConfig(keep_fraction=1.5), "keep_fraction"),
+        (lambda: sifting.PruneConfig(rule="quota", keep_fraction=0), "keep_fraction"),
+        (lambda: sifting.PruneConfig(rule="quota", keep_fraction=1.5), "keep_fraction"),
         (lambda: sifting.PruneConfig(anneal_fraction=1), "anneal_fraction"),
         (lambda: sifting.PruneConfig(reweight="sum"), "reweight"),
         (lambda: sifting.RandomDropConfig(keep_fraction=-0.1), "keep_fraction"),
@@ -83,7 +83,9 @@ def test_env_defaults_and_camel_case():
         loss_based_sift_config=sifting.LossConfig(sifting.SiftingBaseConfig(sift_delay=0))
     )
     text = json.dumps({"mode": "SIFTING_MODE_PRUNE", "keepFraction": 0.6})
-    assert sifting.config_from_env({"TRAINSPEC_SIFTING": text}) == sifting.PruneConfig(0.6)
+    assert sifting.config_from_env({"TRAINSPEC_SIFTING": text}) == sifting.PruneConfig(
+        0.6, rule="quota"
+    )
     text = _proto_json(mode=job_spec_pb2.SIFTING_MODE_RANDOM, keep_fraction=0.5)
     assert sifting.config_from_env({"TRAINSPEC_SIFTING": text}) == sifting.RandomDropConfig(0.5)
 

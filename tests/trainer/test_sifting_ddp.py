@@ -1,4 +1,4 @@
-"""Sifting under DistributedDataParallel: 2 gloo processes on CPU, 3 epochs, no hang."""
+"""Sifting under DistributedDataParallel: 2 gloo processes on CPU, 3 epochs, no hang, one table."""
 
 import json
 import os
@@ -31,17 +31,22 @@ _WORKER = textwrap.dedent(
         def loss(self, model, batch, original=None):
             return F.cross_entropy(model(batch[0]), batch[1], reduction="none")
 
-    def train(loader, sampler):
+    def train(loader, sampler, net=model, leave_at=None):
         for epoch in range(3):
             sampler.set_epoch(epoch)
-            for bx, by in loader:
-                loss = loader.report(F.cross_entropy(model(bx), by, reduction="none"))
+            for b, (bx, by) in enumerate(loader):
+                if b == 0 and hasattr(loader, "_losses"):  # the table this epoch chose from
+                    report.setdefault(name + "_tables", []).append(loader._losses.tolist())
+                if (epoch, b) == leave_at:
+                    break  # this rank leaves the epoch early
+                loss = loader.report(F.cross_entropy(net(bx), by, reduction="none"))
                 opt.zero_grad()
                 loss.backward()  # DDP all-reduce: a missing batch on one rank would hang
                 opt.step()
         return [[s.batches, s.samples_kept, s.samples_repeated] for s in loader.epoch_stats]
 
     report = {}
+    name = "relative"
     sampler = DistributedSampler(ds, shuffle=True, seed=0)
     config = sifting.RelativeProbabilisticSiftConfig(
         beta_value=1.0, loss_history_length=64,
@@ -51,12 +56,21 @@ _WORKER = textwrap.dedent(
     report["relative"] = train(loader, sampler)
     report["history"] = loader.policy._history.tolist()
 
-    sampler = DistributedSampler(ds, shuffle=True, seed=0)
-    prune = sifting.from_config(
-        sifting.PruneConfig(keep_fraction=0.5), DataLoader(ds, batch_size=32, shuffle=True),
-        model, epochs=3)
-    report["prune"] = train(prune, sampler)
-    report["prune_losses"] = prune._losses.tolist()
+    for name, config in [
+        ("prune", sifting.PruneConfig(rule="quota", keep_fraction=0.5)),
+        ("infobatch", sifting.PruneConfig(rule="infobatch", prune_probability=0.5)),
+    ]:
+        prune = sifting.from_config(
+            config, DataLoader(ds, batch_size=32, shuffle=True), model, epochs=3)
+        report[name] = train(prune, sampler)
+
+    # Rank 1 leaves epoch 2 after 2 batches (a plain model: DDP itself needs equal steps).
+    name = "early"
+    plain = torch.nn.Linear(6, 2)
+    early = sifting.PruningDataloader(
+        sifting.PruneConfig(rule="infobatch"), DataLoader(ds, batch_size=32, shuffle=True),
+        plain, epochs=4)
+    report["early"] = train(early, sampler, plain, leave_at=(1, 2) if rank == 1 else None)
     dist.destroy_process_group()
     with open(out, "w") as f:
         json.dump(report, f)
@@ -95,15 +109,27 @@ def test_two_gloo_ranks_yield_equal_batches_for_three_epochs(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], "\n".join(outputs)
     r0, r1 = (json.loads((tmp_path / f"r{r}.json").read_text()) for r in range(2))
 
-    for mode in ("relative", "prune"):
+    for mode in ("relative", "prune", "infobatch", "early"):
         assert len(r0[mode]) == len(r1[mode]) == 3
-        # Same number of batches on both ranks in every epoch.
-        assert [e[0] for e in r0[mode]] == [e[0] for e in r1[mode]]
+        # Same number of batches on both ranks in every epoch (but the one rank 1 left).
+        skip = 1 if mode == "early" else None
+        assert [e[0] for i, e in enumerate(r0[mode]) if i != skip] == [
+            e[0] for i, e in enumerate(r1[mode]) if i != skip
+        ]
     # Sifting was uneven between the ranks yet nothing hung, and the
     # percentiles were taken over both ranks' losses (identical histories).
     assert any(a[1] != b[1] for a, b in zip(r0["relative"], r1["relative"], strict=True))
     assert all(0 < e[1] < 500 for e in r0["relative"] + r1["relative"])
     assert r0["history"] == r1["history"]
-    # The prune mode merged every rank's reported losses into one table.
-    assert r0["prune_losses"] == r1["prune_losses"]
+    # Both rules chose from one table: every rank's reported losses, merged.
+    for mode in ("prune", "infobatch", "early"):
+        assert r0[mode + "_tables"] == r1[mode + "_tables"]
+        assert len(r0[mode + "_tables"]) == 3
     assert [e[1] + e[2] for e in r0["prune"]] == [500, 250, 500]  # warm-up, pruned, annealed
+    # InfoBatch prunes about half of the below-mean samples: between the extremes.
+    pruned = r0["infobatch"][1][1] + r0["infobatch"][1][2]
+    assert 250 < pruned < 500 and r0["infobatch"][2][1] + r0["infobatch"][2][2] == 500
+    # Rank 1 left epoch 2 early: the merge still happened, at epoch 3's start, and the
+    # losses rank 1 reported before leaving are in both ranks' tables.
+    assert r1["early"][1][0] == 3 and r0["early"][1][0] > 3
+    assert r0["early_tables"][2] != r0["early_tables"][1]

@@ -40,7 +40,9 @@ def test_prune_keeps_high_loss_reweights_low_loss_and_anneals(reweight):
     n = 1000
     data = DataLoader(_Indexed(n), batch_size=64, shuffle=True)
     loader = sifting.PruningDataloader(
-        sifting.PruneConfig(keep_fraction=0.7, anneal_fraction=0.25, reweight=reweight),
+        sifting.PruneConfig(
+            rule="quota", keep_fraction=0.7, anneal_fraction=0.25, reweight=reweight
+        ),
         data,
         epochs=4,
         seed=0,
@@ -78,7 +80,10 @@ def test_reweighting_keeps_the_loss_unbiased(reweight):
     means = []
     for seed in range(30):
         loader = sifting.PruningDataloader(
-            sifting.PruneConfig(keep_fraction=0.6, reweight=reweight), data, epochs=10, seed=seed
+            sifting.PruneConfig(rule="quota", keep_fraction=0.6, reweight=reweight),
+            data,
+            epochs=10,
+            seed=seed,
         )
         for epoch in range(2):
             for _idx, loss in loader:
@@ -109,7 +114,10 @@ def test_random_drop_is_uniform_and_unweighted():
 
 def test_unreported_samples_are_never_pruned_and_report_is_checked():
     loader = sifting.PruningDataloader(
-        sifting.PruneConfig(keep_fraction=0.5), DataLoader(_Indexed(100), batch_size=10), seed=0
+        sifting.PruneConfig(rule="quota", keep_fraction=0.5),
+        DataLoader(_Indexed(100), batch_size=10),
+        epochs=4,
+        seed=0,
     )
     for _ in loader:  # nothing reported: no loss is known
         pass
@@ -131,7 +139,7 @@ def test_prune_seeded_training_is_reproducible():
         opt = torch.optim.SGD(model.parameters(), lr=0.5)
         ds = torch.utils.data.TensorDataset(x, y)
         loader = sifting.PruningDataloader(
-            sifting.PruneConfig(keep_fraction=0.5),
+            sifting.PruneConfig(rule="quota", keep_fraction=0.5),
             DataLoader(ds, batch_size=32, shuffle=True),
             model,
             epochs=3,
@@ -151,7 +159,10 @@ def test_prune_seeded_training_is_reproducible():
 def test_losses_are_recorded_once_per_epoch_and_an_early_stop_keeps_them():
     n = 100
     loader = sifting.PruningDataloader(
-        sifting.PruneConfig(keep_fraction=0.5), DataLoader(_Indexed(n), batch_size=10), seed=0
+        sifting.PruneConfig(rule="quota", keep_fraction=0.5),
+        DataLoader(_Indexed(n), batch_size=10),
+        epochs=4,
+        seed=0,
     )
     for i, (_idx, loss) in enumerate(loader):
         loader.report(loss * 0 + 5.0)
@@ -174,7 +185,10 @@ def test_one_process_follows_the_original_sampler_order():
     plain = make(4)
     plain_epochs = [[i for idx, _ in plain for i in idx.tolist()] for _ in range(3)]
     loader = sifting.PruningDataloader(
-        sifting.PruneConfig(keep_fraction=0.5, anneal_fraction=0.3), make(4), epochs=3, seed=0
+        sifting.PruneConfig(rule="quota", keep_fraction=0.5, anneal_fraction=0.3),
+        make(4),
+        epochs=3,
+        seed=0,
     )
     epochs = [ids for ids, _ in _epochs(loader, 3)]
     # Full epochs are exactly the plain ones; a pruned epoch is a subsequence of its plain

@@ -98,35 +98,95 @@ def _check_keep_fraction(value: Any) -> None:
         raise ValueError(f"keep_fraction must be in (0, 1], got {value!r}")
 
 
+RULES = ("quota", "infobatch")
+# The rule PruneConfig uses when none is given (chosen from bench/sifting.py's
+# pre-registered run; see the README's Sifting section).
+DEFAULT_RULE = "quota"
+# InfoBatch's default prune probability of a below-mean sample.
+DEFAULT_PRUNE_PROBABILITY = 0.5
+DEFAULT_KEEP_FRACTION = 0.6
+
+
 @dataclass(frozen=True)
 class PruneConfig:
     """No scoring pass: prune low-loss samples from later epochs by their last loss.
 
-    keep_fraction: share of the data each pruned epoch trains on, in (0, 1].
-    anneal_fraction: share of the last epochs that train on all data, in [0, 1).
+    rule: how a pruned epoch picks what to drop.
+        "infobatch" (InfoBatch's own rule): every sample whose last loss is below the
+        mean is dropped with probability `prune_probability` (r), and the below-mean
+        samples kept are weighted 1/(1 - r). The pruned share adapts to the losses (about
+        r x the share below the mean); nothing above the mean is ever dropped or weighted.
+        "quota": a fixed `keep_fraction` of the data each pruned epoch (a fixed compute
+        budget): 1 - keep_fraction of the data is dropped at random from the below-mean
+        samples, the pool widened to the lowest 2 x (number dropped) losses when too few
+        are below the mean (so above-mean samples can be dropped and weighted), the kept
+        pool samples weighted 1/(their keep probability).
+        Both are unbiased: with fixed losses, the expected weighted sum over a pruned
+        epoch equals the full data's sum.
+    prune_probability: r of the "infobatch" rule, in (0, 1); default 0.5 (InfoBatch's).
+    keep_fraction: share of the data each pruned epoch of the "quota" rule trains on, in
+        (0, 1]; default 0.6.
+    anneal_fraction: share of the last epochs that train on all data, in [0, 1); the
+        loader then needs the run's `epochs`.
     reweight: "epoch" (InfoBatch's rescaling: a pruned epoch's summed gradient is an
-        unbiased estimate of a full epoch's, so its fewer steps are 1/keep_fraction
-        larger in expectation) or "step" (each step's weighted mean is an unbiased
-        estimate of the full data's mean: steps keep their size, and a pruned epoch moves
-        keep_fraction as far). The two differ only by that constant factor per epoch: for
-        SGD "epoch" acts as a learning rate 1/keep_fraction higher in pruned epochs (it
-        helps a run the schedule leaves under-trained and hurts one whose peak rate is
-        near its stability limit: bench/sifting.py's `boost` arms measure this); optimizers
-        that normalise the gradient's scale, such as Adam, divide most of it out.
-    The first epoch always uses all data (no loss is known yet).
+        unbiased estimate of a full epoch's, so its fewer steps are larger in expectation)
+        or "step" (every weight also scaled by the epoch's kept share, so each step's
+        weighted mean estimates the full data's mean: steps keep their size, and a pruned
+        epoch moves only its kept share as far). For SGD "epoch" acts as a learning rate
+        1/kept-share higher in pruned epochs; optimizers that normalise the gradient's
+        scale, such as Adam, divide most of it out (bench/sifting.py's `boost` arms
+        measure the step-size part alone).
+    The first epoch always uses all data (no loss is known yet). Giving a knob of the
+    other rule (keep_fraction with "infobatch", prune_probability with "quota") raises.
     """
 
-    keep_fraction: float = 0.6
+    keep_fraction: float | None = None
     anneal_fraction: float = 0.125
     reweight: str = "epoch"
+    rule: str = DEFAULT_RULE
+    prune_probability: float | None = None
 
     def __post_init__(self) -> None:
-        _check_keep_fraction(self.keep_fraction)
+        if self.rule not in RULES:
+            raise ValueError(
+                f"rule must be one of {', '.join(map(repr, RULES))}, got {self.rule!r}"
+            )
+        if self.rule == "infobatch" and self.keep_fraction is not None:
+            raise ValueError(
+                f"keep_fraction={self.keep_fraction!r} applies to rule='quota' only; "
+                "rule='infobatch' drops each below-mean sample with probability "
+                "prune_probability (pass rule='quota' for a fixed kept share)"
+            )
+        if self.rule == "quota" and self.prune_probability is not None:
+            raise ValueError(
+                f"prune_probability={self.prune_probability!r} applies to rule='infobatch' "
+                "only; rule='quota' keeps keep_fraction of the data"
+            )
+        if self.keep_fraction is not None:
+            _check_keep_fraction(self.keep_fraction)
+        if self.prune_probability is not None:
+            r = _check_real("prune_probability", self.prune_probability)
+            if not 0 < r < 1:
+                raise ValueError(
+                    f"prune_probability must be in (0, 1), got {self.prune_probability!r}"
+                )
         if self.reweight not in ("epoch", "step"):
             raise ValueError(f"reweight must be 'epoch' or 'step', got {self.reweight!r}")
         anneal = _check_real("anneal_fraction", self.anneal_fraction)
         if not 0 <= anneal < 1:
             raise ValueError(f"anneal_fraction must be in [0, 1), got {self.anneal_fraction!r}")
+
+    @property
+    def keep(self) -> float:
+        """The quota rule's kept share (its default when keep_fraction is not given)."""
+        return DEFAULT_KEEP_FRACTION if self.keep_fraction is None else self.keep_fraction
+
+    @property
+    def probability(self) -> float:
+        """The infobatch rule's r (its default when prune_probability is not given)."""
+        if self.prune_probability is None:
+            return DEFAULT_PRUNE_PROBABILITY
+        return self.prune_probability
 
 
 @dataclass(frozen=True)

@@ -55,9 +55,10 @@ def config_from_json(text: str) -> SiftConfig:
     Field names may be snake_case or lowerCamelCase. A field at its proto3 zero value
     counts as absent; absent fields take the defaults: beta_value 0.5,
     loss_history_length 500, sift_delay 0, repeat_delay_per_epoch false, keep_fraction
-    0.6 (prune) or 0.7 (random), anneal_fraction 0.125. Raises ValueError naming the
-    field for unknown fields, wrong types, out-of-range values and fields that do not
-    apply to the mode.
+    0.6 (prune) or 0.7 (random), anneal_fraction 0.125. In prune mode a keep_fraction
+    selects the "quota" rule; without one PruneConfig's default rule applies. Raises
+    ValueError naming the field for unknown fields, wrong types, out-of-range values and
+    fields that do not apply to the mode.
     """
     try:
         raw = json.loads(text)
@@ -96,6 +97,11 @@ def config_from_json(text: str) -> SiftConfig:
                 **fields, loss_based_sift_config=LossConfig(SiftingBaseConfig(**base))
             )
         if mode == "prune":
+            # NOTE [env rule]: the Sifting message has keep_fraction, the quota rule's
+            # knob, and no rule field: a keep_fraction asks for the quota rule, its
+            # absence for PruneConfig's default rule.
+            if "keep_fraction" in fields:
+                fields["rule"] = "quota"
             return PruneConfig(**fields)
         return RandomDropConfig(**fields)
     except ValueError as err:
@@ -145,8 +151,9 @@ def from_config(
     Both iterate like the original DataLoader and have `report(per_sample_losses)`,
     returning the loss to backpropagate, and `stats` / `epoch_stats`. `loss_impl` (a Loss)
     is needed by the relative-probabilistic mode only; `epochs` (the run's total) lets the
-    prune mode anneal. Extra keyword options (seed, generator, process_group, and for the
-    relative mode autocast_dtype, log_batch_data) are passed on.
+    prune mode anneal (required unless its anneal_fraction is 0). Extra keyword options
+    (seed, generator, process_group, and for the relative mode autocast_dtype,
+    log_batch_data) are passed on.
     """
     from ._prune import PruningDataloader
     from ._sift_dataloader import SiftingDataloader

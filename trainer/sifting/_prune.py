@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, IterableDataset, SequentialSampler
+from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, SequentialSampler
 
 from ._config import PruneConfig, RandomDropConfig
 from ._runtime import collective_device, make_generator, model_device, world
@@ -19,26 +20,26 @@ _MAX_DROP_PROBABILITY = 0.5
 
 
 class PruningDataloader:
-    """Epoch-level sifting that needs no extra forward pass (InfoBatch-like).
+    """Epoch-level sifting that needs no extra forward pass (InfoBatch).
 
     The training step reports its per-sample losses through `report(losses)`, which
     returns the (re-weighted) mean loss to backpropagate. With a PruneConfig, each epoch
-    after the first drops `1 - keep_fraction` of the data at random from the samples whose
-    last loss is low (below the mean, widened to at least twice the number dropped) and
-    weights the low-loss samples it keeps by 1/(their keep probability): with
-    reweight="epoch" (InfoBatch's rescaling) an epoch's summed gradient is an unbiased
-    estimate of a full epoch's, taken in fewer, larger steps; with reweight="step" every
-    weight is also scaled by the kept fraction, so each step's weighted mean loss is an
-    unbiased estimate of the full data's mean loss. The last `anneal_fraction` of the
-    `epochs` train on all data. With a RandomDropConfig every epoch trains on a uniform
-    random `keep_fraction` of the data, unweighted.
+    after the first prunes samples whose last loss is below the mean, by the config's
+    `rule` ("infobatch": each with probability r, kept ones weighted 1/(1 - r); "quota": a
+    fixed share of the data, see PruneConfig); with reweight="step" every weight is also
+    scaled by the epoch's kept share. The last `anneal_fraction` of the `epochs` train on
+    all data, so `epochs` is required unless anneal_fraction is 0. With a RandomDropConfig
+    every epoch trains on a uniform random `keep_fraction` of the data, unweighted.
 
     Samples are drawn by index from `orig_dataloader.dataset` in the order of its sampler
     (see NOTE [data order]), batched with its batch size, collate_fn, workers and
     drop_last. Under DDP the chosen indices are shuffled by the loader's generator (unless
     the original sampler is sequential) and split across ranks like DistributedSampler
-    does (padded so all ranks get the same number of batches); the loss table is
-    all-reduced once per epoch.
+    does (padded so all ranks get the same number of batches), so the original loader
+    must not have a DistributedSampler of its own; every rank's reported losses are merged
+    (one all-reduce) when the next epoch starts, also after a rank left an epoch early.
+    `planned_steps()` gives every epoch's batch count ahead where the rule fixes it, and
+    `progress` the epochs done so far (fractional) for schedules driven by it.
     """
 
     def __init__(
@@ -69,6 +70,25 @@ class PruningDataloader:
             isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1
         ):
             problems.append(f"epochs must be a positive integer, got {epochs!r}")
+        elif epochs is None and isinstance(config, PruneConfig) and config.anneal_fraction > 0:
+            # NOTE [epochs required]: annealing needs the run's length; without it the last
+            # epochs would silently stay pruned.
+            problems.append(
+                f"epochs is required with anneal_fraction={config.anneal_fraction!r} (the last "
+                "epochs train on all data); pass epochs=<the run's epoch count>, or "
+                "anneal_fraction=0 to prune to the end"
+            )
+        sampler = getattr(orig_dataloader, "sampler", None)
+        if isinstance(sampler, DistributedSampler) and sampler.num_replicas > 1:
+            # NOTE [own split]: pruning chooses from the whole data set, so the loader
+            # splits the chosen samples across ranks itself; a user's split underneath
+            # would be ignored, so it is refused.
+            problems.append(
+                "orig_dataloader has a DistributedSampler (num_replicas="
+                f"{sampler.num_replicas}): PruningDataloader splits the kept samples across "
+                "ranks itself; give it a DataLoader with shuffle=True (or False) and no "
+                "DistributedSampler"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         self.config = config
@@ -87,6 +107,12 @@ class PruningDataloader:
         self._reported: list[torch.Tensor | None] = []
         self._counters = Counters()
         self.epoch_stats: list[SiftingStats] = []
+        # The next (or current) epoch's choice: (epoch, chosen indices, weights).
+        self._plan: tuple[int, torch.Tensor, torch.Tensor | None] | None = None
+        self._iterating = False
+        self._unmerged = False  # an epoch's losses not yet merged across ranks
+        self._batch_in_epoch = 0
+        self._epoch_batches = 0
 
     @property
     def anneal_epochs(self) -> int:
@@ -96,16 +122,62 @@ class PruningDataloader:
         return min(self.epochs, math.ceil(self.config.anneal_fraction * self.epochs - 1e-9))
 
     def __len__(self) -> int:
-        """Batches in the next epoch (or the current one while iterating)."""
-        n = self._plan_size(len(self.epoch_stats))
-        rank_n = math.ceil(n / world(self.process_group)[1])
-        bs = self.orig_dataloader.batch_size
-        return rank_n // bs if self.orig_dataloader.drop_last else math.ceil(rank_n / bs)
+        """Batches in the next epoch (or the current one while iterating).
 
-    def _plan_size(self, done_epochs: int) -> int:
-        if self._uses_all(done_epochs + 1):
+        Under the "infobatch" rule this makes the next epoch's choice (under DDP a
+        collective: call it on every rank or on none).
+        """
+        epoch = len(self.epoch_stats) + 1
+        if self._fixed_size(epoch) is None:
+            return self._batches(self._rows(self._planned(epoch)[0].numel()))
+        return self._batches(self._rows(self._fixed_size(epoch)))
+
+    def planned_steps(self) -> tuple[int, ...]:
+        """The batches (optimizer steps) of every epoch of the run, known ahead.
+
+        For per-step learning-rate schedulers (OneCycleLR, cosine with warmup, linear
+        decay): `total_steps=sum(loader.planned_steps())`. Needs `epochs`; exact for the
+        "quota" rule and random drop. The "infobatch" rule prunes a share that depends on
+        the losses, so its counts are not known ahead: it raises (drive the schedule by
+        `progress`, or use rule="quota").
+        """
+        if self.epochs is None:
+            raise ValueError("planned_steps() needs the loader's epochs; pass epochs=")
+        steps = []
+        for epoch in range(1, self.epochs + 1):
+            size = self._fixed_size(epoch)
+            if size is None:
+                raise ValueError(
+                    "planned_steps(): rule='infobatch' prunes a share that depends on the "
+                    "losses, so its step counts are not known ahead; drive the schedule by "
+                    "loader.progress (epochs done, fractional) or use rule='quota'"
+                )
+            steps.append(self._batches(self._rows(size)))
+        return tuple(steps)
+
+    @property
+    def progress(self) -> float:
+        """Epochs done, fractional: 2.25 after a quarter of the third epoch's batches."""
+        done = len(self.epoch_stats)
+        if not self._iterating or not self._epoch_batches:
+            return float(done)
+        return done + self._batch_in_epoch / self._epoch_batches
+
+    def _rows(self, size: int) -> int:
+        return math.ceil(size / world(self.process_group)[1])
+
+    def _batches(self, rows: int) -> int:
+        bs = self.orig_dataloader.batch_size
+        return rows // bs if self.orig_dataloader.drop_last else math.ceil(rows / bs)
+
+    def _fixed_size(self, epoch: int) -> int | None:
+        """Samples chosen in `epoch`, or None where the losses decide (infobatch)."""
+        if self._uses_all(epoch):
             return self.size
-        return round(self.config.keep_fraction * self.size)
+        if self._prune and self.config.rule == "infobatch":
+            return None
+        keep = self.config.keep if self._prune else self.config.keep_fraction
+        return round(keep * self.size)
 
     def _uses_all(self, epoch: int) -> bool:
         if not self._prune:
@@ -143,9 +215,16 @@ class PruningDataloader:
 
     def __iter__(self) -> Iterator[Any]:
         epoch = len(self.epoch_stats) + 1
-        self._counters = Counters(epoch=epoch)
+        if self.epochs is not None and epoch == self.epochs + 1:
+            warnings.warn(
+                f"PruningDataloader: epoch {epoch} started but epochs={self.epochs}; the "
+                "annealing and planned_steps() assumed the run ends there (pass the real "
+                "epoch count)",
+                stacklevel=2,
+            )
         rank, size = world(self.process_group)
-        chosen, weights = self._choose(epoch)
+        chosen, weights = self._planned(epoch)
+        self._counters = Counters(epoch=epoch)
         if size == 1:
             mine, weights = self._in_sampler_order(chosen, weights)
             padding = 0
@@ -195,8 +274,10 @@ class PruningDataloader:
         self._reported = [None] * len(batches)
         starts: list[int] = []
         start = 0
+        self._iterating, self._batch_in_epoch, self._epoch_batches = True, 0, len(batches)
         try:
             for position, (rows, batch) in enumerate(zip(batches, inner, strict=True)):
+                self._batch_in_epoch = position
                 end = start + len(rows)
                 self._current = (
                     position,
@@ -207,11 +288,16 @@ class PruningDataloader:
                 start = end
                 self._counters.add(batches=1, samples_kept=len(rows))
                 yield batch
+                self._batch_in_epoch = position + 1
             self._counters.add(samples_kept=-repeated, samples_repeated=repeated)
-            self._record(mine, starts)
-            self._sync_losses()  # a collective: only when every rank finished the epoch
         finally:
             self._record(mine, starts)  # a loop stopped early keeps the losses reported so far
+            # NOTE [merge at the next epoch]: the all-reduce of this epoch's losses waits
+            # for the next epoch's start, which every rank reaches whether it finished this
+            # one or left it early; a collective here would hang a rank that finished
+            # against one that broke out of its loop.
+            self._unmerged = self._prune
+            self._iterating = False
             self._current = None
             self.epoch_stats.append(self.stats)
             log_epoch(type(self).__name__, self.stats)
@@ -259,12 +345,21 @@ class PruningDataloader:
         self._losses[index] = values
         self._updated[index] = True
 
+    def _planned(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`epoch`'s choice, made once (after merging the ranks' losses) and kept."""
+        if self._plan is None or self._plan[0] != epoch:
+            self._merge_losses()
+            self._plan = (epoch, *self._choose(epoch))
+        return self._plan[1], self._plan[2]
+
     def _choose(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """This epoch's sample indices and their loss weights (None: all 1), equal on all ranks."""
         everything = torch.arange(self.size, device=self.device)
         if self._uses_all(epoch):
             return everything, None
-        drop = self.size - round(self.config.keep_fraction * self.size)
+        if self._prune and self.config.rule == "infobatch":
+            return self._choose_infobatch(everything)
+        drop = self.size - self._fixed_size(epoch)
         if drop <= 0:
             return everything, None
         if not self._prune:
@@ -307,8 +402,38 @@ class PruningDataloader:
         chosen = keep.nonzero().squeeze(1)
         return chosen, weights[chosen]
 
-    def _sync_losses(self) -> None:
-        """Under DDP, merge every rank's reported losses of this epoch (one all-reduce)."""
+    def _choose_infobatch(
+        self, everything: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """InfoBatch's rule: drop each below-mean sample with probability r, weight 1/(1 - r).
+
+        NOTE [infobatch rule]: a below-mean sample is kept with probability 1 - r, so its
+        weight 1/(1 - r) makes the kept set's weighted sum unbiased for the full data's sum;
+        nothing above the mean is dropped or weighted, so the pruned share is r times the
+        share below the mean and adapts to the losses. Samples with no reported loss are
+        never pruned. One draw of a uniform per sample, on the loss table's device.
+        """
+        losses = self._losses
+        known = ~losses.isnan()
+        if not bool(known.any()):  # one sync per epoch
+            return everything, None
+        r = self.config.probability
+        mean = losses[known].mean()
+        below = known & (losses < mean)
+        draw = torch.rand(self.size, generator=self.generator, device=self.generator.device)
+        dropped = below & (draw.to(self.device) < r)
+        keep = ~dropped
+        chosen = keep.nonzero().squeeze(1)  # the count: one more sync
+        weights = torch.where(below, 1.0 / (1.0 - r), 1.0)[chosen]
+        if self.config.reweight == "step":
+            weights *= chosen.numel() / self.size
+        return chosen, weights
+
+    def _merge_losses(self) -> None:
+        """Under DDP, merge every rank's losses reported since the last merge (one all-reduce)."""
+        if not self._unmerged:
+            return
+        self._unmerged = False
         _, size = world(self.process_group)
         if size > 1 and self._prune:
             comm = collective_device(self.device, self.process_group)
