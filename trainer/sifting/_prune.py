@@ -157,7 +157,9 @@ class PruningDataloader:
 
     @property
     def progress(self) -> float:
-        """Epochs done, fractional: 2.25 after a quarter of the third epoch's batches."""
+        """Epochs done, fractional: 2.25 once a quarter of the third epoch's batches were
+        yielded (so a scheduler stepped after each optimizer step ends each epoch at a
+        whole number)."""
         done = len(self.epoch_stats)
         if not self._iterating or not self._epoch_batches:
             return float(done)
@@ -277,7 +279,7 @@ class PruningDataloader:
         self._iterating, self._batch_in_epoch, self._epoch_batches = True, 0, len(batches)
         try:
             for position, (rows, batch) in enumerate(zip(batches, inner, strict=True)):
-                self._batch_in_epoch = position
+                self._batch_in_epoch = position + 1  # yielded: counted in `progress`
                 end = start + len(rows)
                 self._current = (
                     position,
@@ -288,7 +290,6 @@ class PruningDataloader:
                 start = end
                 self._counters.add(batches=1, samples_kept=len(rows))
                 yield batch
-                self._batch_in_epoch = position + 1
             self._counters.add(samples_kept=-repeated, samples_repeated=repeated)
         finally:
             self._record(mine, starts)  # a loop stopped early keeps the losses reported so far
