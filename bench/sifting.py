@@ -8,7 +8,7 @@ arms read the data through the same DataLoader over in-memory tensors that fetch
 whole batch with one index (`__getitems__`), so per-sample Python collation does not
 dominate the cost of these small models.
 
-    python bench/sifting.py                 # 9 seeds, 8 epochs, CNN and MLP (~8 minutes)
+    python bench/sifting.py                 # 9 seeds, 8 epochs, CNN and MLP, SGD and Adam
     python bench/sifting.py --quick         # smoke run: 2 seeds, 3 epochs, MLP only
     python bench/sifting.py --arms prune,random --models mlp    # a subset of the arms
     python bench/sifting.py --reweights step --curves   # also prune reweight="step";
@@ -33,9 +33,51 @@ The `boost` arms are a diagnostic, not a sifting mode: all data, but the learnin
 multiplied by 1/keep in the epochs the prune mode prunes. With SGD, prune's default
 reweight="epoch" (InfoBatch's rescaling) raises the size of each step by that factor in
 expectation (an epoch's update is kept with fewer steps), so this arm shows what the
-larger steps alone cost or gain, apart from which samples are dropped.
+larger steps alone cost or gain, apart from which samples are dropped. Under Adam the
+same arm multiplies Adam's learning rate by 1/keep: it shows what a larger step would do
+there, which the prune mode's loss weights mostly do not give (Adam divides them out).
 
-The protocol, fixed before any sifting arm was measured under it:
+Protocol of issue 25, written down before its run (the optimizer axis, both prune rules,
+the LR-rescale-only arm, samples to target, and the bigger model):
+
+- Run A (prune rules by optimizer), exactly:
+      nice -n 10 python bench/sifting.py --models cnn,mlp --optimizers sgd,adam \
+          --arms prune,random,boost --rules quota,infobatch --keeps 0.6 \
+          --prune-probabilities 0.5 --seeds 7 --first-seed 500 --epochs 8 --evals 2
+  Arms: no sifting; prune rule="quota" keep 0.6 and rule="infobatch" r 0.5 (both
+  reweight="epoch", anneal 0.125: epoch 1 and epoch 8 full); random drop at the quota
+  rule's overall kept share (0.700); `boost lr/0.6 all data`, the LR-rescale-only arm.
+- Run B (the bigger model, when scoring can pay), exactly:
+      nice -n 10 python bench/sifting.py --models wide --optimizers sgd,adam \
+          --arms relative,prune,random --betas 1,3 --rules infobatch --keeps 0.6 \
+          --seeds 4 --first-seed 500 --epochs 8
+  `wide` is an MLP with three hidden layers of 512 (backward about 2.3x its forward, the
+  no-grad scoring forward about 0.32 of a training step on this CPU, against 0.43 for the
+  small CNN). Arms: no sifting; relative beta 1 and 3 (smart sifting's method, keeping
+  about 1/2 and 1/4); infobatch r 0.5; random drop at 1/2, 1/4 and 0.7.
+- Data, models, target and schedule as below (digits with shifts, 2700 test images;
+  batch 64; per-epoch cosine decay for both optimizers; SGD is nesterov momentum 0.9,
+  Adam has torch's defaults). Target: each seed's no-sifting final accuracy minus 0.5 pt.
+  Columns: time to target (wall and CPU) and samples trained on until the target (the
+  noise-free column), each over the no-sifting run's own, median over seeds, with how
+  many seeds got there (a seed that never does counts as inf); final accuracy difference.
+- Seeds: 500.. are fresh (no earlier run used them). Sizing: the machine has 2 cores
+  shared with 4 other sessions; a 1-seed probe (seed 2000, not reported) took about
+  70 s per (model, optimizer) for run A's five arms, so 7 seeds x 4 settings is about
+  20 minutes and run B's 4 seeds x 2 optimizers x 8 arms about 6 minutes.
+- Learning rates, never tuned on the reported seeds: SGD's are the earlier protocol's
+  (cnn 0.05, mlp 0.2); Adam's and the wide model's are chosen for the no-sifting run
+  alone on seeds 1000-1002 (`--arms none --seeds 3 --first-seed 1000 --lr X`), the
+  highest median final accuracy, ties within 0.1 pt going to the smaller rate. Adam
+  from 0.001/0.003/0.01 for each model, SGD for wide from 0.05/0.1/0.2 (3 seeds, not
+  the earlier 21: the budget above).
+- The library's default rule (PruneConfig.rule) is chosen from run A by this rule: the
+  rule whose median samples-to-target ratio is lower in more of the four (model,
+  optimizer) settings wins; a 2-2 split goes to "infobatch" (the published method, with
+  no above-mean sample ever dropped). Whether either clears 0.75 or beats random drop is
+  reported, not a gate.
+
+The earlier protocol (issue 7), fixed before any sifting arm was measured under it:
 
 - The test set is the 540 held-out originals plus their four one-pixel shifts (2700
   images): with 540, one test image is 0.19 pt, too coarse against the 0.5 pt margin of
@@ -105,8 +147,17 @@ from trainspec.trainer import sifting
 SHIFTS = [(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)]
 TTA_TARGET = 0.75  # the prune mode's time-to-accuracy ratio must not exceed this
 BOUND_TARGET = 1.15  # a relative-probabilistic epoch / (scoring pass + kept share of an epoch)
-# Each model's learning rate, chosen for the no-sifting run alone (see the docstring).
-LEARNING_RATES = {"cnn": 0.05, "mlp": 0.2}
+# Each (optimizer, model)'s learning rate, chosen for the no-sifting run alone on seeds
+# that are never reported (see the docstring).
+LEARNING_RATES = {
+    ("sgd", "cnn"): 0.05,
+    ("sgd", "mlp"): 0.2,
+    ("sgd", "wide"): 0.05,
+    ("adam", "cnn"): 0.003,
+    ("adam", "mlp"): 0.003,
+    ("adam", "wide"): 0.003,
+}
+OPTIMIZERS = ("sgd", "adam")
 
 
 class InMemory(Dataset):
@@ -170,6 +221,20 @@ def _with_shifts(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, 
 
 def make_model(kind: str) -> torch.nn.Module:
     nn = torch.nn
+    if kind == "wide":
+        # The bigger model: three hidden layers of 512, where a backward costs over twice
+        # a forward (the small CNN's 1.4x, the MLP's 1.8x) and the no-grad scoring forward
+        # about a third of a training step; the case where scoring can pay.
+        return nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(64, 512),
+            nn.ReLU(),
+            nn.Linear(512, 512),
+            nn.ReLU(),
+            nn.Linear(512, 512),
+            nn.ReLU(),
+            nn.Linear(512, 10),
+        )
     if kind == "mlp":
         return nn.Sequential(
             nn.Flatten(),
@@ -201,9 +266,12 @@ class CrossEntropy(sifting.Loss):
 @dataclass(frozen=True)
 class Arm:
     mode: str  # none, relative, prune, random, scoring, boost
-    param: float = 0.0  # beta (relative) or keep fraction (prune, random, boost)
+    # beta (relative), keep fraction (prune "quota", random, boost) or prune probability
+    # (prune "infobatch")
+    param: float = 0.0
     label: str = ""
     reweight: str = "epoch"
+    rule: str = "quota"
 
 
 @dataclass
@@ -219,6 +287,7 @@ class Run:
     at_accuracies: list[float] = field(default_factory=list)
     at_times: list[float] = field(default_factory=list)
     at_cpu_times: list[float] = field(default_factory=list)
+    at_samples: list[int] = field(default_factory=list)  # samples trained on, cumulative
 
 
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -237,8 +306,15 @@ class Trainer:
         self.arm, self.data, self.args = arm, data, args
         torch.manual_seed(seed)
         self.model = make_model(kind).to(args.device)
-        self.lr = learning_rate(kind, args)
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=self.lr, momentum=0.9, nesterov=True)
+        optimizer = getattr(args, "optimizer", "sgd")
+        self.lr = learning_rate(kind, args, optimizer)
+        if optimizer == "adam":
+            self.opt = torch.optim.Adam(self.model.parameters(), lr=self.lr)
+        else:
+            self.opt = torch.optim.SGD(
+                self.model.parameters(), lr=self.lr, momentum=0.9, nesterov=True
+            )
+        self.samples = 0
         gen = torch.Generator().manual_seed(seed)
         base = DataLoader(
             data[0], batch_size=args.batch_size, shuffle=True, generator=gen, collate_fn=as_batch
@@ -260,8 +336,12 @@ class Trainer:
                 autocast_dtype=torch.bfloat16 if args.amp else None,
             )
         elif arm.mode == "prune":
+            knob = "keep_fraction" if arm.rule == "quota" else "prune_probability"
             config = sifting.PruneConfig(
-                keep_fraction=arm.param, anneal_fraction=args.anneal, reweight=arm.reweight
+                rule=arm.rule,
+                anneal_fraction=args.anneal,
+                reweight=arm.reweight,
+                **{knob: arm.param},
             )
             self.loader = sifting.PruningDataloader(
                 config, base, self.model, epochs=args.epochs, seed=seed
@@ -304,6 +384,7 @@ class Trainer:
                 with autocast(args):
                     per_sample = F.cross_entropy(model(bx), by, reduction="none")
                 loss = per_sample.mean() if plain else loader.report(per_sample)
+                self.samples += len(by)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -333,6 +414,7 @@ class Trainer:
         run.at_accuracies.append(evaluate(self.model, self.data[1], self.data[2]))
         run.at_times.append(wall)
         run.at_cpu_times.append(cpu)
+        run.at_samples.append(self.samples)
 
 
 def time_to(run: Run, target: float, cpu: bool = False) -> float:
@@ -340,6 +422,14 @@ def time_to(run: Run, target: float, cpu: bool = False) -> float:
     for acc, t in zip(run.at_accuracies, run.at_cpu_times if cpu else run.at_times, strict=True):
         if acc >= target:
             return t
+    return math.inf
+
+
+def samples_to(run: Run, target: float) -> float:
+    """Samples trained on by the first evaluation reaching target (noise-free)."""
+    for acc, n in zip(run.at_accuracies, run.at_samples, strict=True):
+        if acc >= target:
+            return float(n)
     return math.inf
 
 
@@ -396,6 +486,10 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+def finite(value: float) -> str:
+    return f"{value:.2f}" if math.isfinite(value) else "inf"
+
+
 def fmt_ratio(values: list[float]) -> str:
     reached = [v for v in values if math.isfinite(v)]
     m = median(values)
@@ -403,12 +497,16 @@ def fmt_ratio(values: list[float]) -> str:
     return text + f" {len(reached)}/{len(values)}"
 
 
-def learning_rate(kind: str, args) -> float:
-    return args.lr if args.lr is not None else LEARNING_RATES[kind]
+def learning_rate(kind: str, args, optimizer: str = "sgd") -> float:
+    return args.lr if args.lr is not None else LEARNING_RATES[(optimizer, kind)]
 
 
 def lrs_text(args) -> str:
-    return ", ".join(f"{kind} {learning_rate(kind, args):g}" for kind in args.models.split(","))
+    return "; ".join(
+        f"{opt} " + ", ".join(f"{kind} {learning_rate(kind, args, opt):g}" for kind in models)
+        for opt in args.optimizers.split(",")
+        for models in [args.models.split(",")]
+    )
 
 
 def device_arg(name: str) -> torch.device:
@@ -453,11 +551,21 @@ def arms_for(args) -> list[Arm]:
     arms = [Arm("none", label="no sifting")]
     if "relative" in wanted:
         arms += [Arm("relative", b, f"relative beta={b:g}") for b in betas]
-    if "prune" in wanted:
+    rules = [r for r in args.rules.split(",") if r]
+    if "prune" in wanted and "quota" in rules:
         arms += [Arm("prune", k, f"prune keep={k:g}") for k in keeps]
         for reweight in args.reweights.split(","):
             if reweight:
                 arms += [Arm("prune", k, f"prune keep={k:g} {reweight}", reweight) for k in keeps]
+    if "prune" in wanted and "infobatch" in rules:
+        probs = [float(r) for r in args.prune_probabilities.split(",") if r]
+        arms += [Arm("prune", r, f"infobatch r={r:g}", rule="infobatch") for r in probs]
+        for reweight in args.reweights.split(","):
+            if reweight:
+                arms += [
+                    Arm("prune", r, f"infobatch r={r:g} {reweight}", reweight, "infobatch")
+                    for r in probs
+                ]
     if "random" in wanted:
         if "relative" in wanted:
             arms += [Arm("random", 1 / (1 + b), f"random keep={1 / (1 + b):.3f}") for b in betas]
@@ -490,6 +598,17 @@ def main() -> None:
     )
     parser.add_argument(
         "--reweights", default="", help="also run prune with these reweight values, e.g. step"
+    )
+    parser.add_argument(
+        "--rules", default="quota,infobatch", help="prune rules to run: quota, infobatch"
+    )
+    parser.add_argument(
+        "--prune-probabilities", default="0.5", help="the infobatch rule's r values"
+    )
+    parser.add_argument(
+        "--optimizers",
+        default="sgd,adam",
+        help="sgd (nesterov momentum 0.9) and/or adam; both under the per-epoch cosine decay",
     )
     parser.add_argument("--anneal", type=float, default=0.125, help="prune anneal_fraction")
     parser.add_argument("--history", type=int, default=500)
@@ -537,13 +656,14 @@ def main() -> None:
     print(
         f"digits: {len(data[0])} training samples (1257 originals x {len(SHIFTS)} one-pixel "
         f"shifts, deterministic), {len(data[2])} test samples; batch {args.batch_size}, "
-        f"{args.epochs} epochs, SGD nesterov cosine, lr {lrs_text(args)}, {seeds_text(args)}, "
+        f"{args.epochs} epochs, per-epoch cosine decay, lr {lrs_text(args)}, {seeds_text(args)}, "
         f"torch threads {args.threads}, device {device_text(args)}; test accuracy "
         f"{args.evals}x per epoch"
     )
     print(
         f"relative: loss_history_length {args.history}, sift_delay {args.sift_delay}; prune: "
-        f"keep {args.keeps} in pruned epochs, anneal {args.anneal} ({anneal_epochs(args)} full "
+        f"quota keep {args.keeps} / infobatch r {args.prune_probabilities} in pruned epochs, "
+        f"anneal {args.anneal} ({anneal_epochs(args)} full "
         f"epoch(s) at the end, first epoch full); random drop keeps 1/(1+beta) and prune's "
         f"overall fractions ({', '.join(f'{overall_keep(k, args):.3f}' for k in keeps)}) "
         "in every epoch"
@@ -551,11 +671,15 @@ def main() -> None:
     print(
         "tta: training seconds until test accuracy >= (no-sifting final - 0.5 pt) over the "
         "no-sifting run's own seconds to that target, median over seeds, then how many seeds "
-        "reached it; cpu: the same with process CPU time; total: whole-run seconds ratio; "
+        "reached it; cpu: the same with process CPU time; samples: the same with samples "
+        "trained on (noise-free); total: whole-run seconds ratio; "
         "acc: median final accuracy difference (pt); bound: median sifted epoch / (scoring "
         "pass over the data + kept share of a plain epoch)"
     )
-    for kind in args.models.split(","):
+    for kind, optimizer in [
+        (k, o) for k in args.models.split(",") for o in args.optimizers.split(",")
+    ]:
+        args.optimizer = optimizer
         bwd_fwd, score_fwd = backward_forward(kind, data, args)
         results: dict[str, list[Run]] = {arm.label: [] for arm in arms}
         scoring: list[Run] = []
@@ -572,7 +696,7 @@ def main() -> None:
                     scoring.append(trainer.run)
                 else:
                     results[trainer.arm.label].append(trainer.run)
-        report(kind, arms, results, scoring, bwd_fwd, score_fwd, args)
+        report(f"{kind} {optimizer}", arms, results, scoring, bwd_fwd, score_fwd, args)
 
 
 @dataclass(frozen=True)
@@ -587,15 +711,17 @@ def report(kind, arms, results, scoring, bwd_fwd, score_fwd, args) -> None:
     base_final = [r.accuracies[-1] for r in base_runs]
     base_tta = [time_to(r, a - 0.5) for r, a in zip(base_runs, base_final, strict=True)]
     base_cpu = [time_to(r, a - 0.5, cpu=True) for r, a in zip(base_runs, base_final, strict=True)]
+    base_samples = [samples_to(r, a - 0.5) for r, a in zip(base_runs, base_final, strict=True)]
     print()
     print(
         f"== {kind}: backward/forward cost {bwd_fwd:.2f}x, scoring forward (no-grad, eval) / "
-        f"training forward {score_fwd:.2f}x; no-sifting final accuracy median "
+        f"training forward {score_fwd:.2f}x, / training step {score_fwd / (1 + bwd_fwd):.2f}x; "
+        "no-sifting final accuracy median "
         f"{median(base_final):.2f}% (seeds: {', '.join(f'{a:.1f}' for a in base_final)})"
     )
     print(
-        f"{'arm':<22}{'tta':>10}{'cpu':>7}{'total':>7}{'acc':>8}{'kept':>7}{'bound':>7}"
-        f"{'bound cpu':>10}"
+        f"{'arm':<24}{'tta':>10}{'cpu':>7}{'samples':>8}{'total':>7}{'acc':>8}{'kept':>7}"
+        f"{'bound':>7}{'bound cpu':>10}"
     )
     rows: dict[str, Row] = {}
     for arm in arms:
@@ -604,6 +730,9 @@ def report(kind, arms, results, scoring, bwd_fwd, score_fwd, args) -> None:
         tta = [time_to(r, a - 0.5) / b for (r, a), b in zip(pairs, base_tta, strict=True)]
         tta_cpu = [
             time_to(r, a - 0.5, cpu=True) / b for (r, a), b in zip(pairs, base_cpu, strict=True)
+        ]
+        samples = [
+            samples_to(r, a - 0.5) / b for (r, a), b in zip(pairs, base_samples, strict=True)
         ]
         total = [r.times[-1] / b.times[-1] for r, b in zip(runs, base_runs, strict=True)]
         diff = [r.accuracies[-1] - a for r, a in pairs]
@@ -614,7 +743,8 @@ def report(kind, arms, results, scoring, bwd_fwd, score_fwd, args) -> None:
         rows[arm.label] = Row(tta, diff, bound)
         cpu_text = f"{median(tta_cpu):.2f}" if math.isfinite(median(tta_cpu)) else "inf"
         print(
-            f"{arm.label:<22}{fmt_ratio(tta):>10}{cpu_text:>7}{median(total):>7.2f}"
+            f"{arm.label:<24}{fmt_ratio(tta):>10}{cpu_text:>7}{finite(median(samples)):>8}"
+            f"{median(total):>7.2f}"
             f"{median(diff):>+8.2f}{median([r.kept for r in runs]):>7.3f}"
             f"{f'{median(bound):.2f}' if bound else '':>7}"
             f"{f'{median(bound_cpu):.2f}' if bound_cpu else '':>10}"
@@ -638,7 +768,7 @@ def report(kind, arms, results, scoring, bwd_fwd, score_fwd, args) -> None:
                 )
                 for r, t in zip(runs, base_final, strict=True)
             ]
-            print(f"  {arm.label:<22}{' '.join(f'{a:5.1f}' for a in curve)}   hit {' '.join(hit)}")
+            print(f"  {arm.label:<24}{' '.join(f'{a:5.1f}' for a in curve)}   hit {' '.join(hit)}")
     verdicts(kind, arms, rows, results, args)
 
 
@@ -653,7 +783,10 @@ def verdicts(kind, arms, rows, results, args) -> None:
             row = rows[arm.label]
             tta = median(row.tta)
             line(tta <= TTA_TARGET, f"{arm.label} time-to-accuracy {tta:.2f} <= {TTA_TARGET}")
-            twin = f"random keep={overall_keep(arm.param, args):.3f}"
+            # Random drop at the nearest overall kept share (the infobatch rule's adapts).
+            kept = median([r.kept for r in results[arm.label]])
+            randoms = [a for a in arms if a.mode == "random"]
+            twin = min(randoms, key=lambda a: abs(a.param - kept)).label if randoms else ""
             if twin in rows:
                 mine = median([r.accuracies[-1] for r in results[arm.label]])
                 theirs = median([r.accuracies[-1] for r in results[twin]])

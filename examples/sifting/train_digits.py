@@ -1,18 +1,27 @@
 """Train a small CNN on scikit-learn's bundled digits with and without sifting.
 
     python examples/sifting/train_digits.py                      # no sifting, then prune
+    python examples/sifting/train_digits.py --rule quota --keep 0.6 --schedule onecycle
+    python examples/sifting/train_digits.py --rule infobatch --schedule onecycle
     python examples/sifting/train_digits.py --mode relative --beta 1
     python examples/sifting/train_digits.py --device cuda          # the same on a GPU
     TRAINSPEC_SIFTING='{"mode": "SIFTING_MODE_PRUNE", "keep_fraction": 0.5}' \\
         python examples/sifting/train_digits.py --mode env       # as the local runner passes it
 
 Nothing is downloaded. A progress bar uses tqdm when it is installed, else a text line.
+
+`--schedule onecycle` steps a per-step learning-rate schedule after every optimizer step.
+Pruned epochs have fewer steps, so the schedule is built for the real count: the quota
+rule's (and random drop's) from `loader.planned_steps()`; the infobatch rule's count
+adapts to the losses, so its schedule follows `loader.progress` (epochs done, fractional)
+instead of a step count.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import time
 
@@ -94,6 +103,8 @@ def check_device(name: str) -> None:
 
 
 def config_for(args) -> sifting.SiftConfig | None:
+    if args.schedule != "none" and args.mode == "relative":
+        raise ValueError("--schedule: the relative mode's step count is not known ahead")
     if args.mode == "none":
         return None
     if args.mode == "env":
@@ -107,8 +118,44 @@ def config_for(args) -> sifting.SiftConfig | None:
             ),
         )
     if args.mode == "prune":
-        return sifting.PruneConfig(keep_fraction=args.keep, reweight=args.reweight)
-    return sifting.RandomDropConfig(keep_fraction=args.keep)
+        # A knob of the other rule raises, naming both (keep_fraction is the quota's).
+        options = {"reweight": args.reweight}
+        if args.rule is not None:
+            options["rule"] = args.rule
+        if args.keep is not None:
+            options["keep_fraction"] = args.keep
+        if args.prune_probability is not None:
+            options["prune_probability"] = args.prune_probability
+        return sifting.PruneConfig(**options)
+    return sifting.RandomDropConfig(keep_fraction=0.7 if args.keep is None else args.keep)
+
+
+def one_cycle(step_fraction: float) -> float:
+    """OneCycle's shape as a multiplier: 30% warm-up from 1/25, then cosine to ~0."""
+    if step_fraction < 0.3:
+        return 0.04 + 0.96 * 0.5 * (1 - math.cos(math.pi * step_fraction / 0.3))
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step_fraction - 0.3) / 0.7)))
+
+
+def scheduler_for(opt, loader, args) -> tuple[object, int | None]:
+    """The per-step schedule, built for the run's real number of steps (or None).
+
+    Returns the scheduler and the steps it was built for (None when it follows progress).
+    """
+    if args.schedule == "none":
+        return None, None
+    if isinstance(loader, sifting.SiftingDataloader):
+        raise ValueError("--schedule onecycle: the relative mode's step count is not known ahead")
+    if getattr(getattr(loader, "config", None), "rule", None) == "infobatch":
+        # The kept share adapts to the losses: follow the epochs done, not a step count.
+        return torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda _: one_cycle(loader.progress / args.epochs)
+        ), None
+    if isinstance(loader, sifting.PruningDataloader):
+        total = sum(loader.planned_steps())  # pruned epochs have fewer steps
+    else:
+        total = len(loader) * args.epochs
+    return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=total), total
 
 
 def train(config: sifting.SiftConfig | None, args) -> tuple[float, float]:
@@ -116,12 +163,14 @@ def train(config: sifting.SiftConfig | None, args) -> tuple[float, float]:
     device = torch.device(args.device)
     train_set, test_x, test_y = data(device)
     net = model().to(device)
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True)
     if config is not None:
+        # epochs: the prune mode anneals its last epochs (and refuses to run without them).
         loader = sifting.from_config(config, loader, net, CrossEntropy(), epochs=args.epochs)
+    scheduler, planned = scheduler_for(opt, loader, args)
     name = "no sifting" if config is None else type(config).__name__
-    seconds = 0.0
+    seconds, steps = 0.0, 0
     for epoch in range(1, args.epochs + 1):
         net.train()
         start = time.perf_counter()
@@ -132,12 +181,19 @@ def train(config: sifting.SiftConfig | None, args) -> tuple[float, float]:
             opt.zero_grad()
             loss.backward()
             opt.step()
+            steps += 1
+            if scheduler is not None:
+                scheduler.step()
         seconds += time.perf_counter() - start
         net.eval()
         with torch.no_grad():
             accuracy = 100 * (net(test_x).argmax(1) == test_y).float().mean().item()
         kept = "" if config is None else f", kept {loader.stats.kept_fraction:.0%}"
         print(f"{name} epoch {epoch}: test accuracy {accuracy:.2f}%{kept}")
+    if scheduler is not None:
+        built = "by progress" if planned is None else f"for {planned} steps"
+        lr = opt.param_groups[0]["lr"]
+        print(f"{name} schedule: built {built}, {steps} steps taken, final lr {lr:.2e}")
     return accuracy, seconds
 
 
@@ -152,7 +208,25 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--beta", type=float, default=1.0)
-    parser.add_argument("--keep", type=float, default=0.6)
+    parser.add_argument(
+        "--rule",
+        choices=["quota", "infobatch"],
+        default=None,
+        help="prune mode: the pruning rule (default: PruneConfig's)",
+    )
+    parser.add_argument(
+        "--keep", type=float, default=None, help="kept share (prune rule quota; random drop)"
+    )
+    parser.add_argument(
+        "--prune-probability", type=float, default=None, help="prune rule infobatch: r"
+    )
+    parser.add_argument("--lr", type=float, default=3e-3, help="Adam's (peak) learning rate")
+    parser.add_argument(
+        "--schedule",
+        choices=["none", "onecycle"],
+        default="none",
+        help="a per-step schedule, built for the real number of steps",
+    )
     parser.add_argument(
         "--reweight",
         choices=["epoch", "step"],
