@@ -96,6 +96,17 @@ def test_env_zero_values_mean_unset():
     assert sifting.config_from_env({"TRAINSPEC_SIFTING": text}) == sifting.PruneConfig()
 
 
+def test_prune_defaults_to_infobatch_and_the_env_keep_fraction_asks_for_the_quota():
+    # The default rule was chosen by bench/sifting.py's pre-registered run (issue 25).
+    config = sifting.PruneConfig()
+    assert (config.rule, config.probability, config.keep_fraction) == ("infobatch", 0.5, None)
+    env = sifting.config_from_env({"TRAINSPEC_SIFTING": '{"mode": "SIFTING_MODE_PRUNE"}'})
+    assert env.rule == "infobatch"
+    text = '{"mode": "SIFTING_MODE_PRUNE", "keep_fraction": 0.5}'
+    env = sifting.config_from_env({"TRAINSPEC_SIFTING": text})
+    assert (env.rule, env.keep) == ("quota", 0.5)
+
+
 @pytest.mark.parametrize(
     ("payload", "field"),
     [

@@ -24,12 +24,19 @@ Three modes, one loop shape::
   (tensor, tuple/list, dict); the leftover is yielded at epoch end; no sifting during the
   first sift_delay steps. Optional torch.autocast for scoring (autocast_dtype).
   Batches are scored in groups of `score_batches` (same choices, less bookkeeping).
-* PruneConfig + PruningDataloader: no scoring pass (InfoBatch-like). `report()` takes the
-  training step's per-sample losses and returns the re-weighted loss to backpropagate;
-  later epochs drop 1 - keep_fraction of the data among low-loss samples, the kept
-  low-loss samples weighted by 1/(their keep probability) (`reweight`: "epoch", as
-  InfoBatch, or "step"), the last anneal_fraction of the epochs use all data. One
-  process follows the original DataLoader's sampler order.
+* PruneConfig + PruningDataloader: no scoring pass (InfoBatch). `report()` takes the
+  training step's per-sample losses and returns the re-weighted loss to backpropagate.
+  Later epochs prune among the samples whose last loss is below the mean: rule
+  "infobatch" drops each with probability prune_probability (r) and weights the kept ones
+  1/(1 - r), so the pruned share adapts to the losses; rule "quota" drops a fixed
+  1 - keep_fraction of the data (a fixed compute budget). Both are unbiased (`reweight`:
+  "epoch", as InfoBatch, or "step"). The last anneal_fraction of the epochs use all data,
+  so `epochs` is required unless anneal_fraction is 0. `planned_steps()` gives every
+  epoch's step count ahead (quota rule) for per-step LR schedulers; `progress` gives the
+  epochs done for schedules that follow it (any rule). One process follows the original
+  DataLoader's sampler order; under DDP the loader splits the data itself (a
+  DistributedSampler underneath is refused) and merges the ranks' losses at each epoch's
+  start.
 * RandomDropConfig: a uniform random keep_fraction each epoch (the baseline).
 
 Every random choice uses one torch.Generator (pass `generator` or `seed`; the default seed

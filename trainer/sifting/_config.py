@@ -101,7 +101,7 @@ def _check_keep_fraction(value: Any) -> None:
 RULES = ("quota", "infobatch")
 # The rule PruneConfig uses when none is given (chosen from bench/sifting.py's
 # pre-registered run; see the README's Sifting section).
-DEFAULT_RULE = "quota"
+DEFAULT_RULE = "infobatch"
 # InfoBatch's default prune probability of a below-mean sample.
 DEFAULT_PRUNE_PROBABILITY = 0.5
 DEFAULT_KEEP_FRACTION = 0.6
