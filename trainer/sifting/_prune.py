@@ -137,9 +137,11 @@ class PruningDataloader:
 
         For per-step learning-rate schedulers (OneCycleLR, cosine with warmup, linear
         decay): `total_steps=sum(loader.planned_steps())`. Needs `epochs`; exact for the
-        "quota" rule and random drop. The "infobatch" rule prunes a share that depends on
-        the losses, so its counts are not known ahead: it raises (drive the schedule by
-        `progress`, or use rule="quota").
+        "quota" rule and random drop when every yielded batch's losses are reported (a
+        sample with no loss is never dropped, so an epoch after an unreported one can have
+        more steps). The "infobatch" rule prunes a share that depends on the losses, so
+        its counts are not known ahead: it raises (drive the schedule by `progress`, or
+        use rule="quota").
         """
         if self.epochs is None:
             raise ValueError("planned_steps() needs the loader's epochs; pass epochs=")
