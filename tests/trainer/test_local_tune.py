@@ -124,14 +124,14 @@ def _job_name_env(monkeypatch):
 def test_random_search_runs_max_jobs_in_parallel_and_reports_the_best(tmp_path) -> None:
     result = tune(tmp_path, make_plan(tmp_path, {}))
     assert result.status == "Completed"
-    assert [t.state for t in result.trials] == ["COMPLETE"] * 4
+    assert [t.status for t in result.trials] == ["Completed"] * 4
     assert len(calls(tmp_path)) == 4
     best = max(result.trials, key=lambda t: t.objective)
     assert result.best == best
     assert result.best.objective == pytest.approx(
         1 - (best.hyperparameters["x"] - 0.3) ** 2, abs=1e-5
     )
-    assert {p.name for p in result.plots} == {"objective.png", "param_x.png"}
+    assert {p.name for p in result.plots} == {"objective.png", "epochs.png", "slice.png"}
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in result.plots)
     assert "*" in result.table() and "tune-a-000" in result.table()
     store = JobStore.for_root(tmp_path / "runs")
@@ -170,9 +170,9 @@ def test_trials_that_print_no_objective_fail_clearly(tmp_path) -> None:
         env={"SILENT": "1"},
     )
     result = tune(tmp_path, plan)
-    assert [t.state for t in result.trials] == ["FAIL", "FAIL"]
+    assert [t.status for t in result.trials] == ["Failed", "Failed"]
     assert result.best is None and result.plots == ()
-    assert "printed no value of the objective metric 'score'" in result.trials[0].message
+    assert "printed no value of the objective metric 'score'" in result.trials[0].note
     record = JobStore.for_root(tmp_path / "runs").get("tune-a-000")
     assert record.status == "Failed" and "objective metric" in record.message
 
@@ -232,9 +232,9 @@ def test_early_stopping_auto_prunes_from_streamed_metrics(tmp_path) -> None:
         },
     )
     result = tune(tmp_path, plan)
-    states = [t.state for t in result.trials]
-    assert "PRUNED" in states and "COMPLETE" in states
-    pruned = next(t for t in result.trials if t.state == "PRUNED")
+    states = [t.status for t in result.trials]
+    assert "Stopped" in states and "Completed" in states
+    pruned = next(t for t in result.trials if t.status == "Stopped")
     record = JobStore.for_root(tmp_path / "runs").get(pruned.job_name)
     assert (record.status, record.secondary_status) == ("Stopped", "EarlyStopped")
 
@@ -255,7 +255,7 @@ def test_hyperband_uses_optunas_hyperband_pruner(tmp_path) -> None:
     assert isinstance(_sampler(settings), optuna.samplers.TPESampler)
     result = tune(tmp_path, plan)
     assert len(result.trials) == 3
-    assert {t.state for t in result.trials} <= {"COMPLETE", "PRUNED"}
+    assert {t.status for t in result.trials} <= {"Completed", "Stopped"}
 
 
 def test_resume_runs_only_the_missing_trials(tmp_path) -> None:
@@ -274,7 +274,7 @@ def test_resume_runs_only_the_missing_trials(tmp_path) -> None:
             {"ResourceLimits": {"MaxNumberOfTrainingJobs": 2, "MaxParallelTrainingJobs": 2}},
         ),
     )
-    assert again.message == "all 2 trials had finished already"
+    assert again.message == "all 2 trials finished"
     assert len(calls(tmp_path)) == 2  # nothing reran
     more = tune(
         tmp_path,
@@ -385,7 +385,7 @@ def test_ctrl_c_stops_running_trials_and_resume_reruns_them(tmp_path) -> None:
     )
     result = tune(tmp_path, plan)
     assert result.status == "Completed"
-    assert [t.state for t in result.trials].count("COMPLETE") == 3
+    assert [t.status for t in result.trials].count("Completed") == 3
     stopped = {t.hyperparameters["x"] for t in result.trials[:2]}
     assert stopped <= {t.hyperparameters["x"] for t in result.trials[2:]}  # rerun, once
 
@@ -442,16 +442,16 @@ def test_digits_tuning_example_runs_through_the_cli(tmp_path) -> None:
 
 
 def test_parallel_trial_threads_never_claim_one_requeued_trial_twice(tmp_path) -> None:
-    """Requeued trials (resume) popped by 4 threads at once: each runs exactly once.
+    """Queued trials popped by 4 threads at once: each runs exactly once.
 
-    Optuna's plain RDBStorage on SQLite lets two threads claim the same WAITING trial,
-    which fails the whole job; this reproduced in most runs before TrialStorage.
+    Optuna's plain RDBStorage on SQLite lets two connections claim the same WAITING trial
+    or fail with "database is locked"; open_storage makes every transaction take the
+    write lock first (BEGIN IMMEDIATE).
     """
-    import optuna
-    from trainspec.trainer._optuna_storage import TrialStorage
+    from trainspec.trainer._optuna_storage import Heartbeat, open_storage
 
     for attempt in range(3):
-        storage = TrialStorage(f"sqlite:///{tmp_path}/race-{attempt}.db")
+        storage = open_storage(f"sqlite:///{tmp_path}/race-{attempt}.db", Heartbeat())
         study = optuna.create_study(storage=storage)
         for x in range(40):
             study.enqueue_trial({"x": x}, skip_if_exists=False)
