@@ -195,6 +195,7 @@ class _Worker:
 
         self.settings, self.template, self.root = settings, template, root
         self.url, self.store, self._echo = url, store, echo
+        self.storage = storage
         self.lock = storage_mod.JobLock(storage, url, settings.name)
         self._echo_lock = threading.Lock()
         self._errors: list[BaseException] = []
@@ -215,6 +216,7 @@ class _Worker:
             sampler=_sampler(settings, index),
             pruner=_pruner(settings),
         )
+        self.study_id = storage.get_study_id_from_name(settings.name)
         if self.study.direction.name.lower() != direction:
             raise TuningError(
                 f"tuning job {settings.name} in {masked(url)} was started to "
@@ -329,6 +331,7 @@ class _Worker:
             # Fail trials whose worker stopped sending heartbeats; Optuna's retry callback
             # queues their parameters again.
             optuna.storages.fail_stale_trials(self.study)
+            self._fail_unstarted()
             verdict = self._stored_verdict()
             if verdict is None:
                 trials = self.study.get_trials(deepcopy=False)
@@ -358,8 +361,11 @@ class _Worker:
 
         settings = self.settings
         try:
+            # A first heartbeat before the job name: a trial with its own job name has a
+            # heartbeat row, so Optuna can find it stale (see _fail_unstarted).
+            self.storage.record_heartbeat(self._trial_id(trial.number))
             values = {r.name: _suggest(trial, r) for r in settings.ranges}
-            job = f"{settings.name}-{trial.number:03d}"
+            job = _job_name(settings, trial.number)
             trial.set_user_attr(tj.JOB_ATTR, job)
         finally:
             self.lock.release()
@@ -438,6 +444,33 @@ class _Worker:
         self.echo(f"[{job}] {result.status}{shown}\n")
         return value
 
+    def _trial_id(self, number: int) -> int:
+        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+
+    def _fail_unstarted(self) -> None:
+        """Fail and retry running trials that never got their job name.
+
+        NOTE [unstarted trials]: Optuna only finds a trial stale once it has a heartbeat,
+        and a worker killed between creating a trial and its first heartbeat leaves one
+        RUNNING forever. Workers create trials and name them under the job's lock, so a
+        running trial without its own job name, seen under the lock, has no worker left.
+        """
+        import optuna
+
+        callback = self.storage.get_heartbeat_stale_trial_callback()
+        for trial in self.study.get_trials(
+            deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)
+        ):
+            if trial.user_attrs.get(tj.JOB_ATTR) == _job_name(self.settings, trial.number):
+                continue
+            trial_id = self._trial_id(trial.number)
+            try:
+                failed = self.storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+            if failed and callback is not None:
+                callback(self.study, self.storage.get_trial(trial_id))
+
     def _requeue(self, trial: Any) -> None:
         import optuna
 
@@ -489,6 +522,10 @@ class _Worker:
             metrics={settings.objective_metric: best.objective} if best else None,
         )
         return result
+
+
+def _job_name(settings: TuningSettings, number: int) -> str:
+    return f"{settings.name}-{number:03d}"
 
 
 def _after(epoch: int | None) -> str:

@@ -25,84 +25,6 @@ from trainspec.trainer._local_tune import (
 )
 from trainspec.v1 import plan_pb2
 
-# score = 1 - (x - 0.3)^2, printed once per epoch; every run is logged to CALLS_FILE.
-SCRIPT = """
-import argparse, os, time
-parser = argparse.ArgumentParser()
-parser.add_argument("-x", type=float, default=0.5)  # SageMaker passes one-letter names as -x
-parser.add_argument("--kind", default="a")
-parser.add_argument("--epochs", type=int, default=3)
-args, _ = parser.parse_known_args()
-with open(os.environ["CALLS_FILE"], "a") as calls:
-    calls.write(f"{os.environ['TRAINING_JOB']} {args.x} {args.kind}\\n")
-bonus = {"a": 0.0, "b": 0.05, "c": 0.1}[args.kind]
-for epoch in range(1, args.epochs + 1):
-    score = (1 - (args.x - 0.3) ** 2 + bonus) * epoch / args.epochs
-    if os.environ.get("SILENT") != "1":
-        print(f"epoch={epoch} score={score:.6f}", flush=True)
-    time.sleep(float(os.environ.get("EPOCH_SECONDS", "0")))
-"""
-
-
-def make_plan(tmp_path: Path, config: dict, *, env: dict | None = None) -> plan_pb2.Plan:
-    """A hand-built CreateHyperParameterTuningJob plan shaped like the compiler's."""
-    source = tmp_path / "src"
-    source.mkdir(exist_ok=True)
-    (source / "train.py").write_text(SCRIPT)
-    plan = plan_pb2.Plan(sagemaker_operation="CreateHyperParameterTuningJob")
-    json_format.ParseDict(
-        {
-            "tuning": {
-                "name": "tune-a",
-                "training": {
-                    "name": "t",
-                    "model": {
-                        "framework": {
-                            "name": "pytorch",
-                            "entry_point": "train.py",
-                            "source_dir": str(source),
-                        }
-                    },
-                },
-            }
-        },
-        plan.job,
-    )
-    base = {
-        "Strategy": "Random",
-        "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "score"},
-        "ResourceLimits": {"MaxNumberOfTrainingJobs": 4, "MaxParallelTrainingJobs": 2},
-        "ParameterRanges": {
-            "ContinuousParameterRanges": [
-                {"Name": "x", "MinValue": "0", "MaxValue": "1", "ScalingType": "Linear"}
-            ]
-        },
-        "RandomSeed": 1,
-    }
-    base.update(config)
-    plan.sagemaker_request.update(
-        {
-            "HyperParameterTuningJobName": "tune-a",
-            "HyperParameterTuningJobConfig": base,
-            "TrainingJobDefinition": {
-                "StaticHyperParameters": {"epochs": "3", "sagemaker_program": "train.py"},
-                "AlgorithmSpecification": {
-                    "TrainingImage": "img",
-                    "TrainingInputMode": "File",
-                    "MetricDefinitions": [{"Name": "score", "Regex": r"score=([0-9.]+)"}],
-                },
-                "Environment": {"CALLS_FILE": str(tmp_path / "calls.txt"), **(env or {})},
-                "StoppingCondition": {"MaxRuntimeInSeconds": 60},
-                "ResourceConfig": {
-                    "InstanceType": "ml.m5.large",
-                    "InstanceCount": 1,
-                    "VolumeSizeInGB": 30,
-                },
-            },
-        }
-    )
-    return plan
-
 
 def tune(tmp_path: Path, plan: plan_pb2.Plan, **kwargs):
     settings, template = tuning_from_plan(plan)
@@ -121,7 +43,7 @@ def _job_name_env(monkeypatch):
     monkeypatch.setenv("TRAINING_JOB", "trial")
 
 
-def test_random_search_runs_max_jobs_in_parallel_and_reports_the_best(tmp_path) -> None:
+def test_random_search_runs_max_jobs_in_parallel_and_reports_the_best(tmp_path, make_plan) -> None:
     result = tune(tmp_path, make_plan(tmp_path, {}))
     assert result.status == "Completed"
     assert [t.status for t in result.trials] == ["Completed"] * 4
@@ -142,7 +64,7 @@ def test_random_search_runs_max_jobs_in_parallel_and_reports_the_best(tmp_path) 
     assert (tmp_path / "runs" / "tune-a-000" / "output" / "model.tar.gz").exists()
 
 
-def test_grid_search_tries_every_combination_once(tmp_path) -> None:
+def test_grid_search_tries_every_combination_once(tmp_path, make_plan) -> None:
     plan = make_plan(
         tmp_path,
         {
@@ -158,12 +80,12 @@ def test_grid_search_tries_every_combination_once(tmp_path) -> None:
     assert result.best.hyperparameters == {"kind": "c"}
 
 
-def test_grid_rejects_numeric_ranges(tmp_path) -> None:
+def test_grid_rejects_numeric_ranges(tmp_path, make_plan) -> None:
     with pytest.raises(TuningError, match="Grid search takes categorical ranges only"):
         tune(tmp_path, make_plan(tmp_path, {"Strategy": "Grid"}))
 
 
-def test_trials_that_print_no_objective_fail_clearly(tmp_path) -> None:
+def test_trials_that_print_no_objective_fail_clearly(tmp_path, make_plan) -> None:
     plan = make_plan(
         tmp_path,
         {"ResourceLimits": {"MaxNumberOfTrainingJobs": 2, "MaxParallelTrainingJobs": 1}},
@@ -177,7 +99,7 @@ def test_trials_that_print_no_objective_fail_clearly(tmp_path) -> None:
     assert record.status == "Failed" and "objective metric" in record.message
 
 
-def test_objective_needs_a_metric_definition(tmp_path) -> None:
+def test_objective_needs_a_metric_definition(tmp_path, make_plan) -> None:
     plan = make_plan(
         tmp_path,
         {"HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "validation:auc"}},
@@ -186,7 +108,7 @@ def test_objective_needs_a_metric_definition(tmp_path) -> None:
         tuning_from_plan(plan)
 
 
-def test_target_objective_value_stops_the_tuning_job(tmp_path) -> None:
+def test_target_objective_value_stops_the_tuning_job(tmp_path, make_plan) -> None:
     plan = make_plan(
         tmp_path,
         {
@@ -199,7 +121,7 @@ def test_target_objective_value_stops_the_tuning_job(tmp_path) -> None:
     assert result.message == "completion criteria met: the objective reached the target 0.5"
 
 
-def test_max_jobs_not_improving_stops_the_tuning_job(tmp_path) -> None:
+def test_max_jobs_not_improving_stops_the_tuning_job(tmp_path, make_plan) -> None:
     plan = make_plan(
         tmp_path,
         {
@@ -223,7 +145,7 @@ def test_max_jobs_not_improving_stops_the_tuning_job(tmp_path) -> None:
         assert "did not improve for 3 trials" in result.message
 
 
-def test_early_stopping_auto_prunes_from_streamed_metrics(tmp_path) -> None:
+def test_early_stopping_auto_prunes_from_streamed_metrics(tmp_path, make_plan) -> None:
     plan = make_plan(
         tmp_path,
         {
@@ -239,7 +161,7 @@ def test_early_stopping_auto_prunes_from_streamed_metrics(tmp_path) -> None:
     assert (record.status, record.secondary_status) == ("Stopped", "EarlyStopped")
 
 
-def test_hyperband_uses_optunas_hyperband_pruner(tmp_path) -> None:
+def test_hyperband_uses_optunas_hyperband_pruner(tmp_path, make_plan) -> None:
     plan = make_plan(
         tmp_path,
         {
@@ -258,7 +180,7 @@ def test_hyperband_uses_optunas_hyperband_pruner(tmp_path) -> None:
     assert {t.status for t in result.trials} <= {"Completed", "Stopped"}
 
 
-def test_resume_runs_only_the_missing_trials(tmp_path) -> None:
+def test_resume_runs_only_the_missing_trials(tmp_path, make_plan) -> None:
     first = tune(
         tmp_path,
         make_plan(
@@ -287,7 +209,7 @@ def test_resume_runs_only_the_missing_trials(tmp_path) -> None:
     assert len(calls(tmp_path)) == 3
 
 
-def test_two_runners_share_one_tuning_job_through_a_storage_url(tmp_path) -> None:
+def test_two_runners_share_one_tuning_job_through_a_storage_url(tmp_path, make_plan) -> None:
     # Two machines = two roots (job stores) with one shared Optuna database URL.
     shared = f"sqlite:///{tmp_path / 'shared.db'}"
     settings, template = tuning_from_plan(
@@ -306,7 +228,7 @@ def test_two_runners_share_one_tuning_job_through_a_storage_url(tmp_path) -> Non
     ]
 
 
-def test_a_trial_cut_off_by_a_killed_tuner_reruns_once_on_resume(tmp_path) -> None:
+def test_a_trial_cut_off_by_a_killed_tuner_reruns_once_on_resume(tmp_path, make_plan) -> None:
     plan = make_plan(
         tmp_path, {"ResourceLimits": {"MaxNumberOfTrainingJobs": 2, "MaxParallelTrainingJobs": 1}}
     )
@@ -350,7 +272,7 @@ print(result.status, result.message, flush=True)
 """
 
 
-def test_ctrl_c_stops_running_trials_and_resume_reruns_them(tmp_path) -> None:
+def test_ctrl_c_stops_running_trials_and_resume_reruns_them(tmp_path, make_plan) -> None:
     plan = make_plan(
         tmp_path,
         {"ResourceLimits": {"MaxNumberOfTrainingJobs": 3, "MaxParallelTrainingJobs": 2}},
@@ -390,7 +312,7 @@ def test_ctrl_c_stops_running_trials_and_resume_reruns_them(tmp_path) -> None:
     assert stopped <= {t.hyperparameters["x"] for t in result.trials[2:]}  # rerun, once
 
 
-def test_native_autotune_without_ranges_cannot_run_locally(tmp_path) -> None:
+def test_native_autotune_without_ranges_cannot_run_locally(tmp_path, make_plan) -> None:
     plan = make_plan(tmp_path, {"ParameterRanges": {}})
     plan.sagemaker_request.update({"Autotune": {"Mode": "Enabled"}})
     with pytest.raises(TuningError, match="native Autotune"):
