@@ -373,19 +373,25 @@ class _Worker:
         hyperparameters.update({k: _as_hyperparameter(v) for k, v in values.items()})
         run = replace(self.template, name=job, hyperparameters=hyperparameters)
         last = last_epoch(settings, hyperparameters)
-        reported: list[int] = []
+        reported: list[tuple[int, float]] = []
         self.echo(f"[{job}] starting: {', '.join(f'{k}={_fmt(v)}' for k, v in values.items())}\n")
 
+        pruned: list[bool] = []
+
         def on_metric(point: MetricPoint) -> bool:
-            if point.name != settings.objective_metric:
+            if point.name != settings.objective_metric or pruned:
+                # Lines printed after the decision, before the process stops, are not
+                # the trial's: it ends at the epoch early stopping judged.
                 return False
             # Epochs count from 1, as Hyperband's min/max resource do.
             epoch = point.step + 1
             trial.report(point.value, epoch)
-            reported.append(epoch)
+            reported.append((epoch, point.value))
             if last is not None and epoch >= last:
                 return False  # its last epoch has run: stopping now would save nothing
-            return trial.should_prune()
+            if trial.should_prune():
+                pruned.append(True)
+            return bool(pruned)
 
         started = float(self.study.user_attrs.get(tj.STARTED_ATTR) or time.time())
         budget = None
@@ -404,7 +410,8 @@ class _Worker:
         value = _trial_value(settings, result)
         shown = "" if value is None else f", {settings.objective_metric}={value:.6g}"
         if result.secondary_status == "EarlyStopped":
-            epoch = reported[-1] if reported else None
+            epoch, value = reported[-1] if reported else (None, value)
+            shown = "" if value is None else f", {settings.objective_metric}={value:.6g}"
             self.echo(f"[{job}] Stopped by early stopping{_after(epoch)}{shown}\n")
             raise optuna.TrialPruned()
         if result.secondary_status == js.STOPPED:

@@ -142,15 +142,21 @@ def _plots(settings: TuningSettings, study: Any, out_dir: Path) -> tuple[Path, .
     paths: list[Path] = []
 
     def save(axes: Any, name: str, title: str) -> None:
-        figure = axes.flat[0].figure if hasattr(axes, "flat") else axes.figure
-        figure.suptitle(f"{settings.name}: {title}") if hasattr(axes, "flat") else axes.set_title(
-            f"{settings.name}: {title}"
-        )
-        figure.tight_layout()
-        path = out_dir / name
-        figure.savefig(path, dpi=100)
+        if hasattr(axes, "flat"):  # several panels: one title over them all
+            figure = axes.flat[0].figure
+            figure.suptitle(f"{settings.name}: {title}")
+            # tight_layout would fight the shared colour bar Optuna adds; "tight" saving
+            # keeps every label in the picture instead.
+            figure.savefig(out_dir / name, dpi=100, bbox_inches="tight")
+        else:
+            figure = axes.figure
+            for loc in ("left", "right"):  # Optuna's own titles, replaced by ours
+                axes.set_title("", loc=loc)
+            axes.set_title(f"{settings.name}: {title}")
+            figure.tight_layout()
+            figure.savefig(out_dir / name, dpi=100)
         plt.close(figure)
-        paths.append(path)
+        paths.append(out_dir / name)
 
     plt.style.use("default")  # Optuna's plots set a style; keep files alike across runs
     if complete or pruned:
@@ -170,20 +176,18 @@ def _plots(settings: TuningSettings, study: Any, out_dir: Path) -> tuple[Path, .
         save(axes, "objective.png", "objective per trial")
     if with_steps:
         axes = ovm.plot_intermediate_values(study)
+        _mark_stopped_trials(axes, {t.number for t in trials if t.state.name == "PRUNED"})
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_xlabel("epoch")
         axes.set_ylabel(metric)
-        if axes.get_legend() is not None:
-            axes.get_legend().remove()  # one entry per trial says nothing; lines end where stopped
-        save(axes, "epochs.png", "objective per epoch (early-stopped trials end early)")
+        save(axes, "epochs.png", "objective per epoch")
     if complete:
         axes = ovm.plot_slice(study, target_name=metric)
-        for ax in getattr(axes, "flat", [axes]):
-            ax.tick_params(axis="x", labelrotation=30)
-            if ax.get_xscale() == "log":
-                ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(numticks=4))
-                ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        save(axes, "slice.png", "objective per hyperparameter")
+        panels = list(getattr(axes, "flat", [axes]))
+        panels[0].figure.set_size_inches(max(3.6 * len(panels), 5.0) + 1.2, 4.2)
+        for ax in panels:
+            _readable_x_axis(ax)
+        save(axes, "slice.png", "objective per hyperparameter (colour: trial number)")
     if len(settings.ranges) >= 2 and len(complete) >= 5:
         try:
             axes = ovm.plot_param_importances(study, target_name=metric)
@@ -192,3 +196,40 @@ def _plots(settings: TuningSettings, study: Any, out_dir: Path) -> tuple[Path, .
         else:
             save(axes, "importance.png", "hyperparameter importance")
     return tuple(paths)
+
+
+def _mark_stopped_trials(axes: Any, stopped: set[int]) -> None:
+    """Completed trials in blue, early-stopped ones red and dashed, ending in an x; one
+    legend entry for each kind instead of one per trial."""
+    from matplotlib.lines import Line2D
+
+    for line in axes.get_lines():
+        label = line.get_label()
+        number = int(label[5:]) if label.startswith("Trial") and label[5:].isdigit() else None
+        if number in stopped:
+            line.set(color="tab:red", linestyle="--", alpha=0.9)
+            x, y = line.get_data()
+            axes.plot(x[-1:], y[-1:], marker="x", color="tab:red", markersize=9, linestyle="")
+        else:
+            line.set(color="tab:blue", alpha=0.6)
+    handles = [Line2D([], [], color="tab:blue", label="completed")]
+    if stopped:
+        handles.append(
+            Line2D([], [], color="tab:red", linestyle="--", marker="x", label="stopped early")
+        )
+    axes.legend(handles=handles, loc="best")
+
+
+def _readable_x_axis(ax: Any) -> None:
+    """Few, plain tick labels: log axes at 1-2-5 steps, categories without quotes."""
+    from matplotlib import ticker
+
+    if ax.get_xscale() == "log":
+        ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0), numticks=12))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    else:
+        labels = [label.get_text() for label in ax.get_xticklabels()]
+        if labels and all(len(t) >= 2 and t[0] == t[-1] == "'" for t in labels):
+            ax.set_xticks(ax.get_xticks(), [t[1:-1] for t in labels])
+    ax.tick_params(axis="x", labelrotation=30)
