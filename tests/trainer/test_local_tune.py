@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,10 +15,10 @@ import pytest
 from google.protobuf import json_format
 from trainspec.trainer._job_store import JobStore
 from trainspec.trainer._local_tune import (
+    Heartbeat,
     TuningError,
     _pruner,
     _sampler,
-    default_storage_url,
     run_tuning,
     tuning_from_plan,
 )
@@ -228,48 +227,80 @@ def test_two_runners_share_one_tuning_job_through_a_storage_url(tmp_path, make_p
     ]
 
 
-def test_a_trial_cut_off_by_a_killed_tuner_reruns_once_on_resume(tmp_path, make_plan) -> None:
-    plan = make_plan(
-        tmp_path, {"ResourceLimits": {"MaxNumberOfTrainingJobs": 2, "MaxParallelTrainingJobs": 1}}
-    )
-    root = tmp_path / "runs"
-    root.mkdir()
-    # A tuner that died mid-trial leaves a RUNNING trial owned by a process that is gone.
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = optuna.create_study(
-        study_name="tune-a", storage=default_storage_url(root), direction="maximize"
-    )
-    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
-    trial.set_user_attr("trainspec_host", socket.gethostname())
-    trial.set_user_attr("trainspec_pid", int(dead.stdout))
-    cut_off_x = trial.params["x"]
-
-    result = tune(tmp_path, plan)
-    states = [t.state for t in result.trials]
-    assert states.count("COMPLETE") == 2 and states[0] == "FAIL"
-    assert result.trials[1].hyperparameters["x"] == cut_off_x  # the cut-off trial reran
-    assert len(calls(tmp_path)) == 2
-    again = tune(tmp_path, plan)
-    assert len(again.trials) == 3 and len(calls(tmp_path)) == 2  # and only once
-
-
 DRIVER = """
 import sys
 from pathlib import Path
 from google.protobuf import json_format
-from trainspec.trainer._local_tune import run_tuning, tuning_from_plan
+from trainspec.trainer._local_tune import Heartbeat, run_tuning, tuning_from_plan
 from trainspec.v1 import plan_pb2
 plan = json_format.Parse(Path(sys.argv[1]).read_text(), plan_pb2.Plan())
 settings, template = tuning_from_plan(plan)
-result = run_tuning(settings, template, Path(sys.argv[2]), echo=lambda line: None)
+result = run_tuning(
+    settings, template, Path(sys.argv[2]), echo=lambda line: None,
+    heartbeat=Heartbeat(interval_seconds=1, grace_seconds=3),
+)
 print(result.status, result.message, flush=True)
 """
+
+
+def _driver(tmp_path: Path, plan: plan_pb2.Plan, root: Path, worker: str = "") -> subprocess.Popen:
+    (tmp_path / "plan.json").write_text(json_format.MessageToJson(plan))
+    (tmp_path / "driver.py").write_text(DRIVER)
+    return subprocess.Popen(
+        [sys.executable, str(tmp_path / "driver.py"), str(tmp_path / "plan.json"), str(root)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "WORKER": worker},
+    )
+
+
+def test_a_trial_cut_off_by_a_killed_tuner_is_retried_once_on_resume(tmp_path, make_plan) -> None:
+    plan = make_plan(
+        tmp_path,
+        {"ResourceLimits": {"MaxNumberOfTrainingJobs": 2, "MaxParallelTrainingJobs": 1}},
+        env={"EPOCH_SECONDS": "2"},
+    )
+    root = tmp_path / "runs"
+    tuner = _driver(tmp_path, plan, root)
+    deadline = time.monotonic() + 60
+    while not calls(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    tuner.send_signal(signal.SIGKILL)  # no goodbye: its trial stays RUNNING in the database
+    tuner.communicate()
+    cut_off_x = float(calls(tmp_path)[0].split()[1])
+
+    # The rerun finds the trial without a heartbeat after the grace period, fails it and
+    # Optuna's retry callback queues the same parameters.
+    settings, template = tuning_from_plan(plan)
+    quick = Heartbeat(interval_seconds=1, grace_seconds=3)
+    result = run_tuning(settings, template, root, echo=lambda _: None, heartbeat=quick)
+    assert result.status == "Completed", result.message
+    assert [t.status for t in result.trials] == ["Failed", "Completed", "Completed"]
+    assert "retried as trial 1" in result.trials[0].note
+    assert result.trials[1].hyperparameters["x"] == pytest.approx(cut_off_x)
+    again = run_tuning(settings, template, root, echo=lambda _: None, heartbeat=quick)
+    assert len(again.trials) == 3  # the job is over: nothing ran again
+    assert again.message == "all 2 trials finished"
+
+
+def test_two_tuners_on_one_root_share_the_job_and_its_limits(tmp_path, make_plan) -> None:
+    """Two `trainspec run` of one tuning job on one root (SQLite): one job, not two."""
+    plan = make_plan(
+        tmp_path,
+        {"ResourceLimits": {"MaxNumberOfTrainingJobs": 4, "MaxParallelTrainingJobs": 2}},
+        env={"EPOCH_SECONDS": "0.3", "SPANS_FILE": str(tmp_path / "spans.txt")},
+    )
+    tuners = [_driver(tmp_path, plan, tmp_path / "runs", worker) for worker in ("a", "b")]
+    outs = [t.communicate(timeout=120)[0] for t in tuners]
+    assert [t.returncode for t in tuners] == [0, 0], outs
+    assert [o.strip() for o in outs] == ["Completed all 4 trials finished"] * 2
+    assert len(calls(tmp_path)) == 4
+    assert len({line.split()[1] for line in calls(tmp_path)}) == 4  # no parameter set twice
+    spans = sorted(
+        tuple(map(float, line.split()))
+        for line in (tmp_path / "spans.txt").read_text().splitlines()
+    )
+    assert max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans) <= 2
 
 
 def test_ctrl_c_stops_running_trials_and_resume_reruns_them(tmp_path, make_plan) -> None:
@@ -278,18 +309,7 @@ def test_ctrl_c_stops_running_trials_and_resume_reruns_them(tmp_path, make_plan)
         {"ResourceLimits": {"MaxNumberOfTrainingJobs": 3, "MaxParallelTrainingJobs": 2}},
         env={"EPOCH_SECONDS": "3"},
     )
-    (tmp_path / "plan.json").write_text(json_format.MessageToJson(plan))
-    (tmp_path / "driver.py").write_text(DRIVER)
-    tuner = subprocess.Popen(
-        [
-            sys.executable,
-            str(tmp_path / "driver.py"),
-            str(tmp_path / "plan.json"),
-            str(tmp_path / "runs"),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    tuner = _driver(tmp_path, plan, tmp_path / "runs")
     deadline = time.monotonic() + 30
     while len(calls(tmp_path)) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
