@@ -228,7 +228,7 @@ def test_two_runners_share_one_tuning_job_through_a_storage_url(tmp_path, make_p
 
 
 DRIVER = """
-import sys
+import os, sys
 from pathlib import Path
 from google.protobuf import json_format
 from trainspec.trainer._local_tune import Heartbeat, run_tuning, tuning_from_plan
@@ -237,20 +237,23 @@ plan = json_format.Parse(Path(sys.argv[1]).read_text(), plan_pb2.Plan())
 settings, template = tuning_from_plan(plan)
 result = run_tuning(
     settings, template, Path(sys.argv[2]), echo=lambda line: None,
+    storage_url=os.environ.get("TUNE_STORAGE") or None,
     heartbeat=Heartbeat(interval_seconds=1, grace_seconds=3),
 )
 print(result.status, result.message, flush=True)
 """
 
 
-def _driver(tmp_path: Path, plan: plan_pb2.Plan, root: Path, worker: str = "") -> subprocess.Popen:
+def _driver(
+    tmp_path: Path, plan: plan_pb2.Plan, root: Path, worker: str = "", storage: str = ""
+) -> subprocess.Popen:
     (tmp_path / "plan.json").write_text(json_format.MessageToJson(plan))
     (tmp_path / "driver.py").write_text(DRIVER)
     return subprocess.Popen(
         [sys.executable, str(tmp_path / "driver.py"), str(tmp_path / "plan.json"), str(root)],
         stdout=subprocess.PIPE,
         text=True,
-        env={**os.environ, "WORKER": worker},
+        env={**os.environ, "WORKER": worker, "TUNE_STORAGE": storage},
     )
 
 
@@ -400,3 +403,47 @@ def test_parallel_trial_threads_never_claim_one_requeued_trial_twice(tmp_path) -
         study.optimize(lambda trial: trial.suggest_int("x", 0, 100), n_trials=40, n_jobs=4)
         assert sorted(t.params["x"] for t in study.trials) == list(range(40))
         assert {t.state.name for t in study.trials} == {"COMPLETE"}
+
+
+def _active(root: Path) -> bool:
+    record = JobStore.for_root(root).get("tune-a")
+    return record is not None and record.active
+
+
+def test_stopping_the_job_on_one_machine_stops_every_worker(tmp_path, make_plan) -> None:
+    """`trainspec jobs stop` on one machine: the verdict in the shared storage stops the
+    trials another worker (another root: another machine) runs, and a rerun resumes."""
+    plan = make_plan(
+        tmp_path,
+        {"ResourceLimits": {"MaxNumberOfTrainingJobs": 6, "MaxParallelTrainingJobs": 2}},
+        env={"EPOCH_SECONDS": "2"},
+    )
+    shared = f"sqlite:///{tmp_path / 'shared.db'}"
+    workers = [_driver(tmp_path, plan, tmp_path / n, n, storage=shared) for n in ("a", "b")]
+    deadline = time.monotonic() + 60
+    while len(calls(tmp_path)) < 2:
+        assert time.monotonic() < deadline, calls(tmp_path)
+        time.sleep(0.1)
+    # Stop from the root of the worker that did not start the latest trial.
+    running_on = calls(tmp_path)[-1].split()[-1]
+    other = "b" if running_on == "a" else "a"
+    while not ((tmp_path / other / "jobs.db").exists() and _active(tmp_path / other)):
+        assert time.monotonic() < deadline, "the other worker never joined"
+        time.sleep(0.1)
+    JobStore.for_root(tmp_path / other).request_stop("tune-a")
+    outs = [w.communicate(timeout=60)[0] for w in workers]
+    assert [o.strip() for o in outs] == ["Stopped stopped on request"] * 2
+    assert not any(r.active for r in JobStore.for_root(tmp_path / running_on).list())
+    stopped_here = JobStore.for_root(tmp_path / running_on).list(parent="tune-a")
+    assert "Stopped" in {r.status for r in stopped_here}  # its running trial was stopped
+    settings, template = tuning_from_plan(plan)
+    stopped = optuna.load_study(study_name="tune-a", storage=shared).get_trials()
+    assert "RUNNING" not in {t.state.name for t in stopped}
+    queued = [t.params for t in stopped if t.state.name == "WAITING"]
+    assert len(queued) == 2  # both workers' stopped trials wait for the resume
+
+    result = run_tuning(settings, template, tmp_path / "a", storage_url=shared, echo=lambda _: None)
+    assert (result.status, result.message) == ("Completed", "all 6 trials finished")
+    assert [t.status for t in result.trials].count("Completed") == 6
+    resumed = [t.hyperparameters for t in result.trials if t.status == "Completed"]
+    assert all(params in resumed for params in queued)
