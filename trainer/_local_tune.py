@@ -243,9 +243,10 @@ class _Worker:
                 self.study.set_user_attr(tj.STARTED_ATTR, time.time())
             counts = tj.count(self.study.get_trials(deepcopy=False))
         if stored is not None or counts.used:
+            how = "resuming" if stored is not None or not counts.running else "joining"
             self.echo(
-                f"resuming tuning job {name}: {counts.finished} trial(s) finished, "
-                f"{counts.running} running, {counts.waiting} queued to run again\n"
+                f"{how} tuning job {name}: {counts.finished} trial(s) finished, "
+                f"{counts.running} running, {counts.waiting} queued\n"
             )
         existing = self.store.get(name)
         if existing is None or not existing.active:

@@ -229,6 +229,8 @@ class JobLock:
 
     def close(self) -> None:
         """Release and drop this thread's connection (call when the thread ends)."""
+        with contextlib.suppress(OSError, sqlalchemy.exc.SQLAlchemyError):
+            self.release()
         connection = getattr(self._local, "connection", None)
         self._local.connection = None
         self._local.held = False
