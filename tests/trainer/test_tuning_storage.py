@@ -194,14 +194,16 @@ def test_an_unreachable_database_is_an_infrastructure_failure(digits) -> None:
     assert "hunter2" not in output and "Traceback" not in output
 
 
-def test_the_defaults_file_names_the_storage_and_the_flag_wins(digits) -> None:
+def test_the_defaults_file_names_the_storage_below_the_variable_and_the_flag(digits) -> None:
     from_defaults = digits / "from-defaults.db"
     with open(digits / "trainspec.defaults.yaml", "a", encoding="utf-8") as defaults:
         defaults.write(f"local:\n  tuning_storage: sqlite:///{from_defaults}\n")
     done = _run(digits)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"in sqlite:///{from_defaults}" in done.stderr and from_defaults.exists()
-    flag = digits / "flag.db"
-    done = _run(digits, "--storage", f"sqlite:///{flag}")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert flag.exists() and not (digits / "runs" / "optuna.db").exists()
+    assert not (digits / "runs" / "optuna.db").exists()
+    # $TRAINSPEC_STORAGE, then --storage, win over it (an unusable URL shows which one won).
+    done = _run(digits, env={"TRAINSPEC_STORAGE": "mysql://env@db/x"})
+    assert done.returncode == 1 and "'mysql://env@db/x'" in done.stderr, done.stderr
+    done = _run(digits, "--storage", "mysql://flag@db/x", env={"TRAINSPEC_STORAGE": "x"})
+    assert done.returncode == 1 and "'mysql://flag@db/x'" in done.stderr, done.stderr
