@@ -310,12 +310,16 @@ def test_two_digits_runs_with_one_storage_behave_as_one_job(tmp_path, postgres_u
         for _ in range(2)
     ]
     outs = [s.communicate(timeout=240) for s in shells]
+    from trainspec.compiler import compile_file
+
+    plan = compile_file(args[1], overrides=[args[-1]])
+    name = plan.sagemaker_request["HyperParameterTuningJobName"]  # digits-tune-<digest>
     for shell, (out, err) in zip(shells, outs, strict=True):
         assert shell.returncode == 0, out + err
-        assert "digits-tune: Completed (all 4 trials finished)" in err, err
+        assert f"{name}: Completed (all 4 trials finished)" in err, err
     # Both print the same table: one job of 4 trials, as max_jobs says.
     assert outs[0][0].split("plot:")[0] == outs[1][0].split("plot:")[0]
-    trials = _trials(postgres_url, "digits-tune")
+    trials = _trials(postgres_url, name)
     assert len(trials) == 4
     assert {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
     assert len({tuple(sorted(t.params.items())) for t in trials}) == 4
