@@ -207,3 +207,25 @@ def test_the_defaults_file_names_the_storage_below_the_variable_and_the_flag(dig
     assert done.returncode == 1 and "'mysql://env@db/x'" in done.stderr, done.stderr
     done = _run(digits, "--storage", "mysql://flag@db/x", env={"TRAINSPEC_STORAGE": "x"})
     assert done.returncode == 1 and "'mysql://flag@db/x'" in done.stderr, done.stderr
+
+
+def test_a_full_disk_or_a_lost_database_is_infrastructure_not_input() -> None:
+    import errno
+    import sqlite3
+
+    import sqlalchemy
+    from trainspec.trainer._optuna_storage import infrastructure_error, is_infrastructure
+
+    url = "postgresql://tuner:hunter2@db/optuna"
+    full = OSError(errno.ENOSPC, "No space left on device", "/runs/optuna.db")
+    assert is_infrastructure(full)
+    assert str(infrastructure_error(full, url)) == (
+        "tuning storage postgresql://tuner:***@db/optuna failed: "
+        "No space left on device: /runs/optuna.db"
+    )
+    assert is_infrastructure(sqlite3.OperationalError("database or disk is full"))
+    lost = sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("password hunter2 refused"))
+    assert "hunter2" not in str(infrastructure_error(lost, url))
+    assert not is_infrastructure(ValueError("a bug")) and not is_infrastructure(
+        OSError(errno.ENOENT, "No such file")
+    )
