@@ -72,7 +72,8 @@ def cli(log_level: str) -> None:
     """Training jobs as code: validate, compile, serve and run job specs.
 
     Exit codes: 0 success, 1 invalid input (every problem is printed), 2 usage error,
-    3 internal error (a bug in trainspec or its catalogs).
+    3 internal error (a bug in trainspec or its catalogs), 4 infrastructure failure (a
+    database unreachable, a disk full).
 
     Shell completion: eval "$(_TRAINSPEC_COMPLETE=bash_source trainspec)" in ~/.bashrc
     (zsh_source, fish_source for the other shells).

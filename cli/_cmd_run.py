@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import click
-from trainspec._errors import EXIT_INVALID, handle_errors
+from trainspec._errors import EXIT_INFRASTRUCTURE, EXIT_INTERNAL, EXIT_INVALID, handle_errors
 from trainspec._options import defaults_option, root_option, set_option
 
 
@@ -36,8 +37,12 @@ def _user_errors() -> tuple[type[Exception], ...]:
     "--storage",
     default=None,
     metavar="URL",
-    help="Tuning: an SQLAlchemy database URL (e.g. postgresql://...) shared by "
-    "several machines running the same tuning job. Default: <root>/optuna.db.",
+    envvar="TRAINSPEC_STORAGE",
+    help="Tuning: the database of the tuning job, shared by every worker that runs it: "
+    "sqlite:///PATH (one machine) or postgresql://USER@HOST:PORT/DATABASE (several "
+    "machines; the postgres extra). Default: $TRAINSPEC_STORAGE, then local.tuning_storage "
+    "in the defaults file, then <root>/optuna.db. Keep the password out of the URL "
+    "(PGPASSWORD or ~/.pgpass): a command line shows in `ps`.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Do not stream the training log.")
 @handle_errors()
@@ -45,9 +50,11 @@ def run(spec, local, root, defaults, overrides, storage, quiet) -> None:
     """Compile SPEC and run it on this machine as SageMaker's container would.
 
     A training job writes <root>/<job>/output/model.tar.gz; a tuning job runs its trials
-    with Optuna and writes the best trial, a table and plots to <root>/<job>/. Rerunning
-    a stopped or killed job resumes it (checkpoints, finished trials). Exit 0 when the job
-    completed, 1 when it failed or was stopped.
+    with Optuna and writes the best trial, a table and plots to <root>/<job>/. Several
+    runs of one tuning job with the same --storage (shells, machines) work as one job.
+    Rerunning a stopped or killed job resumes it (checkpoints, finished trials). Exit 0
+    when the job completed, 1 when it failed or was stopped, 4 when the database or disk
+    failed.
     """
     if not local:
         raise click.UsageError(
@@ -64,14 +71,56 @@ def run(spec, local, root, defaults, overrides, storage, quiet) -> None:
     from trainspec.compiler import spec_root
 
     base = Path(spec_root(spec))  # the plan's local paths are relative to it
+    tuning = plan.sagemaker_operation == "CreateHyperParameterTuningJob"
+    if tuning and storage is None:
+        storage = _defaults_storage(spec, defaults)
+    from trainspec.trainer._storage_url import scrub
+
+    def shown(text: str) -> str:  # no output ever holds the storage password
+        return scrub(text, storage) if storage else text
+
     try:
-        if plan.sagemaker_operation == "CreateHyperParameterTuningJob":
+        if tuning:
             ok = _run_tuning(plan, base, Path(root), storage, echo)
         else:
             ok = _run_training(plan, base, Path(root), echo)
     except _user_errors() as exc:
-        _fail(str(exc))
+        _fail(shown(str(exc)))
+    except Exception as exc:
+        from trainspec.trainer._optuna_storage import InfrastructureError
+
+        if isinstance(exc, InfrastructureError):
+            click.echo(f"error: {shown(str(exc))}", err=True)
+            click.echo(
+                "the database or the disk failed, not the spec: fix it and run the same "
+                "command again to resume",
+                err=True,
+            )
+            sys.exit(EXIT_INFRASTRUCTURE)
+        if not storage or os.environ.get("TRAINSPEC_DEBUG"):
+            raise
+        click.echo(
+            f"internal error: {type(exc).__name__}: {shown(str(exc))}\n"
+            "this is a bug in trainspec; rerun with TRAINSPEC_DEBUG=1 for a traceback",
+            err=True,
+        )
+        sys.exit(EXIT_INTERNAL)
     sys.exit(0 if ok else EXIT_INVALID)
+
+
+def _defaults_storage(spec: str, defaults: tuple[str, ...]) -> str | None:
+    """`local.tuning_storage` of the defaults files (the last that sets it wins)."""
+    import yaml
+    from trainspec.compiler._layers import find_defaults_file
+
+    paths = list(defaults) or [p for p in [find_defaults_file(Path(spec).parent)] if p]
+    found = None
+    for path in paths:
+        # compile_file has read and validated these files already
+        tree = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        value = (tree.get("local") or {}).get("tuning_storage")
+        found = value or found
+    return found
 
 
 def _run_training(plan: Any, base: Path, root: Path, echo: Any) -> bool:
@@ -92,11 +141,13 @@ def _run_training(plan: Any, base: Path, root: Path, echo: Any) -> bool:
 
 def _run_tuning(plan: Any, base: Path, root: Path, storage: str | None, echo: Any) -> bool:
     from trainspec.trainer._local_tune import run_tuning, tuning_from_plan
+    from trainspec.trainer._storage_url import default_storage_url, masked
 
     settings, template = tuning_from_plan(plan, base)
     click.echo(
         f"==> local tuning job {settings.name}: {settings.strategy}, up to "
-        f"{settings.max_jobs} trials, {settings.max_parallel_jobs} at a time",
+        f"{settings.max_jobs} trials, {settings.max_parallel_jobs} at a time (over all "
+        f"workers), in {masked(storage or default_storage_url(root))}",
         err=True,
     )
     for note in settings.notes:

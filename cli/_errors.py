@@ -2,7 +2,9 @@
 
 Exit codes: 0 ok, 1 the input is wrong (every problem printed), 2 usage error (click),
 3 internal error (a bug in trainspec or its catalogs; never a traceback unless
-TRAINSPEC_DEBUG=1). A reader that stops early (`| head`) ends a command quietly, with 0.
+TRAINSPEC_DEBUG=1), 4 infrastructure failure (a database unreachable, a disk full: the
+input may be fine; fix it and run again). A reader that stops early (`| head`) ends a
+command quietly, with 0.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import click
 
 EXIT_INVALID = 1
 EXIT_INTERNAL = 3
+EXIT_INFRASTRUCTURE = 4
 
 
 # How diagnostics can be printed: text on stderr; the others on stdout, for tools.

@@ -336,6 +336,12 @@ def _schema(kind: str) -> dict:
         "training": fields["training"],
         "tuning": fields["tuning"],
         "catalog": {"type": "dict", "nullable": True},
+        # Settings of `trainspec run --local` that are not part of any job.
+        "local": {
+            "type": "dict",
+            "nullable": True,
+            "schema": {"tuning_storage": {"type": "string", "nullable": True}},
+        },
     }
 
 
@@ -557,7 +563,7 @@ def _unknown_field(path: FieldPath, layer: Validated, kind: str) -> Diagnostic:
 
 def _known_names(parent: FieldPath, kind: str) -> list[str]:
     if parent == ():
-        return ["training", "tuning"] + (["catalog"] if kind == "defaults" else [])
+        return ["training", "tuning"] + (["catalog", "local"] if kind == "defaults" else [])
     message = message_at(parent)
     return list(message.fields) if message else []
 

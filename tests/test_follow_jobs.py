@@ -335,7 +335,7 @@ def test_a_stopped_job_exits_4_and_no_logs_shows_metrics_from_sagemaker(moto, mo
         "--poll-interval",
         "0.05",
     )
-    assert result.exit_code == _follow.EXIT_STOPPED == 4, result.output
+    assert result.exit_code == _follow.EXIT_STOPPED == 5, result.output
     assert "a line that --no-logs hides" not in result.output
     assert "metric validation:accuracy = 0.5\n" in result.output
     assert f"training job {name} was stopped" in result.output

@@ -21,7 +21,7 @@ from trainspec.trainer._sagemaker import AwsError, Clients, autotune_comparison,
 # that failed is a failed command). 130 is the shell's code for an interrupted command.
 EXIT_COMPLETED = 0
 EXIT_FAILED = 1
-EXIT_STOPPED = 4
+EXIT_STOPPED = 5  # 4 is an infrastructure failure (cli/_errors.py)
 EXIT_DETACHED = 130
 _EXIT_CODES = {"Completed": EXIT_COMPLETED, "Failed": EXIT_FAILED, "Stopped": EXIT_STOPPED}
 TERMINAL = tuple(_EXIT_CODES)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,92 +15,14 @@ import pytest
 from google.protobuf import json_format
 from trainspec.trainer._job_store import JobStore
 from trainspec.trainer._local_tune import (
+    Heartbeat,
     TuningError,
     _pruner,
     _sampler,
-    default_storage_url,
     run_tuning,
     tuning_from_plan,
 )
 from trainspec.v1 import plan_pb2
-
-# score = 1 - (x - 0.3)^2, printed once per epoch; every run is logged to CALLS_FILE.
-SCRIPT = """
-import argparse, os, time
-parser = argparse.ArgumentParser()
-parser.add_argument("-x", type=float, default=0.5)  # SageMaker passes one-letter names as -x
-parser.add_argument("--kind", default="a")
-parser.add_argument("--epochs", type=int, default=3)
-args, _ = parser.parse_known_args()
-with open(os.environ["CALLS_FILE"], "a") as calls:
-    calls.write(f"{os.environ['TRAINING_JOB']} {args.x} {args.kind}\\n")
-bonus = {"a": 0.0, "b": 0.05, "c": 0.1}[args.kind]
-for epoch in range(1, args.epochs + 1):
-    score = (1 - (args.x - 0.3) ** 2 + bonus) * epoch / args.epochs
-    if os.environ.get("SILENT") != "1":
-        print(f"epoch={epoch} score={score:.6f}", flush=True)
-    time.sleep(float(os.environ.get("EPOCH_SECONDS", "0")))
-"""
-
-
-def make_plan(tmp_path: Path, config: dict, *, env: dict | None = None) -> plan_pb2.Plan:
-    """A hand-built CreateHyperParameterTuningJob plan shaped like the compiler's."""
-    source = tmp_path / "src"
-    source.mkdir(exist_ok=True)
-    (source / "train.py").write_text(SCRIPT)
-    plan = plan_pb2.Plan(sagemaker_operation="CreateHyperParameterTuningJob")
-    json_format.ParseDict(
-        {
-            "tuning": {
-                "name": "tune-a",
-                "training": {
-                    "name": "t",
-                    "model": {
-                        "framework": {
-                            "name": "pytorch",
-                            "entry_point": "train.py",
-                            "source_dir": str(source),
-                        }
-                    },
-                },
-            }
-        },
-        plan.job,
-    )
-    base = {
-        "Strategy": "Random",
-        "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "score"},
-        "ResourceLimits": {"MaxNumberOfTrainingJobs": 4, "MaxParallelTrainingJobs": 2},
-        "ParameterRanges": {
-            "ContinuousParameterRanges": [
-                {"Name": "x", "MinValue": "0", "MaxValue": "1", "ScalingType": "Linear"}
-            ]
-        },
-        "RandomSeed": 1,
-    }
-    base.update(config)
-    plan.sagemaker_request.update(
-        {
-            "HyperParameterTuningJobName": "tune-a",
-            "HyperParameterTuningJobConfig": base,
-            "TrainingJobDefinition": {
-                "StaticHyperParameters": {"epochs": "3", "sagemaker_program": "train.py"},
-                "AlgorithmSpecification": {
-                    "TrainingImage": "img",
-                    "TrainingInputMode": "File",
-                    "MetricDefinitions": [{"Name": "score", "Regex": r"score=([0-9.]+)"}],
-                },
-                "Environment": {"CALLS_FILE": str(tmp_path / "calls.txt"), **(env or {})},
-                "StoppingCondition": {"MaxRuntimeInSeconds": 60},
-                "ResourceConfig": {
-                    "InstanceType": "ml.m5.large",
-                    "InstanceCount": 1,
-                    "VolumeSizeInGB": 30,
-                },
-            },
-        }
-    )
-    return plan
 
 
 def tune(tmp_path: Path, plan: plan_pb2.Plan, **kwargs):
@@ -121,17 +42,17 @@ def _job_name_env(monkeypatch):
     monkeypatch.setenv("TRAINING_JOB", "trial")
 
 
-def test_random_search_runs_max_jobs_in_parallel_and_reports_the_best(tmp_path) -> None:
+def test_random_search_runs_max_jobs_in_parallel_and_reports_the_best(tmp_path, make_plan) -> None:
     result = tune(tmp_path, make_plan(tmp_path, {}))
     assert result.status == "Completed"
-    assert [t.state for t in result.trials] == ["COMPLETE"] * 4
+    assert [t.status for t in result.trials] == ["Completed"] * 4
     assert len(calls(tmp_path)) == 4
     best = max(result.trials, key=lambda t: t.objective)
     assert result.best == best
     assert result.best.objective == pytest.approx(
         1 - (best.hyperparameters["x"] - 0.3) ** 2, abs=1e-5
     )
-    assert {p.name for p in result.plots} == {"objective.png", "param_x.png"}
+    assert {p.name for p in result.plots} == {"objective.png", "epochs.png", "slice.png"}
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in result.plots)
     assert "*" in result.table() and "tune-a-000" in result.table()
     store = JobStore.for_root(tmp_path / "runs")
@@ -142,7 +63,7 @@ def test_random_search_runs_max_jobs_in_parallel_and_reports_the_best(tmp_path) 
     assert (tmp_path / "runs" / "tune-a-000" / "output" / "model.tar.gz").exists()
 
 
-def test_grid_search_tries_every_combination_once(tmp_path) -> None:
+def test_grid_search_tries_every_combination_once(tmp_path, make_plan) -> None:
     plan = make_plan(
         tmp_path,
         {
@@ -158,26 +79,26 @@ def test_grid_search_tries_every_combination_once(tmp_path) -> None:
     assert result.best.hyperparameters == {"kind": "c"}
 
 
-def test_grid_rejects_numeric_ranges(tmp_path) -> None:
+def test_grid_rejects_numeric_ranges(tmp_path, make_plan) -> None:
     with pytest.raises(TuningError, match="Grid search takes categorical ranges only"):
         tune(tmp_path, make_plan(tmp_path, {"Strategy": "Grid"}))
 
 
-def test_trials_that_print_no_objective_fail_clearly(tmp_path) -> None:
+def test_trials_that_print_no_objective_fail_clearly(tmp_path, make_plan) -> None:
     plan = make_plan(
         tmp_path,
         {"ResourceLimits": {"MaxNumberOfTrainingJobs": 2, "MaxParallelTrainingJobs": 1}},
         env={"SILENT": "1"},
     )
     result = tune(tmp_path, plan)
-    assert [t.state for t in result.trials] == ["FAIL", "FAIL"]
+    assert [t.status for t in result.trials] == ["Failed", "Failed"]
     assert result.best is None and result.plots == ()
-    assert "printed no value of the objective metric 'score'" in result.trials[0].message
+    assert "printed no value of the objective metric 'score'" in result.trials[0].note
     record = JobStore.for_root(tmp_path / "runs").get("tune-a-000")
     assert record.status == "Failed" and "objective metric" in record.message
 
 
-def test_objective_needs_a_metric_definition(tmp_path) -> None:
+def test_objective_needs_a_metric_definition(tmp_path, make_plan) -> None:
     plan = make_plan(
         tmp_path,
         {"HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": "validation:auc"}},
@@ -186,7 +107,7 @@ def test_objective_needs_a_metric_definition(tmp_path) -> None:
         tuning_from_plan(plan)
 
 
-def test_target_objective_value_stops_the_tuning_job(tmp_path) -> None:
+def test_target_objective_value_stops_the_tuning_job(tmp_path, make_plan) -> None:
     plan = make_plan(
         tmp_path,
         {
@@ -199,7 +120,7 @@ def test_target_objective_value_stops_the_tuning_job(tmp_path) -> None:
     assert result.message == "completion criteria met: the objective reached the target 0.5"
 
 
-def test_max_jobs_not_improving_stops_the_tuning_job(tmp_path) -> None:
+def test_max_jobs_not_improving_stops_the_tuning_job(tmp_path, make_plan) -> None:
     plan = make_plan(
         tmp_path,
         {
@@ -223,7 +144,7 @@ def test_max_jobs_not_improving_stops_the_tuning_job(tmp_path) -> None:
         assert "did not improve for 3 trials" in result.message
 
 
-def test_early_stopping_auto_prunes_from_streamed_metrics(tmp_path) -> None:
+def test_early_stopping_auto_prunes_from_streamed_metrics(tmp_path, make_plan) -> None:
     plan = make_plan(
         tmp_path,
         {
@@ -232,14 +153,14 @@ def test_early_stopping_auto_prunes_from_streamed_metrics(tmp_path) -> None:
         },
     )
     result = tune(tmp_path, plan)
-    states = [t.state for t in result.trials]
-    assert "PRUNED" in states and "COMPLETE" in states
-    pruned = next(t for t in result.trials if t.state == "PRUNED")
+    states = [t.status for t in result.trials]
+    assert "Stopped" in states and "Completed" in states
+    pruned = next(t for t in result.trials if t.status == "Stopped")
     record = JobStore.for_root(tmp_path / "runs").get(pruned.job_name)
     assert (record.status, record.secondary_status) == ("Stopped", "EarlyStopped")
 
 
-def test_hyperband_uses_optunas_hyperband_pruner(tmp_path) -> None:
+def test_hyperband_uses_optunas_hyperband_pruner(tmp_path, make_plan) -> None:
     plan = make_plan(
         tmp_path,
         {
@@ -255,10 +176,10 @@ def test_hyperband_uses_optunas_hyperband_pruner(tmp_path) -> None:
     assert isinstance(_sampler(settings), optuna.samplers.TPESampler)
     result = tune(tmp_path, plan)
     assert len(result.trials) == 3
-    assert {t.state for t in result.trials} <= {"COMPLETE", "PRUNED"}
+    assert {t.status for t in result.trials} <= {"Completed", "Stopped"}
 
 
-def test_resume_runs_only_the_missing_trials(tmp_path) -> None:
+def test_resume_runs_only_the_missing_trials(tmp_path, make_plan) -> None:
     first = tune(
         tmp_path,
         make_plan(
@@ -274,7 +195,7 @@ def test_resume_runs_only_the_missing_trials(tmp_path) -> None:
             {"ResourceLimits": {"MaxNumberOfTrainingJobs": 2, "MaxParallelTrainingJobs": 2}},
         ),
     )
-    assert again.message == "all 2 trials had finished already"
+    assert again.message == "all 2 trials finished"
     assert len(calls(tmp_path)) == 2  # nothing reran
     more = tune(
         tmp_path,
@@ -287,7 +208,7 @@ def test_resume_runs_only_the_missing_trials(tmp_path) -> None:
     assert len(calls(tmp_path)) == 3
 
 
-def test_two_runners_share_one_tuning_job_through_a_storage_url(tmp_path) -> None:
+def test_two_runners_share_one_tuning_job_through_a_storage_url(tmp_path, make_plan) -> None:
     # Two machines = two roots (job stores) with one shared Optuna database URL.
     shared = f"sqlite:///{tmp_path / 'shared.db'}"
     settings, template = tuning_from_plan(
@@ -306,68 +227,92 @@ def test_two_runners_share_one_tuning_job_through_a_storage_url(tmp_path) -> Non
     ]
 
 
-def test_a_trial_cut_off_by_a_killed_tuner_reruns_once_on_resume(tmp_path) -> None:
-    plan = make_plan(
-        tmp_path, {"ResourceLimits": {"MaxNumberOfTrainingJobs": 2, "MaxParallelTrainingJobs": 1}}
-    )
-    root = tmp_path / "runs"
-    root.mkdir()
-    # A tuner that died mid-trial leaves a RUNNING trial owned by a process that is gone.
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = optuna.create_study(
-        study_name="tune-a", storage=default_storage_url(root), direction="maximize"
-    )
-    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
-    trial.set_user_attr("trainspec_host", socket.gethostname())
-    trial.set_user_attr("trainspec_pid", int(dead.stdout))
-    cut_off_x = trial.params["x"]
-
-    result = tune(tmp_path, plan)
-    states = [t.state for t in result.trials]
-    assert states.count("COMPLETE") == 2 and states[0] == "FAIL"
-    assert result.trials[1].hyperparameters["x"] == cut_off_x  # the cut-off trial reran
-    assert len(calls(tmp_path)) == 2
-    again = tune(tmp_path, plan)
-    assert len(again.trials) == 3 and len(calls(tmp_path)) == 2  # and only once
-
-
 DRIVER = """
-import sys
+import os, sys
 from pathlib import Path
 from google.protobuf import json_format
-from trainspec.trainer._local_tune import run_tuning, tuning_from_plan
+from trainspec.trainer._local_tune import Heartbeat, run_tuning, tuning_from_plan
 from trainspec.v1 import plan_pb2
 plan = json_format.Parse(Path(sys.argv[1]).read_text(), plan_pb2.Plan())
 settings, template = tuning_from_plan(plan)
-result = run_tuning(settings, template, Path(sys.argv[2]), echo=lambda line: None)
+result = run_tuning(
+    settings, template, Path(sys.argv[2]), echo=lambda line: None,
+    storage_url=os.environ.get("TUNE_STORAGE") or None,
+    heartbeat=Heartbeat(interval_seconds=1, grace_seconds=3),
+)
 print(result.status, result.message, flush=True)
 """
 
 
-def test_ctrl_c_stops_running_trials_and_resume_reruns_them(tmp_path) -> None:
+def _driver(
+    tmp_path: Path, plan: plan_pb2.Plan, root: Path, worker: str = "", storage: str = ""
+) -> subprocess.Popen:
+    (tmp_path / "plan.json").write_text(json_format.MessageToJson(plan))
+    (tmp_path / "driver.py").write_text(DRIVER)
+    return subprocess.Popen(
+        [sys.executable, str(tmp_path / "driver.py"), str(tmp_path / "plan.json"), str(root)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "WORKER": worker, "TUNE_STORAGE": storage},
+    )
+
+
+def test_a_trial_cut_off_by_a_killed_tuner_is_retried_once_on_resume(tmp_path, make_plan) -> None:
+    plan = make_plan(
+        tmp_path,
+        {"ResourceLimits": {"MaxNumberOfTrainingJobs": 2, "MaxParallelTrainingJobs": 1}},
+        env={"EPOCH_SECONDS": "2"},
+    )
+    root = tmp_path / "runs"
+    tuner = _driver(tmp_path, plan, root)
+    deadline = time.monotonic() + 60
+    while not calls(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    tuner.send_signal(signal.SIGKILL)  # no goodbye: its trial stays RUNNING in the database
+    tuner.communicate()
+    cut_off_x = float(calls(tmp_path)[0].split()[1])
+
+    # The rerun finds the trial without a heartbeat after the grace period, fails it and
+    # Optuna's retry callback queues the same parameters.
+    settings, template = tuning_from_plan(plan)
+    quick = Heartbeat(interval_seconds=1, grace_seconds=3)
+    result = run_tuning(settings, template, root, echo=lambda _: None, heartbeat=quick)
+    assert result.status == "Completed", result.message
+    assert [t.status for t in result.trials] == ["Failed", "Completed", "Completed"]
+    assert "retried as trial 1" in result.trials[0].note
+    assert result.trials[1].hyperparameters["x"] == pytest.approx(cut_off_x)
+    again = run_tuning(settings, template, root, echo=lambda _: None, heartbeat=quick)
+    assert len(again.trials) == 3  # the job is over: nothing ran again
+    assert again.message == "all 2 trials finished"
+
+
+def test_two_tuners_on_one_root_share_the_job_and_its_limits(tmp_path, make_plan) -> None:
+    """Two `trainspec run` of one tuning job on one root (SQLite): one job, not two."""
+    plan = make_plan(
+        tmp_path,
+        {"ResourceLimits": {"MaxNumberOfTrainingJobs": 4, "MaxParallelTrainingJobs": 2}},
+        env={"EPOCH_SECONDS": "0.3", "SPANS_FILE": str(tmp_path / "spans.txt")},
+    )
+    tuners = [_driver(tmp_path, plan, tmp_path / "runs", worker) for worker in ("a", "b")]
+    outs = [t.communicate(timeout=120)[0] for t in tuners]
+    assert [t.returncode for t in tuners] == [0, 0], outs
+    assert [o.strip() for o in outs] == ["Completed all 4 trials finished"] * 2
+    assert len(calls(tmp_path)) == 4
+    assert len({line.split()[1] for line in calls(tmp_path)}) == 4  # no parameter set twice
+    spans = sorted(
+        tuple(map(float, line.split()))
+        for line in (tmp_path / "spans.txt").read_text().splitlines()
+    )
+    assert max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans) <= 2
+
+
+def test_ctrl_c_stops_running_trials_and_resume_reruns_them(tmp_path, make_plan) -> None:
     plan = make_plan(
         tmp_path,
         {"ResourceLimits": {"MaxNumberOfTrainingJobs": 3, "MaxParallelTrainingJobs": 2}},
         env={"EPOCH_SECONDS": "3"},
     )
-    (tmp_path / "plan.json").write_text(json_format.MessageToJson(plan))
-    (tmp_path / "driver.py").write_text(DRIVER)
-    tuner = subprocess.Popen(
-        [
-            sys.executable,
-            str(tmp_path / "driver.py"),
-            str(tmp_path / "plan.json"),
-            str(tmp_path / "runs"),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    tuner = _driver(tmp_path, plan, tmp_path / "runs")
     deadline = time.monotonic() + 30
     while len(calls(tmp_path)) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -385,12 +330,12 @@ def test_ctrl_c_stops_running_trials_and_resume_reruns_them(tmp_path) -> None:
     )
     result = tune(tmp_path, plan)
     assert result.status == "Completed"
-    assert [t.state for t in result.trials].count("COMPLETE") == 3
+    assert [t.status for t in result.trials].count("Completed") == 3
     stopped = {t.hyperparameters["x"] for t in result.trials[:2]}
     assert stopped <= {t.hyperparameters["x"] for t in result.trials[2:]}  # rerun, once
 
 
-def test_native_autotune_without_ranges_cannot_run_locally(tmp_path) -> None:
+def test_native_autotune_without_ranges_cannot_run_locally(tmp_path, make_plan) -> None:
     plan = make_plan(tmp_path, {"ParameterRanges": {}})
     plan.sagemaker_request.update({"Autotune": {"Mode": "Enabled"}})
     with pytest.raises(TuningError, match="native Autotune"):
@@ -442,19 +387,63 @@ def test_digits_tuning_example_runs_through_the_cli(tmp_path) -> None:
 
 
 def test_parallel_trial_threads_never_claim_one_requeued_trial_twice(tmp_path) -> None:
-    """Requeued trials (resume) popped by 4 threads at once: each runs exactly once.
+    """Queued trials popped by 4 threads at once: each runs exactly once.
 
-    Optuna's plain RDBStorage on SQLite lets two threads claim the same WAITING trial,
-    which fails the whole job; this reproduced in most runs before TrialStorage.
+    Optuna's plain RDBStorage on SQLite lets two connections claim the same WAITING trial
+    or fail with "database is locked"; open_storage makes every transaction take the
+    write lock first (BEGIN IMMEDIATE).
     """
-    import optuna
-    from trainspec.trainer._optuna_storage import TrialStorage
+    from trainspec.trainer._optuna_storage import Heartbeat, open_storage
 
     for attempt in range(3):
-        storage = TrialStorage(f"sqlite:///{tmp_path}/race-{attempt}.db")
+        storage = open_storage(f"sqlite:///{tmp_path}/race-{attempt}.db", Heartbeat())
         study = optuna.create_study(storage=storage)
         for x in range(40):
             study.enqueue_trial({"x": x}, skip_if_exists=False)
         study.optimize(lambda trial: trial.suggest_int("x", 0, 100), n_trials=40, n_jobs=4)
         assert sorted(t.params["x"] for t in study.trials) == list(range(40))
         assert {t.state.name for t in study.trials} == {"COMPLETE"}
+
+
+def _active(root: Path) -> bool:
+    record = JobStore.for_root(root).get("tune-a")
+    return record is not None and record.active
+
+
+def test_stopping_the_job_on_one_machine_stops_every_worker(tmp_path, make_plan) -> None:
+    """`trainspec jobs stop` on one machine: the verdict in the shared storage stops the
+    trials another worker (another root: another machine) runs, and a rerun resumes."""
+    plan = make_plan(
+        tmp_path,
+        {"ResourceLimits": {"MaxNumberOfTrainingJobs": 6, "MaxParallelTrainingJobs": 2}},
+        env={"EPOCH_SECONDS": "2"},
+    )
+    shared = f"sqlite:///{tmp_path / 'shared.db'}"
+    workers = [_driver(tmp_path, plan, tmp_path / n, n, storage=shared) for n in ("a", "b")]
+    deadline = time.monotonic() + 60
+    while len(calls(tmp_path)) < 2:
+        assert time.monotonic() < deadline, calls(tmp_path)
+        time.sleep(0.1)
+    # Stop from the root of the worker that did not start the latest trial.
+    running_on = calls(tmp_path)[-1].split()[-1]
+    other = "b" if running_on == "a" else "a"
+    while not ((tmp_path / other / "jobs.db").exists() and _active(tmp_path / other)):
+        assert time.monotonic() < deadline, "the other worker never joined"
+        time.sleep(0.1)
+    JobStore.for_root(tmp_path / other).request_stop("tune-a")
+    outs = [w.communicate(timeout=60)[0] for w in workers]
+    assert [o.strip() for o in outs] == ["Stopped stopped on request"] * 2
+    assert not any(r.active for r in JobStore.for_root(tmp_path / running_on).list())
+    stopped_here = JobStore.for_root(tmp_path / running_on).list(parent="tune-a")
+    assert "Stopped" in {r.status for r in stopped_here}  # its running trial was stopped
+    settings, template = tuning_from_plan(plan)
+    stopped = optuna.load_study(study_name="tune-a", storage=shared).get_trials()
+    assert "RUNNING" not in {t.state.name for t in stopped}
+    queued = [t.params for t in stopped if t.state.name == "WAITING"]
+    assert len(queued) == 2  # both workers' stopped trials wait for the resume
+
+    result = run_tuning(settings, template, tmp_path / "a", storage_url=shared, echo=lambda _: None)
+    assert (result.status, result.message) == ("Completed", "all 6 trials finished")
+    assert [t.status for t in result.trials].count("Completed") == 6
+    resumed = [t.hyperparameters for t in result.trials if t.status == "Completed"]
+    assert all(params in resumed for params in queued)
