@@ -164,7 +164,7 @@ def submit(
     Credentials come from the usual boto3 chain.
 
     With --wait (or --logs) it follows the job as `describe --follow` does and exits with
-    0 when it completes, 1 when it fails, 4 when it was stopped; Ctrl-C detaches (exit 130)
+    0 when it completes, 1 when it fails, 5 when it was stopped; Ctrl-C detaches (exit 130)
     and leaves the job running, or stops it with --stop-on-interrupt.
     """
     from pathlib import Path
@@ -311,7 +311,7 @@ def describe(
 
     With --follow it prints the job's life as it happens (from its start, for a job that
     already ran) and exits with 0 when it completes, 1 when it fails (with SageMaker's
-    reason), 4 when it was stopped; Ctrl-C detaches (exit 130), or stops the job with
+    reason), 5 when it was stopped; Ctrl-C detaches (exit 130), or stops the job with
     --stop-on-interrupt.
     """
     from trainspec.trainer._sagemaker import autotune_comparison
