@@ -22,6 +22,8 @@ _COMMANDS = {
     "describe": "trainspec._cmd_sagemaker:describe",
     "stop": "trainspec._cmd_sagemaker:stop",
     "jobs": "trainspec._cmd_run:jobs",
+    "diff": "trainspec._cmd_diff:diff",
+    "lock": "trainspec._cmd_diff:lock",
 }
 
 

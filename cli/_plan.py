@@ -31,3 +31,53 @@ def plan_document(plan: Any) -> dict[str, Any]:
     if "sagemaker_request" in data:
         data["sagemaker_request"] = request_of(plan)
     return data
+
+
+PLAN_KEYS = ("sagemaker_operation", "digest")
+
+
+def looks_like_plan(path: str) -> bool:
+    """Whether a file is a plan `compile` or `lock` wrote (YAML, JSON or textproto),
+    rather than a spec: a plan names its operation and digest at the top level."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1 << 20)
+    except OSError:
+        return False  # the spec loader says why it cannot be read
+    return all(key.encode() in head for key in PLAN_KEYS) and b"provenance" in head
+
+
+def read_plan(path: str) -> Any:
+    """Parse a plan file back into a Plan; SpecError (located at the file) when it is not
+    one. YAML and JSON hold the typed request, which a Struct accepts as it is."""
+    from trainspec.compiler import Diagnostic, Location, SpecError
+    from trainspec.v1 import plan_pb2
+
+    plan = plan_pb2.Plan()
+    try:
+        with open(path, encoding="utf-8") as handle:
+            content = handle.read()
+        if path.endswith((".textproto", ".txtpb")):
+            from google.protobuf import text_format
+
+            text_format.Parse(content, plan)
+        else:
+            import yaml
+
+            data = yaml.safe_load(content)
+            if not isinstance(data, dict):
+                raise ValueError("the file does not hold a plan (a mapping)")
+            json_format.ParseDict(data, plan)
+    except Exception as exc:  # OSError, yaml.YAMLError, json_format or text_format errors
+        raise SpecError(
+            [
+                Diagnostic(
+                    "diff.bad_plan",
+                    "",
+                    f"cannot read this plan file: {exc}",
+                    hint="compile the spec again (trainspec compile or trainspec lock)",
+                    location=Location(path),
+                )
+            ]
+        ) from None
+    return plan
