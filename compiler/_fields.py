@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
-from trainspec.v1 import job_spec_pb2
+from trainspec.v1 import job_spec_pb2, review_pb2
 
 _SCALARS = {
     FieldDescriptor.TYPE_STRING: "string",
@@ -172,6 +172,12 @@ class _Builder:
 def job_spec() -> MessageInfo:
     """The field model of trainspec.v1.JobSpec."""
     return _Builder().message(job_spec_pb2.JobSpec.DESCRIPTOR)
+
+
+@functools.cache
+def review_policy() -> MessageInfo:
+    """The field model of trainspec.v1.ReviewPolicy, a defaults file's `review` block."""
+    return _Builder().message(review_pb2.ReviewPolicy.DESCRIPTOR)
 
 
 def message_at(path: tuple[str | int, ...]) -> MessageInfo | None:

@@ -29,7 +29,13 @@ from trainspec.compiler._diagnostics import (
     format_path,
 )
 from trainspec.compiler._fast_accept import TYPES, compile_document
-from trainspec.compiler._fields import FieldInfo, MessageInfo, job_spec, message_at
+from trainspec.compiler._fields import (
+    FieldInfo,
+    MessageInfo,
+    job_spec,
+    message_at,
+    review_policy,
+)
 from trainspec.compiler._normalize import normalize
 
 # What each named pattern means, for messages a user can act on.
@@ -277,6 +283,8 @@ def _field_schema(message: MessageInfo, field: FieldInfo) -> dict:
             schema["schema"]["regex"] = patterns[rules["item_pattern"]]
         if "item_maxlength" in rules:
             schema["schema"]["maxlength"] = rules["item_maxlength"]
+        if "item_allowed" in rules:
+            schema["schema"]["allowed"] = rules["item_allowed"]
     elif field.kind == "message":
         assert field.message is not None
         schema = _message_schema(field.message)
@@ -322,6 +330,7 @@ def _messages() -> dict[str, MessageInfo]:
                 walk(field.message)
 
     walk(job_spec())
+    walk(review_policy())
     return found
 
 
@@ -342,6 +351,8 @@ def _schema(kind: str) -> dict:
             "nullable": True,
             "schema": {"tuning_storage": {"type": "string", "nullable": True}},
         },
+        # What `trainspec diff` flags as risks; no job reads it.
+        "review": {**_message_schema(review_policy()), "nullable": True},
     }
 
 
@@ -563,7 +574,9 @@ def _unknown_field(path: FieldPath, layer: Validated, kind: str) -> Diagnostic:
 
 def _known_names(parent: FieldPath, kind: str) -> list[str]:
     if parent == ():
-        return ["training", "tuning"] + (["catalog", "local"] if kind == "defaults" else [])
+        return ["training", "tuning"] + (
+            ["catalog", "local", "review"] if kind == "defaults" else []
+        )
     message = message_at(parent)
     return list(message.fields) if message else []
 
