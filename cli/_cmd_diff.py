@@ -41,8 +41,9 @@ class _Problems:
         try:
             return compile_file(spec, defaults=defaults, overrides=overrides)
         except SpecError as exc:
-            found = exc.diagnostics
-            self.diagnostics.extend(rename(found) if rename else found)
+            found = rename(exc.diagnostics) if rename else exc.diagnostics
+            # A mistake in a defaults file is found again with every spec using it.
+            self.diagnostics.extend(d for d in found if d not in self.diagnostics)
             return None
 
 
@@ -157,7 +158,7 @@ def _against(paths, revision: str, defaults, overrides) -> list:
                 loc = d.location
                 if loc is not None and loc.path.startswith(old_root):
                     shown = f"{revision}:{os.path.relpath(loc.path, old_root)}"
-                    d = dataclasses.replace(d, location=dataclasses.replace(loc, path=shown))
+                    d = dataclasses.replace(d, location=loc._replace(path=shown))
                 out.append(d)
             return out
 
