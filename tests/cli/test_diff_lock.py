@@ -276,7 +276,7 @@ def test_the_defaults_file_review_block_sets_what_is_flagged(tmp_path):
         "review:\n  ignore: [data_elsewhere, encryption_off, network_isolation_off,"
         " role_change, spot_off, instance_family_change]\n"
     )
-    old, new = risky_pair(tmp_path, review)
+    _, new = risky_pair(tmp_path, review)
     assert risks_of(tmp_path) == []
     # The spot job cost less per hour: a smaller instance, no spot, a shorter wait.
     new.write_text(new.read_text().replace("ml.g5.xlarge", "ml.p3.8xlarge"))
@@ -333,3 +333,82 @@ def test_the_old_revision_compiles_with_its_own_defaults_and_new_specs_show_as_a
     fixed = trainspec("diff", "--against", "HEAD", "--format", "json", cwd=repo)
     assert fixed.returncode == 1
     assert "HEAD:jobs/a.yaml:2:3" in fixed.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["diff", "--against", "HEAD", "--format", "markdown"], ["lock", "jobs"]],
+)
+def test_diff_and_lock_never_import_torch_or_grpc(repo, args):
+    code = (
+        f"import sys; from trainspec._cli import main; sys.argv=['trainspec', *{args!r}]\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
+        "assert 'torch' not in sys.modules and 'grpc' not in sys.modules, 'heavy import'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo)
+    assert done.returncode == 0, done.stderr
+
+
+WORKFLOW = (
+    Path(__file__).resolve().parents[2] / "examples/github/.github/workflows/trainspec-review.yml"
+)
+
+
+def run_workflow(repo: Path, tmp: Path) -> tuple[dict[str, subprocess.CompletedProcess], str]:
+    """Run the example workflow's trainspec steps as GitHub would, in order, until one
+    fails; the pull request's base branch is `main` at `origin/main`."""
+    steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["review"]["steps"]
+    outputs = tmp / "github_output"
+    outputs.write_text("")
+    env = {
+        **os.environ,
+        "BASE": "main",
+        "GITHUB_OUTPUT": str(outputs),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    done = {}
+    for step in steps:
+        if "trainspec " not in step.get("run", "") or "pip install" in step["run"]:
+            continue
+        result = subprocess.run(
+            ["bash", "-e", "-c", step["run"]],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        done[step["name"]] = result
+        if result.returncode:
+            break
+    return done, outputs.read_text()
+
+
+def test_the_example_workflow_reviews_a_pull_request(repo, tmp_path_factory):
+    assert trainspec("lock", "jobs", cwd=repo).returncode == 0
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "locks")
+    git(repo, "update-ref", "refs/remotes/origin/main", "HEAD")
+    git(repo, "checkout", "-q", "-b", "bigger")
+    change_instance_and_default(repo)  # a pull request that forgot to refresh the locks
+
+    forgot, outputs = run_workflow(repo, tmp_path_factory.mktemp("run1"))
+    assert forgot["Validate specs"].returncode == 0
+    assert forgot["Plan diff against the base branch"].returncode == 0
+    assert outputs == "changed=1\n"
+    comment = (repo / "plan-diff.md").read_text()
+    assert "## trainspec plan diff: `origin/main` -> `working tree`" in comment
+    assert "| `training.hyperparameters.batch_size` | 16 | 64 |" in comment
+    assert forgot["Lock files are current"].returncode == 1
+
+    assert trainspec("lock", "jobs", cwd=repo).returncode == 0
+    git(repo, "commit", "-q", "-am", "refresh locks")
+    refreshed, _ = run_workflow(repo, tmp_path_factory.mktemp("run2"))
+    assert refreshed["Lock files are current"].returncode == 0
+
+    (repo / "jobs" / "a.yaml").write_text(SPEC_A.replace("name: job-a", "name: job_a"))
+    invalid, _ = run_workflow(repo, tmp_path_factory.mktemp("run3"))
+    annotations = invalid["Validate specs"]
+    assert annotations.returncode == 1
+    assert annotations.stdout.startswith("::error file=jobs/a.yaml,line=2,")
+    assert "Plan diff against the base branch" not in invalid
