@@ -177,7 +177,6 @@ def _against(paths, revision: str, defaults, overrides) -> list:
             key = os.path.relpath(file, old_root)
             specs[key] = (str(file), specs.get(key, (None, None))[1])
         old_defaults = [in_root(d, old_root) or d for d in defaults] or None
-        policy = review_policy(defaults, os.path.join(root, "x"))
         for key in sorted(specs):
             then, now = specs[key]
             if os.path.basename(key) == DEFAULTS_FILE_NAME:
@@ -187,6 +186,7 @@ def _against(paths, revision: str, defaults, overrides) -> list:
             if (then and old is None) or (now and new is None):
                 continue
             label = os.path.relpath(os.path.join(root, key))
+            policy = review_policy(defaults, now or os.path.join(root, key))
             entries.append((label, diff_plans(old, new, policy)))
     if problems.diagnostics:
         print_diagnostics(problems.diagnostics)
@@ -271,6 +271,12 @@ def lock(paths, check, strict, lock_dir, fmt, defaults, overrides) -> None:
     if problems.diagnostics:
         print_diagnostics(problems.diagnostics)
         sys.exit(EXIT_INVALID)
+    targets: dict[Path, Path] = {}
+    for spec, _ in planned:
+        target = lock_path(spec, lock_dir)
+        if target in targets:  # a.yaml and a.json in one folder
+            raise click.UsageError(f"{targets[target]} and {spec} would share the lock {target}")
+        targets[target] = spec
     if not check:
         for spec, plan in planned:
             target = lock_path(spec, lock_dir)

@@ -68,6 +68,13 @@ def _duration_line(old: Envelope, new: Envelope) -> str:
     )
 
 
+def _made_by(diff: PlanDiff) -> list[str]:
+    """The versions that made each side, when they differ: a catalog update or a new
+    trainspec explains a change no spec made."""
+    old, new = diff.versions
+    return [f"made by {old} -> {new}"] if old and new and old != new else []
+
+
 def _status_word(diff: PlanDiff) -> str:
     return {
         "added": "new spec",
@@ -83,7 +90,7 @@ def text(entries: Sequence[Entry], old_name: str, new_name: str) -> str:
         lines.append(f"{label}: {_status_word(diff)} ({old_name} -> {new_name})")
         if not diff.different:
             continue
-        lines.extend("  " + line for line in envelope_lines(diff))
+        lines.extend("  " + line for line in envelope_lines(diff) + _made_by(diff))
         for risk in diff.risks:
             lines.append(f"  ! risk[{risk.code}] {risk.path}: {risk.message}")
         for group, changes in diff.grouped():
@@ -155,7 +162,7 @@ def markdown(entries: Sequence[Entry], old_name: str, new_name: str) -> str:
     )
     for label, diff in changed:
         lines += ["", f"### `{label}` ({_status_word(diff)})", ""]
-        lines += [f"- {line}" for line in envelope_lines(diff)]
+        lines += [f"- {line}" for line in envelope_lines(diff) + _made_by(diff)]
         for risk in diff.risks:
             lines.append(f"- :warning: **{risk.code}** `{risk.path}`: {_cell(risk.message)}")
         for group, changes in diff.grouped():

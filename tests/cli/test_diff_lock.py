@@ -412,3 +412,28 @@ def test_the_example_workflow_reviews_a_pull_request(repo, tmp_path_factory):
     assert annotations.returncode == 1
     assert annotations.stdout.startswith("::error file=jobs/a.yaml,line=2,")
     assert "Plan diff against the base branch" not in invalid
+
+
+def test_a_lock_from_an_older_catalog_is_stale_and_says_what_made_it(repo):
+    assert trainspec("lock", "jobs/a.yaml", cwd=repo).returncode == 0
+    lock = repo / "jobs" / "a.plan.lock.yaml"
+    # What a lock made before a price update looks like.
+    old = yaml.safe_load(lock.read_text())
+    old["envelope"]["price_per_instance_hour"] = 1.0
+    old["envelope"]["worst_case_cost"] = old["envelope"]["expected_cost"] = 1.0
+    old["versions"]["catalogs"]["instances"] = "2026.01.01-1"
+    lock.write_text(yaml.safe_dump(old))
+    stale = trainspec("lock", "--check", "jobs/a.yaml", cwd=repo)
+    assert stale.returncode == 1
+    assert "worst-case cost 1.00 -> 1.41 USD (+0.41, +41.0%)" in stale.stdout
+    assert "instances 2026.01.01-1" in stale.stdout and "instances 2026.12" in stale.stdout
+    assert "! risk[cost_increase]" in stale.stdout
+
+
+def test_two_specs_that_would_share_a_lock_are_a_usage_error(repo):
+    spec = yaml.safe_load(SPEC_B)
+    (repo / "jobs" / "b.json").write_text(json.dumps(spec))
+    result = trainspec("lock", "jobs", cwd=repo)
+    assert result.returncode == 2
+    assert "would share the lock" in result.stderr
+    assert not (repo / "jobs" / "a.plan.lock.yaml").exists()
