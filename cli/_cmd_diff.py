@@ -151,13 +151,18 @@ def _against(paths, revision: str, defaults, overrides) -> list:
             relative = os.path.relpath(os.path.realpath(path), root)
             return None if relative.startswith(os.pardir) else os.path.join(top, relative)
 
+        copies = {old_root, os.path.realpath(old_root)}
+
         def rename(found):
-            # Problems of the old side name files as `REV:path`, not the temporary copy.
+            # Problems of the old side name files as `REV:path`, not the temporary copy
+            # (which the loader may name relative to the working directory).
             out = []
             for d in found:
                 loc = d.location
-                if loc is not None and loc.path.startswith(old_root):
-                    shown = f"{revision}:{os.path.relpath(loc.path, old_root)}"
+                absolute = os.path.abspath(loc.path) if loc is not None else ""
+                top = next((c for c in copies if absolute.startswith(c + os.sep)), None)
+                if top is not None:
+                    shown = f"{revision}:{os.path.relpath(absolute, top)}"
                     d = dataclasses.replace(d, location=loc._replace(path=shown))
                 out.append(d)
             return out
