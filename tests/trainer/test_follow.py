@@ -154,7 +154,7 @@ def test_an_unknown_job_is_not_retried(stubbed) -> None:
 
 
 def test_outcomes_exit_codes() -> None:
-    assert [Outcome("j", s).exit_code for s in ("Completed", "Failed", "Stopped")] == [0, 1, 4]
+    assert [Outcome("j", s).exit_code for s in ("Completed", "Failed", "Stopped")] == [0, 1, 5]
 
 
 @pytest.mark.parametrize(
