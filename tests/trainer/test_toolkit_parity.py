@@ -194,6 +194,7 @@ DDP_SCRIPT = textwrap.dedent("""
           f"accuracy={correct.item() / world:.4f}", flush=True)
     if rank == 0:
         torch.save(model.module.state_dict(), os.path.join(os.environ["SM_MODEL_DIR"], "m.pt"))
+    dist.barrier()  # leave together: gloo aborts a rank whose peer tears down first
     dist.destroy_process_group()
 """)
 
