@@ -1,13 +1,18 @@
-"""The instance and pretrained-model catalogs: packaged YAML, validated and frozen at load."""
+"""The instance and pretrained-model catalogs, validated and frozen at load.
+
+Instances are packaged YAML; pretrained models are JumpStart model-spec JSON documents
+(catalog/jumpstart/, sources in its sources.json), plus any a defaults file names in
+`catalog: {jumpstart_specs: [FILE, ...]}`.
+"""
 
 from __future__ import annotations
 
 import datetime
 import functools
-import re
-import string
+import json
+import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -24,13 +29,18 @@ from trainspec.compiler._diagnostics import (
     SpecError,
     format_path,
 )
+from trainspec.compiler._jumpstart import (
+    JumpStartModel,
+    from_spec,
+    spec_problems,
+)
+from trainspec.compiler._local_files import EVERYWHERE, LocalFiles
 
 _PACKAGE = "trainspec.compiler.catalog"
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
-TASKS = ("text-classification", "image-classification")
-# The data layout each task's training script reads (see models.yaml).
-DATA_FORMATS = {"text-classification": "csv-label-text", "image-classification": "image-folders"}
+# A pretrained model is a JumpStart model spec (see _jumpstart.py).
+PretrainedModel = JumpStartModel
 
 
 @dataclass(frozen=True)
@@ -72,88 +82,17 @@ class InstanceType:
 
 
 @dataclass(frozen=True)
-class MetricDefinition:
-    name: str
-    regex: str
-
-
-@dataclass(frozen=True)
-class PretrainedModel:
-    """A model that specs fine-tune by id; its batch-size default is per device."""
-
-    id: str
-    task: str
-    data_format: str
-    framework: str
-    framework_version: str
-    image_uri_template: str
-    batch_size_hyperparameter: str
-    default_hyperparameters: Mapping[str, str | int | float | bool]
-    ecr_accounts: Mapping[str, str] = field(default_factory=lambda: _EMPTY)  # region -> account
-    cpu_image_uri_template: str = ""
-    default_dataset: str = ""  # s3:// prefix template with {region}
-    default_instance_type: str = ""
-    learning_rate_hyperparameter: str = ""
-    epochs_hyperparameter: str = ""
-    metric_definitions: tuple[MetricDefinition, ...] = ()
-    description: str = ""
-    registry: str = ""
-
-    @property
-    def per_device_batch_size(self) -> int:
-        return int(self.default_hyperparameters[self.batch_size_hyperparameter])
-
-    @property
-    def regions(self) -> tuple[str, ...]:
-        """Regions where the image can be named; every region if it needs no account."""
-        return tuple(sorted(self.ecr_accounts))
-
-    def image_uri(self, region: str, *, gpu: bool = True) -> str:
-        """The training image in `region`; SpecError naming the supported regions if none."""
-        template = self.image_uri_template
-        if not gpu and self.cpu_image_uri_template:
-            template = self.cpu_image_uri_template
-        account = ""
-        if "{account}" in template:
-            account = self.ecr_accounts.get(region, "")
-            if not account:
-                raise SpecError([_region_diagnostic(self, region)])
-        return template.format(region=region, account=account)
-
-    def default_dataset_uri(self, region: str) -> str:
-        """The sample data set in `region` ("" when the model has none)."""
-        return self.default_dataset.format(region=region)
-
-
-@dataclass(frozen=True)
 class Catalog:
-    """Both catalogs by key, and the version stamp of each file ("instances", "models")."""
+    """Both catalogs by key, and the version stamp of each ("instances", "models")."""
 
     instances: Mapping[str, InstanceType]
     models: Mapping[str, PretrainedModel]
     versions: Mapping[str, str]
-    # registry name -> region -> ECR account id
-    registries: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: _EMPTY)
 
 
 def gpus_for_batch(instance: InstanceType) -> int:
     """The factor from per-device to per-instance batch size: GPUs, NeuronCores, or 1."""
     return instance.devices
-
-
-def image_uri(model: PretrainedModel, region: str, *, gpu: bool = True) -> str:
-    """The model's training image URI in `region` (see `PretrainedModel.image_uri`)."""
-    return model.image_uri(region, gpu=gpu)
-
-
-def _region_diagnostic(model: PretrainedModel, region: str) -> Diagnostic:
-    return Diagnostic(
-        "catalog.region_unsupported",
-        "region",
-        f"model {model.id} has no training image in region {region!r}",
-        hint="supported regions: " + ", ".join(model.regions),
-        value=region,
-    )
 
 
 # --- schema -------------------------------------------------------------------------------
@@ -191,49 +130,6 @@ _INSTANCE_SCHEMA: dict[str, Any] = {
     "specs_estimated": {"type": "boolean"},
 }
 
-_ACCOUNTS = {
-    "type": "dict",
-    "keysrules": {"type": "string", "regex": _REGION},
-    "valuesrules": {"type": "string", "regex": r"\d{12}"},
-}
-
-_MODEL_SCHEMA: dict[str, Any] = {
-    "description": {"type": "string"},
-    "task": {"type": "string", "required": True, "allowed": list(TASKS)},
-    "data_format": {
-        "type": "string",
-        "required": True,
-        "allowed": sorted(set(DATA_FORMATS.values())),
-    },
-    "framework": {"type": "string", "required": True, "minlength": 1},
-    "framework_version": {"type": "string", "required": True, "minlength": 1},
-    "image_uri_template": {"type": "string", "required": True, "minlength": 1},
-    "cpu_image_uri_template": {"type": "string"},
-    "registry": {"type": "string"},
-    "ecr_accounts": _ACCOUNTS,
-    "default_dataset": {"type": "string", "regex": r"(s3://[^/]+/.*/)?"},
-    "default_instance_type": {"type": "string", "regex": _INSTANCE_NAME},
-    "batch_size_hyperparameter": {**_NAME, "required": True},
-    "learning_rate_hyperparameter": _NAME,
-    "epochs_hyperparameter": _NAME,
-    "default_hyperparameters": {
-        "type": "dict",
-        "required": True,
-        "keysrules": _NAME,
-        "valuesrules": {"type": ["string", "integer", "float", "boolean"]},
-    },
-    "metric_definitions": {
-        "type": "list",
-        "schema": {
-            "type": "dict",
-            "schema": {
-                "name": {"type": "string", "required": True, "minlength": 1, "maxlength": 255},
-                "regex": {"type": "string", "required": True, "minlength": 1, "maxlength": 500},
-            },
-        },
-    },
-}
-
 _INSTANCES_FILE_SCHEMA = {
     "version": {"type": "string", "required": True, "regex": _VERSION},
     "instances": {
@@ -243,22 +139,6 @@ _INSTANCES_FILE_SCHEMA = {
         "valuesrules": {"type": "dict", "schema": _INSTANCE_SCHEMA},
     },
 }
-
-_MODELS_FILE_SCHEMA = {
-    "version": {"type": "string", "required": True, "regex": _VERSION},
-    "registries": {
-        "type": "dict",
-        "keysrules": {"type": "string", "regex": r"[a-z0-9\-]+"},
-        "valuesrules": _ACCOUNTS,
-    },
-    "models": {
-        "type": "dict",
-        "required": True,
-        "keysrules": {"type": "string", "regex": r"[a-z0-9][a-z0-9\-.]{0,62}"},
-        "valuesrules": {"type": "dict", "schema": _MODEL_SCHEMA},
-    },
-}
-
 
 def _cerberus_problems(schema: Mapping[str, Any], document: Any) -> list[tuple[FieldPath, str]]:
     """(field path, message) for every schema violation; cerberus types stay in here."""
@@ -312,50 +192,6 @@ def _instance_problems(entry: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
         yield "accelerator", "is for non-NVIDIA accelerators; this entry has GPUs"
 
 
-_PLACEHOLDERS = {"region", "account"}
-
-
-def _model_problems(
-    entry: Mapping[str, Any], registries: Mapping[str, Mapping[str, str]]
-) -> Iterator[tuple[str, str]]:
-    if DATA_FORMATS[entry["task"]] != entry["data_format"]:
-        yield "data_format", f"must be {DATA_FORMATS[entry['task']]} for task {entry['task']}"
-    batch = entry["batch_size_hyperparameter"]
-    value = entry["default_hyperparameters"].get(batch)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        yield (
-            "default_hyperparameters",
-            f"must give the per-device batch size {batch!r} as a positive integer",
-        )
-    registry = entry.get("registry", "")
-    if registry and registry not in registries:
-        known = ", ".join(sorted(registries)) or "none"
-        yield "registry", f"unknown registry {registry!r} (known: {known})"
-    for key in ("image_uri_template", "cpu_image_uri_template", "default_dataset"):
-        template = entry.get(key, "")
-        try:
-            names = {name for _, name, _, _ in string.Formatter().parse(template) if name}
-        except ValueError as error:
-            yield key, f"is not a valid template: {error}"
-            continue
-        allowed = {"region"} if key == "default_dataset" else _PLACEHOLDERS
-        if names - allowed:
-            yield (
-                key,
-                f"has unknown placeholders {sorted(names - allowed)} (allowed: {sorted(allowed)})",
-            )
-        if "account" in names and not registry and not entry.get("ecr_accounts"):
-            yield key, "uses {account}: give `registry` or `ecr_accounts`"
-    for index, metric in enumerate(entry.get("metric_definitions", ())):
-        try:
-            groups = re.compile(metric["regex"]).groups
-        except re.error as error:
-            yield f"metric_definitions[{index}].regex", f"does not compile: {error}"
-            continue
-        if groups != 1:
-            yield f"metric_definitions[{index}].regex", f"must have one group, has {groups}"
-
-
 # --- building frozen entries ---------------------------------------------------------------
 
 _INSTANCE_FIELDS = tuple(f.name for f in fields(InstanceType) if f.name != "name")
@@ -368,63 +204,8 @@ def _instance(name: str, entry: Mapping[str, Any]) -> InstanceType:
     return InstanceType(name=name, **values)
 
 
-def _model(
-    model_id: str, entry: Mapping[str, Any], registries: Mapping[str, Mapping[str, str]]
-) -> PretrainedModel:
-    accounts = dict(registries.get(entry.get("registry", ""), {}))
-    accounts.update(entry.get("ecr_accounts", {}))
-    values = {
-        key: entry[key]
-        for key in (
-            "task",
-            "data_format",
-            "framework",
-            "framework_version",
-            "image_uri_template",
-            "cpu_image_uri_template",
-            "default_dataset",
-            "default_instance_type",
-            "batch_size_hyperparameter",
-            "learning_rate_hyperparameter",
-            "epochs_hyperparameter",
-            "description",
-            "registry",
-        )
-        if key in entry
-    }
-    return PretrainedModel(
-        id=model_id,
-        default_hyperparameters=MappingProxyType(dict(entry["default_hyperparameters"])),
-        ecr_accounts=MappingProxyType(accounts),
-        metric_definitions=tuple(
-            MetricDefinition(m["name"], m["regex"]) for m in entry.get("metric_definitions", ())
-        ),
-        **values,
-    )
-
-
 def _instance_to_raw(instance: InstanceType) -> dict[str, Any]:
     return {key: getattr(instance, key) for key in _INSTANCE_FIELDS}
-
-
-def _model_to_raw(
-    model: PretrainedModel, registries: Mapping[str, Mapping[str, str]]
-) -> dict[str, Any]:
-    raw: dict[str, Any] = {
-        f.name: getattr(model, f.name) for f in fields(PretrainedModel) if f.name != "id"
-    }
-    raw["default_hyperparameters"] = dict(model.default_hyperparameters)
-    # Keep only accounts given inline, so an override naming another registry takes effect.
-    from_registry = registries.get(model.registry, {})
-    raw["ecr_accounts"] = {
-        region: account
-        for region, account in model.ecr_accounts.items()
-        if from_registry.get(region) != account
-    }
-    raw["metric_definitions"] = [
-        {"name": m.name, "regex": m.regex} for m in model.metric_definitions
-    ]
-    return {key: value for key, value in raw.items() if value not in ("", {}, [])}
 
 
 # --- packaged files ------------------------------------------------------------------------
@@ -483,47 +264,35 @@ def _load_instances(path: Path | Any) -> tuple[str, dict[str, InstanceType]]:
     }
 
 
-def _load_models(
-    path: Path | Any,
-) -> tuple[str, dict[str, PretrainedModel], dict[str, Mapping[str, str]]]:
-    """Read and validate a models file; InternalError naming file, entry and field."""
-    problems = _FileProblems(str(path))
-    document = _read_yaml(path, problems)
-    for field_path, message in _cerberus_problems(_MODELS_FILE_SCHEMA, document):
-        problems.add(field_path, message)
-    problems.raise_if_any()
-    registries = {
-        name: MappingProxyType(dict(table))
-        for name, table in (document.get("registries") or {}).items()
-    }
-    for model_id, entry in document["models"].items():
-        for key, message in _model_problems(entry, registries):
-            problems.add(("models", model_id, key), message)
-    problems.raise_if_any()
-    models = {
-        model_id: _model(model_id, entry, registries)
-        for model_id, entry in sorted(document["models"].items())
-    }
-    return document["version"], models, registries
+def _load_packaged_specs(folder: Any) -> tuple[str, dict[str, PretrainedModel]]:
+    """The packaged JumpStart specs named in sources.json; InternalError naming the file."""
+    problems = _FileProblems(str(folder.joinpath("sources.json")))
+    try:
+        sources = json.loads(folder.joinpath("sources.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        problems.add((), f"cannot be read: {error}")
+        problems.raise_if_any()
+    models = {}
+    for model_id, entry in sorted(sources["specs"].items()):
+        file_problems = _FileProblems(f"catalog/jumpstart/{entry['file']}")
+        doc = json.loads(folder.joinpath(entry["file"]).read_text(encoding="utf-8"))
+        for field_path, message in spec_problems(doc):
+            file_problems.add(field_path, message)
+        if doc.get("model_id") != model_id:
+            file_problems.add(("model_id",), f"is not {model_id!r} as sources.json says")
+        file_problems.raise_if_any()
+        models[model_id] = from_spec(doc, entry["source"])
+    return sources["version"], models
 
 
-def _load_catalog_files(instances_path: Path | Any, models_path: Path | Any) -> Catalog:
-    """Both files into one Catalog, cross-checked (model defaults name known instances)."""
+def _load_catalog_files(instances_path: Path | Any, specs_folder: Any) -> Catalog:
+    """The instances file and the packaged JumpStart specs, as one Catalog."""
     instances_version, instances = _load_instances(instances_path)
-    models_version, models, registries = _load_models(models_path)
-    problems = _FileProblems(str(models_path))
-    for model in models.values():
-        if model.default_instance_type and model.default_instance_type not in instances:
-            problems.add(
-                ("models", model.id, "default_instance_type"),
-                f"{model.default_instance_type!r} is not in {instances_path}",
-            )
-    problems.raise_if_any()
+    models_version, models = _load_packaged_specs(specs_folder)
     return Catalog(
         instances=MappingProxyType(instances),
         models=MappingProxyType(models),
         versions=MappingProxyType({"instances": instances_version, "models": models_version}),
-        registries=MappingProxyType(registries),
     )
 
 
@@ -531,7 +300,7 @@ def _load_catalog_files(instances_path: Path | Any, models_path: Path | Any) -> 
 def load_catalog() -> Catalog:
     """The packaged catalogs, validated once per process."""
     folder = resources.files(_PACKAGE)
-    return _load_catalog_files(folder.joinpath("instances.yaml"), folder.joinpath("models.yaml"))
+    return _load_catalog_files(folder.joinpath("instances.yaml"), folder.joinpath("jumpstart"))
 
 
 # --- organisation additions ----------------------------------------------------------------
@@ -558,26 +327,31 @@ def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def extend_catalog(
-    catalog: Catalog, tree: Mapping[str, Any], locations: Mapping[FieldPath, Location]
+    catalog: Catalog,
+    tree: Mapping[str, Any],
+    locations: Mapping[FieldPath, Location],
+    local_files: LocalFiles = EVERYWHERE,
 ) -> Catalog:
     """Add or override entries from a defaults file's `catalog:` block.
 
-    An entry that names an existing key is merged onto it field by field; a new entry must
-    be complete. Every entry is checked with the packaged files' schema; all problems are
-    raised together as one SpecError located in the defaults file.
+    `instances`: an entry that names an existing key is merged onto it field by field; a
+    new entry must be complete. `jumpstart_specs`: JumpStart model-spec JSON files,
+    relative to the defaults file; each one's `model_id` becomes a `model.pretrained` id
+    (replacing a packaged spec of that id). All problems are raised together as one
+    SpecError, located in the defaults file or in the spec file.
     """
     block = tree.get("catalog") if isinstance(tree, Mapping) else None
     if block is None:
         return catalog
     diagnostics: list[Diagnostic] = []
 
-    def report(path: FieldPath, message: str, value: Any = MISSING) -> None:
+    def report(path: FieldPath, message: str, value: Any = MISSING, hint: str = "") -> None:
         diagnostics.append(
             Diagnostic(
                 "catalog.invalid_entry",
                 format_path(path),
                 message,
-                hint="catalog entries take the fields of compiler/catalog/*.yaml",
+                hint=hint or "catalog entries take the fields of compiler/catalog/instances.yaml",
                 location=_locate(locations, path),
                 value=value,
             )
@@ -585,29 +359,32 @@ def extend_catalog(
 
     base = ("catalog",)
     if not isinstance(block, Mapping):
-        report(base, "must be a mapping with `instances` and/or `models`")
+        report(base, "must be a mapping with `instances` and/or `jumpstart_specs`")
         raise SpecError(diagnostics)
     for key in block:
-        if key not in ("instances", "models"):
-            report((*base, key), f"unknown catalog section {key!r} (instances, models)", key)
+        if key == "models":
+            report(
+                (*base, key),
+                "pretrained models are JumpStart model specs now",
+                key,
+                hint="list spec JSON files under `catalog: {jumpstart_specs: [FILE, ...]}`",
+            )
+        elif key not in ("instances", "jumpstart_specs"):
+            report(
+                (*base, key),
+                f"unknown catalog section {key!r} (instances, jumpstart_specs)",
+                key,
+            )
 
-    sections = {}
-    for section in ("instances", "models"):
-        sections[section] = block.get(section) or {}
-        if not isinstance(sections[section], Mapping):
-            report((*base, section), "must be a mapping from name to entry")
-            sections[section] = {}
+    raw_instances = block.get("instances") or {}
+    if not isinstance(raw_instances, Mapping):
+        report((*base, "instances"), "must be a mapping from name to entry")
+        raw_instances = {}
     instances = dict(catalog.instances)
-    raw_instances = sections["instances"]
-    models = dict(catalog.models)
-    raw_models = sections["models"]
-
-    for section, raw in sections.items():
-        for key, entry in list(raw.items()):
-            if not isinstance(entry, Mapping):
-                report((*base, section, key), "must be a mapping of fields", _value_at(entry, ()))
+    for key, entry in list(raw_instances.items()):
+        if not isinstance(entry, Mapping):
+            report((*base, "instances", key), "must be a mapping of fields", _value_at(entry, ()))
     raw_instances = {k: v for k, v in raw_instances.items() if isinstance(v, Mapping)}
-    raw_models = {k: v for k, v in raw_models.items() if isinstance(v, Mapping)}
 
     for name, entry in raw_instances.items():
         merged = _merge(_instance_to_raw(instances[name]), entry) if name in instances else entry
@@ -621,33 +398,20 @@ def extend_catalog(
         if not found:
             instances[name] = _instance(name, merged)
 
-    for model_id, entry in raw_models.items():
-        merged = (
-            _merge(_model_to_raw(models[model_id], catalog.registries), entry)
-            if model_id in models
-            else entry
-        )
-        found = _cerberus_problems(
-            _MODELS_FILE_SCHEMA, {"version": "0000.00.00-0", "models": {model_id: merged}}
-        )
-        if not found:
-            found = [
-                (("models", model_id, key), msg)
-                for key, msg in _model_problems(merged, catalog.registries)
-            ]
-        if not found:
-            default_instance = merged.get("default_instance_type", "")
-            if default_instance and default_instance not in instances:
-                found = [
-                    (
-                        ("models", model_id, "default_instance_type"),
-                        f"{default_instance!r} is not in the instance catalog",
-                    )
-                ]
-        for field_path, message in found:
-            report(base + field_path, message, _value_at(merged, field_path[2:]))
-        if not found:
-            models[model_id] = _model(model_id, merged, catalog.registries)
+    models = dict(catalog.models)
+    specs = block.get("jumpstart_specs") or []
+    if not isinstance(specs, list):
+        report((*base, "jumpstart_specs"), "must be a list of JumpStart spec JSON files")
+        specs = []
+    for index, name in enumerate(specs):
+        path = (*base, "jumpstart_specs", index)
+        if not isinstance(name, str) or not name:
+            report(path, "must be a file name", _value_at(name, ()))
+            continue
+        model, problems = _read_spec(name, _locate(locations, path), path, local_files)
+        diagnostics.extend(problems)
+        if model is not None:
+            models[model.id] = model
 
     if diagnostics:
         raise SpecError(diagnostics)
@@ -655,8 +419,61 @@ def extend_catalog(
         instances=MappingProxyType(dict(sorted(instances.items()))),
         models=MappingProxyType(dict(sorted(models.items()))),
         versions=catalog.versions,
-        registries=catalog.registries,
     )
+
+
+def _read_spec(
+    name: str, where: Location | None, path: FieldPath, local_files: LocalFiles
+) -> tuple[PretrainedModel | None, list[Diagnostic]]:
+    """One JumpStart spec a defaults file names: the model, or located problems."""
+    from trainspec.compiler._load import load_file  # the loader pulls in the YAML parser
+
+    defaults_file = where.path if where is not None else ""
+    if local_files.root == os.sep:
+        folder = os.path.dirname(os.path.abspath(defaults_file)) if defaults_file else ""
+    else:
+        folder = local_files.spec_dir(defaults_file)
+    file = os.path.normpath(os.path.join(folder, name))
+    shown = os.path.normpath(os.path.join(os.path.dirname(defaults_file), name))
+
+    def problem(code: str, message: str, hint: str = "", at: Location | None = where,
+                field: FieldPath = path) -> list[Diagnostic]:  # fmt: skip
+        return [Diagnostic(code, format_path(field), message, hint=hint, location=at, value=name)]
+
+    if not local_files.readable(file):
+        return None, problem(
+            "catalog.jumpstart_spec_unreadable",
+            "JumpStart spec not read: this server reads no files outside its allowed root",
+            "start the server with --files-root covering it, or compile with the CLI",
+        )
+    if not os.path.isfile(file):
+        return None, problem(
+            "catalog.jumpstart_spec_missing",
+            f"no JumpStart spec file {shown}",
+            "paths are relative to the defaults file",
+        )
+    try:
+        loaded = load_file(shown if os.path.isfile(shown) else file)
+    except SpecError as error:
+        return None, list(error.diagnostics)
+    found = list(spec_problems(loaded.tree))
+    if found:
+        diagnostics = []
+        for field_path, message in found:
+            at = _locate(loaded.locations, field_path) or Location(loaded.path)
+            code = "catalog.not_a_jumpstart_spec" if not field_path else "catalog.jumpstart_spec"
+            diagnostics.append(
+                Diagnostic(
+                    code,
+                    format_path(field_path),
+                    message,
+                    hint="JumpStart publishes one spec JSON per model and version; see "
+                    "compiler/catalog/jumpstart/ for examples",
+                    location=at,
+                )
+            )
+        return None, diagnostics
+    return from_spec(loaded.tree, f"defaults file: {shown}"), []
 
 
 def _value_at(tree: Any, path: FieldPath) -> Any:
@@ -671,10 +488,8 @@ def _value_at(tree: Any, path: FieldPath) -> Any:
 __all__ = [
     "Catalog",
     "InstanceType",
-    "MetricDefinition",
     "PretrainedModel",
     "extend_catalog",
     "gpus_for_batch",
-    "image_uri",
     "load_catalog",
 ]

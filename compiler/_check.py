@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
-from trainspec.compiler._catalog import Catalog
+from trainspec.compiler._catalog import Catalog, PretrainedModel
 from trainspec.compiler._diagnostics import (
     Diagnostic,
     FieldPath,
@@ -25,8 +25,6 @@ from trainspec.compiler._incremental import check_start
 from trainspec.compiler._infer import (
     PER_DEVICE_LAUNCHERS,
     Inferred,
-    framework_regions,
-    frameworks,
     is_local,
 )
 from trainspec.compiler._local_files import EVERYWHERE, LocalFiles, not_checked
@@ -150,18 +148,8 @@ def _known_catalog_entries(c: _Context) -> Iterator[Diagnostic]:
             else "`trainspec catalog models` lists them",
             value=pretrained,
         )
-    instance = c.inferred.instance
-    if c.inferred.pretrained is not None and instance and instance.device_kind == "neuron_core":
-        yield c.error(
-            "image.trainium_pretrained",
-            ("compute", "instance_type"),
-            f"catalog model {pretrained} has GPU and CPU training images only; none runs on "
-            f"Trainium ({instance.name})",
-            hint="choose a GPU instance, e.g. " + c.inferred.pretrained.default_instance_type
-            if c.inferred.pretrained.default_instance_type
-            else "choose a GPU instance",
-            value=instance.name,
-        )
+    if c.inferred.pretrained is not None:
+        yield from _pretrained(c, c.inferred.pretrained)
     framework = c.get("model", "framework")
     if framework:
         if not framework.get("entry_point"):
@@ -178,54 +166,63 @@ def _known_catalog_entries(c: _Context) -> Iterator[Diagnostic]:
                 "is required for a framework model",
                 hint='e.g. version: "2.1"',
             )
-        region = c.get("region")
-        name = framework.get("name", "")
-        instance = c.inferred.instance
-        if instance is not None and instance.device_kind == "neuron_core":
-            yield from _trainium_image(c, framework, instance.name)
-        elif region and name in frameworks()["frameworks"] and not c.inferred.image_uri:
+    problem = c.inferred.extras.get("image_problem")
+    if problem is not None and (not framework or framework.get("version")):
+        yield c.error(
+            problem.rule,
+            _IMAGE_FIELDS.get(problem.field, ("model", "framework", problem.field)),
+            problem.message,
+            hint=problem.hint,
+            value=problem.value,
+        )
+
+
+def _pretrained(c: _Context, model: PretrainedModel) -> Iterator[Diagnostic]:
+    """The JumpStart spec's rules: its supported instance types, and each of its
+    hyperparameters typed and within its range or options."""
+    compute = c.get("compute") or {}
+    names = [(("compute", "instance_type"), compute.get("instance_type"))]
+    for index, group in enumerate(compute.get("instance_groups") or []):
+        names.append(
+            (("compute", "instance_groups", index, "instance_type"), group.get("instance_type"))
+        )
+    supported = list(model.supported_instance_types)
+    for parts, name in names:
+        if name and name in c.catalog.instances and name not in supported:
+            close = difflib.get_close_matches(name, supported, n=1, cutoff=0.6)
             yield c.error(
-                "image.unknown_region",
-                ("region",),
-                f"no {name} training image is known in {region}",
-                hint="supported regions: " + ", ".join(framework_regions(name)),
-                value=region,
+                "catalog.unsupported_instance_type",
+                parts,
+                f"JumpStart model {model.id} {model.version} does not support {name}",
+                hint=(f"did you mean {close[0]!r}? " if close else "")
+                + "supported: "
+                + ", ".join(supported),
+                value=name,
+            )
+    hyperparameters = c.get("hyperparameters") or {}
+    batch = c.inferred.batch_sizes
+    for name, spec in model.algorithm_hyperparameters.items():
+        if name not in hyperparameters:
+            continue
+        value = hyperparameters[name]
+        why = spec.problem(value)
+        if why:
+            scaled = (
+                f" (per-device {batch.per_device} × {batch.devices_per_process} devices)"
+                if batch is not None and name == batch.hyperparameter
+                else ""
+            )
+            yield c.error(
+                "hyperparameter.out_of_range",
+                ("hyperparameters", name),
+                f"{why}{scaled}",
+                hint=f"JumpStart model {model.id} {model.version} takes {spec.allowed()}",
+                value=value,
             )
 
 
-def _trainium_image(c: _Context, framework: Mapping[str, Any], instance: str):
-    """A framework job on Trainium needs a Neuron image; the GPU and CPU ones do not run."""
-    if c.inferred.image_uri or not c.get("region"):
-        return
-    name, version = framework.get("name", ""), framework.get("version", "")
-    neuron = (frameworks()["frameworks"].get(name) or {}).get("neuron")
-    if neuron is None:
-        yield c.error(
-            "image.trainium_framework",
-            ("model", "framework", "name"),
-            f"{name} has no training image for Trainium ({instance}); SageMaker runs only "
-            "pytorch there",
-            hint="use framework pytorch, a GPU or CPU instance, or `model.image` with a "
-            "Neuron image of your own",
-            value=name,
-        )
-    elif version not in neuron["versions"]:
-        yield c.error(
-            "image.trainium_version",
-            ("model", "framework", "version"),
-            f"no Neuron (Trainium) training image is known for {name} {version}",
-            hint=f"versions with one: {', '.join(sorted(set(neuron['versions'].values())))};"
-            " or give `model.image` (a pytorch-training-neuronx image)",
-            value=version,
-        )
-    else:
-        yield c.error(
-            "image.unknown_region",
-            ("region",),
-            f"no Neuron (Trainium) {name} training image is known in {c.get('region')}",
-            hint="regions with one: " + ", ".join(neuron["regions"]),
-            value=c.get("region"),
-        )
+# Where an ImageProblem's field lives in the spec; the rest are model.framework.<field>.
+_IMAGE_FIELDS = {"region": ("region",), "instance_type": ("compute", "instance_type")}
 
 
 def _batch(c: _Context) -> Iterator[Diagnostic]:

@@ -31,6 +31,7 @@ from trainspec.compiler._diagnostics import (
 from trainspec.compiler._emit import emit_plan
 from trainspec.compiler._infer import Inferred, infer_training, instance_count
 from trainspec.compiler._job_name import NAME_FIELDS, name_job, request_suffix, upload_renames
+from trainspec.compiler._jumpstart import MODEL_ID_TAG, MODEL_VERSION_TAG
 from trainspec.compiler._layers import (
     Layer,
     builtin_layer,
@@ -192,7 +193,12 @@ def compile_loaded(
 
     catalog = load_catalog()
     for layer in catalog_blocks:
-        catalog = extend_catalog(catalog, {"catalog": layer.catalog}, layer.catalog_locations)
+        catalog = extend_catalog(
+            catalog,
+            {"catalog": layer.catalog},
+            layer.catalog_locations,
+            options.local_files or NOWHERE,
+        )
     layers = [builtin_layer(job), *_catalog_layer(user_layers, job, catalog), *user_layers]
     resolved = resolve(layers, job)
     if until is Stage.RESOLVE:
@@ -268,7 +274,9 @@ def compile_loaded(
 
 
 def _catalog_layer(user_layers: Sequence[Layer], job: str, catalog: Catalog) -> list[Layer]:
-    """A pretrained model's catalog defaults, placed below the defaults files."""
+    """A pretrained model's JumpStart defaults, placed below the defaults files: its
+    hyperparameters, metrics, tags, network isolation, encryption and maximum runtime, as
+    JumpStartEstimator sets them."""
     training_path = ("training",) if job == "training" else ("tuning", "training")
     model = catalog.models.get(_pretrained_model_id(user_layers, training_path))
     if model is None:
@@ -280,7 +288,17 @@ def _catalog_layer(user_layers: Sequence[Layer], job: str, catalog: Catalog) -> 
     }
     tree: dict[str, Any] = {"hyperparameters": hyperparameters} if hyperparameters else {}
     if model.metric_definitions:
-        tree["metrics"] = [{"name": m.name, "regex": m.regex} for m in model.metric_definitions]
+        tree["metrics"] = [{"name": n, "regex": r} for n, r in model.metric_definitions]
+    tree["tags"] = {MODEL_ID_TAG: model.id, MODEL_VERSION_TAG: model.version}
+    network = {}
+    if model.network_isolation:
+        network["network_isolation"] = True
+    if model.encrypt_inter_container_traffic:
+        network["inter_container_encryption"] = True
+    if network:
+        tree["network"] = network
+    if model.max_run:
+        tree["stopping"] = {"max_runtime_seconds": model.max_run}
     for path in reversed(training_path):
         tree = {path: tree}
     return [Layer(OriginKind.CATALOG, tree, {}, source=f"catalog:models/{model.id}")]
@@ -365,11 +383,11 @@ def _verify_request(operation: str, request: Mapping[str, Any]) -> None:
 
 
 def _versions(catalog: Catalog, tuning: Any) -> dict[str, str]:
-    from trainspec.compiler._infer import frameworks
+    from trainspec.compiler._images import sdk_version
     from trainspec.compiler._validate import field_rules
 
     versions = dict(catalog.versions)
-    versions["frameworks"] = str(frameworks()["version"])
+    versions["frameworks"] = f"sagemaker-{sdk_version()}"  # the SDK the images come from
     versions["fields"] = str(field_rules()["version"])
     if tuning is not None:
         versions.update(tuning.versions)

@@ -129,12 +129,15 @@ def training_image(
         )
     versions = list(config["versions"])
     aliases = config.get("version_aliases", {})
-    if len(versions) == 1 and version not in aliases:
+    # NOTE [one version]: retrieve swaps any version for the only one a config lists
+    # (pytorch-neuron: 1.11.0), so PyTorch 2.1 on Trainium would silently run 1.11. Here
+    # that applies only when no version is given; a version the SDK lacks is refused.
+    if len(versions) == 1 and not version:
         version = versions[0]
     if version not in versions and version not in aliases:
         what = f"{framework} on {instance_type}" if neuron else framework
         return ImageProblem(
-            "image.unknown_version",
+            "image.trainium_version" if neuron else "image.unknown_version",
             "version",
             f"{what} {version!r} is not a version the SageMaker Python SDK "
             f"{sdk_version()} has a training image for",

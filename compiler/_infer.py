@@ -6,19 +6,18 @@ origin naming its rule (`rule:batch.scale_by_devices`) and why.
 
 from __future__ import annotations
 
-import functools
 import os
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
-import yaml
 from trainspec.compiler._catalog import Catalog, InstanceType, PretrainedModel, gpus_for_batch
 from trainspec.compiler._diagnostics import Diagnostic, FieldPath, Severity
+from trainspec.compiler._images import ImageProblem, training_image
 from trainspec.compiler._incremental import StartModel, start_model
 from trainspec.compiler._incremental import origin as incremental_origin
+from trainspec.compiler._jumpstart import CODE_CHANNEL_DIR
 from trainspec.compiler._origin import Origin, OriginKind
 from trainspec.compiler._resolve import Resolved
 
@@ -71,12 +70,6 @@ class Inferred:
         return self.resolved.training
 
 
-@functools.cache
-def frameworks() -> dict:
-    ref = resources.files("trainspec.compiler.catalog").joinpath("frameworks.yaml")
-    return yaml.safe_load(ref.read_text())
-
-
 def _rule(rule_id: str, reason: str) -> Origin:
     return Origin(OriginKind.INFERRED, source=f"rule:{rule_id}", reason=reason)
 
@@ -94,23 +87,8 @@ def infer_training(resolved: Resolved, catalog: Catalog, spec_dir: str | os.Path
     instance = catalog.instances.get(_instance_type_name(compute))
 
     _absolutize_local_paths(training, spec_dir)
-    if pretrained is not None and not training.get("data"):
-        training["data"] = {"train": {"uri": pretrained.default_dataset_uri(_region(training))}}
-        origins[base + ("data", "train", "uri")] = Origin(
-            OriginKind.CATALOG,
-            source=f"catalog:models/{pretrained.id}",
-            reason="the spec names no data: the model's default data set is used",
-        )
-        notes.append(
-            Diagnostic(
-                "data.default_dataset",
-                _dotted(base + ("data",)),
-                f"no data given: fine-tuning on the catalog's default data set "
-                f"{training['data']['train']['uri']}",
-                hint="add `data: {train: s3://your-bucket/prefix/}` to train on your own data",
-                severity=Severity.NOTE,
-            )
-        )
+    if pretrained is not None:
+        notes.extend(_pretrained_data(training, base, origins, pretrained))
 
     start = start_model(training)
     if start is not None:  # lowered after the data channels, as the SDK appends it
@@ -120,7 +98,7 @@ def infer_training(resolved: Resolved, catalog: Catalog, spec_dir: str | os.Path
 
     extras: dict[str, Any] = {}
     batch = _infer_batch(training, base, origins, instance, pretrained, extras)
-    image = _image_uri(training, instance, pretrained)
+    image = _image_uri(training, instance, pretrained, extras)
     if image:
         origins[("sagemaker_request", "AlgorithmSpecification", "TrainingImage")] = _rule(
             "image.from_catalog" if pretrained else "image.framework_container",
@@ -132,6 +110,9 @@ def infer_training(resolved: Resolved, catalog: Catalog, spec_dir: str | os.Path
     name = training.get("name", "")
     artifact = _join_s3(output, name, "output", "model.tar.gz") if output and name else ""
     script_mode, uploads = _plan_uploads(training, output, name, _region(training))
+    if pretrained is not None:
+        script_mode, channels = _pretrained_script_mode(pretrained, _region(training), name)
+        extras["pretrained_channels"] = channels
     for key in script_mode:
         # they live in the request, not in the job's hyperparameters
         origins[("sagemaker_request", "HyperParameters", key)] = _rule(
@@ -307,52 +288,119 @@ def _image_uri(
     training: Mapping[str, Any],
     instance: InstanceType | None,
     pretrained: PretrainedModel | None,
+    extras: dict[str, Any],
 ) -> str:
     model = training.get("model", {})
     region = _region(training)
     if "image" in model:
         return model["image"]
-    on_trainium = instance is not None and instance.device_kind == "neuron_core"
     if pretrained is not None:
-        # the catalog's images are CUDA or CPU builds; none runs on Trainium (reported
-        # by the check pass)
-        return (
-            ""
-            if on_trainium
-            else pretrained.image_uri(region, gpu=bool(instance and instance.gpus))
-        )
+        if instance is None or not region:
+            return ""
+        image = pretrained.image_uri(region, instance.name)
+        if image is None:
+            extras["image_problem"] = _pretrained_image_problem(pretrained, region, instance)
+        return image or ""
     framework = model.get("framework")
-    if not framework or not region:
+    if not framework or not region or instance is None:
         return ""
-    entry = frameworks()["frameworks"].get(framework.get("name", ""))
-    if entry is None:
-        return ""
-    account = frameworks()["registries"][entry["registry"]].get(region)
-    if account is None:
-        return ""
-    version = framework.get("version", "")
-    if on_trainium:
-        neuron = entry.get("neuron") or {}
-        if version not in neuron.get("versions", {}) or region not in neuron["regions"]:
-            return ""  # the check pass says which versions and regions have one
-        return neuron["image"].format(
-            account=account,
-            region=region,
-            version=neuron["versions"][version],
-            python=framework.get("python_version") or neuron["python"],
-        )
-    return entry["image"].format(
-        account=account,
+    found = training_image(
+        framework.get("name", ""),
+        framework.get("version", ""),
         region=region,
-        version=version,
-        device="gpu" if instance is not None and instance.gpus else "cpu",
-        python=framework.get("python_version") or entry["python"],
+        instance_type=instance.name,
+        python_version=framework.get("python_version", ""),
+        base_framework_version=framework.get("base_framework_version", ""),
     )
+    if isinstance(found, ImageProblem):
+        extras["image_problem"] = found  # reported by the check pass, at its field
+        return ""
+    return found
 
 
-def framework_regions(name: str) -> list[str]:
-    entry = frameworks()["frameworks"].get(name)
-    return sorted(frameworks()["registries"][entry["registry"]]) if entry else []
+TRAINING_CHANNEL = "training"  # the channel JumpStart's training scripts read
+
+
+def _pretrained_data(
+    training: dict, base: FieldPath, origins: dict[FieldPath, Origin], model: PretrainedModel
+) -> list[Diagnostic]:
+    """The user's data as channel `training` (a `train` channel is renamed), else the
+    spec's default data set, with a note."""
+    data = training.get("data")
+    if data and "train" in data and TRAINING_CHANNEL not in data:
+        data = training["data"] = {
+            (TRAINING_CHANNEL if k == "train" else k): v for k, v in data.items()
+        }
+        prefix = base + ("data", "train")
+        for path in [p for p in origins if p[: len(prefix)] == prefix]:
+            origins[base + ("data", TRAINING_CHANNEL) + path[len(prefix) :]] = origins[path]
+        return []
+    if data:
+        return []
+    uri = model.default_dataset_uri(_region(training))
+    if not uri:
+        return []
+    training["data"] = {TRAINING_CHANNEL: {"uri": uri}}
+    origins[base + ("data", TRAINING_CHANNEL, "uri")] = Origin(
+        OriginKind.CATALOG,
+        source=f"catalog:models/{model.id}",
+        reason="the spec names no data: the JumpStart spec's default_training_dataset_key",
+    )
+    return [
+        Diagnostic(
+            "data.default_dataset",
+            _dotted(base + ("data",)),
+            f"no data given: fine-tuning on the JumpStart spec's default data set {uri}",
+            hint="add `data: {training: s3://your-bucket/prefix/}` to train on your own data",
+            severity=Severity.NOTE,
+        )
+    ]
+
+
+def _pretrained_script_mode(
+    model: PretrainedModel, region: str, name: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """What JumpStartEstimator adds for a spec: the training toolkit's hyperparameters, and
+    the `model` (pretrained weights) and, under network isolation, `code` channels."""
+    container = model.container_hyperparameters
+    script = model.content_uri(region, model.training_script_key)
+    channels = {"model": model.content_uri(region, model.training_artifact_key)}
+    if model.network_isolation:
+        # the container cannot reach S3 itself: the script arrives as an input channel
+        channels["code"] = script
+        submit = container.get("sagemaker_submit_directory") or (
+            f"{CODE_CHANNEL_DIR}/sourcedir.tar.gz"
+        )
+    else:
+        submit = script
+    hyperparameters = {
+        "sagemaker_program": container.get("sagemaker_program", ""),
+        "sagemaker_submit_directory": submit,
+        "sagemaker_container_log_level": container.get("sagemaker_container_log_level", "20"),
+        "sagemaker_region": region,
+        "sagemaker_job_name": name,
+    }
+    return {k: v for k, v in hyperparameters.items() if v}, channels
+
+
+def _pretrained_image_problem(
+    model: PretrainedModel, region: str, instance: InstanceType
+) -> ImageProblem:
+    if region not in model.regional_aliases:
+        return ImageProblem(
+            "image.unknown_region",
+            "region",
+            f"JumpStart model {model.id} has no training image in region {region!r}",
+            "regions with one: " + ", ".join(model.regions),
+            region,
+        )
+    return ImageProblem(
+        "image.unsupported_instance",
+        "instance_type",
+        f"JumpStart model {model.id} has no training image for {instance.name}",
+        "instance types and families with one: " + ", ".join(model.image_instance_types()),
+        instance.name,
+    )
 
 
 def _absolutize_local_paths(training: dict, spec_dir: str | os.PathLike) -> None:

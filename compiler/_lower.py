@@ -13,6 +13,7 @@ from typing import Any
 
 from trainspec.compiler._incremental import with_model_channel
 from trainspec.compiler._infer import PER_DEVICE_LAUNCHERS, Inferred, is_local
+from trainspec.compiler._jumpstart import MODEL_CONTENT_TYPE
 
 # Proto enum value -> SageMaker API spelling.
 _API_ENUMS = {
@@ -73,6 +74,8 @@ def lower_training(inferred: Inferred) -> dict[str, Any]:
     channels = [
         _channel(inferred, name, spec) for name, spec in sorted(training.get("data", {}).items())
     ]
+    if inferred.pretrained is not None:
+        channels = [*map(_fully_replicated, channels), *_pretrained_channels(inferred)]
     if inferred.start is not None:
         channels = with_model_channel(channels, inferred.start)
     if channels:
@@ -115,6 +118,13 @@ def sifting_json(sifting: Mapping[str, Any]) -> str:
 def lowered_hyperparameters(inferred: Inferred) -> dict[str, str]:
     training = inferred.training
     values = {k: hyperparameter_string(v) for k, v in training.get("hyperparameters", {}).items()}
+    if inferred.pretrained is not None:
+        # A JumpStart default is sent as the SDK sends it (str of the spec's value: 0.0
+        # stays "0.0"); a value the user gave follows the rule above.
+        for name, default in inferred.pretrained.default_hyperparameters.items():
+            value = training.get("hyperparameters", {}).get(name)
+            if type(value) is type(default) and value == default:
+                values[name] = str(default)
     values.update(inferred.script_mode)
     distribution = training.get("distribution", {})
     values.update(_DISTRIBUTION_HYPERPARAMETERS.get(distribution.get("type", ""), {}))
@@ -180,6 +190,37 @@ def _stopping(training: Mapping[str, Any]) -> dict[str, Any]:
     if stopping.get("max_pending_seconds"):
         lowered["MaxPendingTimeInSeconds"] = stopping["max_pending_seconds"]
     return lowered
+
+
+def _pretrained_channels(inferred: Inferred) -> list[dict[str, Any]]:
+    """The JumpStart spec's pretrained weights (`model`) and, under network isolation, its
+    training script (`code`), as JumpStartEstimator adds them."""
+    channels = []
+    for name, uri in inferred.extras.get("pretrained_channels", {}).items():
+        channel: dict[str, Any] = {
+            "ChannelName": name,
+            "DataSource": {
+                "S3DataSource": {
+                    "S3DataDistributionType": "FullyReplicated",
+                    "S3DataType": "S3Prefix",
+                    "S3Uri": uri,
+                }
+            },
+        }
+        if name == "model":
+            channel["ContentType"] = MODEL_CONTENT_TYPE
+            channel["InputMode"] = "File"
+        channels.append(channel)
+    return channels
+
+
+def _fully_replicated(channel: dict[str, Any]) -> dict[str, Any]:
+    # the SDK names SageMaker's default distribution on every channel of a JumpStart job
+    s3 = channel["DataSource"].get("S3DataSource")
+    if s3 is not None and "S3DataDistributionType" not in s3:
+        s3 = {**s3, "S3DataDistributionType": "FullyReplicated"}
+        return {**channel, "DataSource": {"S3DataSource": s3}}
+    return channel
 
 
 def _channel(inferred: Inferred, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:

@@ -72,7 +72,8 @@ def main() -> int:
         }
         print(f"{path.relative_to(OUT.parent.parent.parent)}: {model_id} {spec['version']}")
     (OUT / "sources.json").write_text(
-        json.dumps({"specs": sources}, indent=1, sort_keys=True) + "\n", encoding="utf-8"
+        json.dumps({"version": tag, "specs": sources}, indent=1, sort_keys=True) + "\n",
+        encoding="utf-8",
     )
     return 0
 

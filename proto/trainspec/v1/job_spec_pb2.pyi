@@ -731,16 +731,25 @@ class FrameworkModel(_message.Message):
     ENTRY_POINT_FIELD_NUMBER: _builtins.int
     SOURCE_DIR_FIELD_NUMBER: _builtins.int
     PYTHON_VERSION_FIELD_NUMBER: _builtins.int
+    BASE_FRAMEWORK_VERSION_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The framework: `pytorch`, `tensorflow`, `huggingface`, `xgboost` or `sklearn`."""
     version: _builtins.str
-    """The framework version, e.g. `2.1`."""
+    """The framework version, e.g. `2.1` (for `huggingface`, the transformers version), as
+    the SageMaker Python SDK's image catalog lists it (`trainspec catalog frameworks`).
+    """
     entry_point: _builtins.str
     """The script run by the container, relative to `source_dir`."""
     source_dir: _builtins.str
     """The folder with the training code; relative paths are relative to the spec file."""
     python_version: _builtins.str
-    """The Python version of the container, e.g. `py310`."""
+    """The Python version of the container, e.g. `py310`; when empty, the only one the
+    version's images have, else the newest.
+    """
+    base_framework_version: _builtins.str
+    """Hugging Face only: the framework under transformers, e.g. `pytorch2.1.0` or
+    `pytorch2.1`; when empty, the newest PyTorch that the transformers version has.
+    """
     def __init__(
         self,
         *,
@@ -749,10 +758,11 @@ class FrameworkModel(_message.Message):
         entry_point: _builtins.str = ...,
         source_dir: _builtins.str = ...,
         python_version: _builtins.str = ...,
+        base_framework_version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entry_point", b"entry_point", "name", b"name", "python_version", b"python_version", "source_dir", b"source_dir", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base_framework_version", b"base_framework_version", "entry_point", b"entry_point", "name", b"name", "python_version", b"python_version", "source_dir", b"source_dir", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

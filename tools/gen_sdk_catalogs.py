@@ -1,4 +1,8 @@
-"""Generate compiler/catalog/framework_images.json from the SageMaker Python SDK's image_uri_config.
+"""Generate catalog data from JSON files bundled with the SageMaker Python SDK.
+
+compiler/catalog/framework_images.json from the SDK's image_uri_config, and
+compiler/catalog/jumpstart/regions.json (JumpStart's content bucket in each region it
+launched in) from sagemaker/jumpstart/region_config.json.
 
 The SDK ships one JSON file per framework (sagemaker/image_uri_config/<name>.json) that its
 `image_uris.retrieve` reads. This keeps their training scope for the frameworks trainspec
@@ -7,9 +11,9 @@ versions, regions and accounts), with each distinct region -> account table stor
 plus the ECR host of every region as the SDK's botocore resolves it. Run it with the
 interpreter of the SDK's own environment (the compiler never imports the SDK):
 
-    .venv-sdk/bin/python tools/gen_framework_images.py
+    .venv-sdk/bin/python tools/gen_sdk_catalogs.py
 
-The SDK version is recorded in the output; tests/compiler/test_sdk_parity.py compares every
+The SDK version is recorded in each output; tests/sdk/test_image_parity.py compares every
 image the file can produce with `image_uris.retrieve` of the pinned SDK.
 """
 
@@ -22,7 +26,9 @@ from pathlib import Path
 import sagemaker
 from sagemaker import image_uris, utils
 
-OUT = Path(__file__).resolve().parent.parent / "compiler" / "catalog" / "framework_images.json"
+CATALOG = Path(__file__).resolve().parent.parent / "compiler" / "catalog"
+OUT = CATALOG / "framework_images.json"
+REGIONS_OUT = CATALOG / "jumpstart" / "regions.json"
 # trainspec framework name -> the SDK's config file; `pytorch-neuron` serves Trainium.
 FRAMEWORKS = ("pytorch", "pytorch-neuron", "tensorflow", "huggingface", "xgboost", "sklearn")
 KEEP = (
@@ -88,7 +94,7 @@ def main() -> int:
             "version": sagemaker.__version__,
             "files": [f"sagemaker/image_uri_config/{name}.json" for name in FRAMEWORKS],
             "scope": "training",
-            "generated_by": "tools/gen_framework_images.py",
+            "generated_by": "tools/gen_sdk_catalogs.py",
         },
         "hosts": {region: _host(region) for region in regions},
         "registries": {f"r{i}": table for i, table in enumerate(tables.tables)},
@@ -96,6 +102,30 @@ def main() -> int:
     }
     OUT.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     print(f"{OUT.name}: sagemaker {sagemaker.__version__}, {len(regions)} regions")
+    launched = json.loads(
+        (Path(sagemaker.__file__).parent / "jumpstart" / "region_config.json").read_text(
+            encoding="utf-8"
+        )
+    )
+    buckets = {region: info["content_bucket"] for region, info in sorted(launched.items())}
+    REGIONS_OUT.write_text(
+        json.dumps(
+            {
+                "source": {
+                    "package": "sagemaker",
+                    "version": sagemaker.__version__,
+                    "files": ["sagemaker/jumpstart/region_config.json"],
+                    "generated_by": "tools/gen_sdk_catalogs.py",
+                },
+                "content_buckets": buckets,
+            },
+            indent=1,
+            sort_keys=True,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    print(f"{REGIONS_OUT.name}: {len(buckets)} JumpStart regions")
     return 0
 
 
