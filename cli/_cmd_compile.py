@@ -274,21 +274,26 @@ def _intermediate_text(data: Any) -> str:
 
 
 @click.command()
-@click.argument("which", type=click.Choice(["instances", "models"]))
+@click.argument("which", type=click.Choice(["instances", "models", "frameworks"]))
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
 @click.option("--min-gpus", type=int, default=0, help="instances: only with this many GPUs.")
 @handle_errors()
 def catalog(which: str, fmt: str, min_gpus: int) -> None:
-    """List the instance types or pretrained models the compiler knows."""
+    """List the instance types, pretrained models (JumpStart specs, each with its source
+    and version) or framework image versions (from the SageMaker Python SDK)."""
+    if which == "frameworks":
+        _frameworks(fmt)
+        return
     from trainspec.compiler import load_catalog
 
     loaded = load_catalog()
-    entries = loaded.instances if which == "instances" else loaded.models
-    rows = [_plain(e) for _, e in sorted(entries.items())]
     if which == "instances":
+        rows = [_plain(e) for _, e in sorted(loaded.instances.items())]
         rows = [r for r in rows if r["gpus"] >= min_gpus]
+    else:
+        rows = [_model_row(m) for _, m in sorted(loaded.models.items())]
     if fmt == "json":
         click.echo(
             json.dumps(
@@ -308,10 +313,15 @@ def catalog(which: str, fmt: str, min_gpus: int) -> None:
                 f"{r['vcpus']:>6}{r['price_per_hour']:>10.3f}  {price_note}"
             )
     else:
-        click.echo(f"{'model':<44}{'task':<24}{'batch hp':<14}per-device batch")
         for r in rows:
-            batch = r["default_hyperparameters"].get(r["batch_size_hyperparameter"], "")
-            click.echo(f"{r['id']:<44}{r['task']:<24}{r['batch_size_hyperparameter']:<14}{batch}")
+            click.echo(f"{r['id']} {r['version']}")
+            click.echo(
+                f"    task: {r['task'] or 'not known (data not checked)'}; "
+                f"{r['framework']} {r['framework_version']}; batch hyperparameter "
+                f"{r['batch_size_hyperparameter']} = {r['per_device_batch_size']} per device"
+            )
+            click.echo(f"    default instance: {r['default_instance_type']}")
+            click.echo(f"    source: {r['source']}")
     click.echo(f"catalog version {loaded.versions.get(which, '')}", err=True)
 
 
@@ -328,3 +338,34 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
+
+
+def _model_row(model: Any) -> dict[str, Any]:
+    return {
+        "id": model.id,
+        "version": model.version,
+        "source": model.source,
+        "task": model.task,
+        "data_format": model.data_format,
+        "framework": model.framework,
+        "framework_version": model.framework_version,
+        "batch_size_hyperparameter": model.batch_size_hyperparameter,
+        "per_device_batch_size": model.per_device_batch_size,
+        "default_hyperparameters": dict(model.default_hyperparameters),
+        "supported_instance_types": list(model.supported_instance_types),
+        "default_instance_type": model.default_instance_type,
+        "network_isolation": model.network_isolation,
+    }
+
+
+def _frameworks(fmt: str) -> None:
+    from trainspec.compiler._images import FRAMEWORKS, framework_versions, image_catalog
+
+    source = image_catalog()["source"]
+    rows = {name: framework_versions(name) for name in FRAMEWORKS}
+    if fmt == "json":
+        click.echo(json.dumps({"source": source, "frameworks": rows}, indent=2, sort_keys=True))
+        return
+    for name, versions in rows.items():
+        click.echo(f"{name}: {', '.join(versions)}")
+    click.echo(f"from sagemaker {source['version']}'s image_uri_config", err=True)

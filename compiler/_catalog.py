@@ -90,6 +90,16 @@ class Catalog:
     versions: Mapping[str, str]
 
 
+def find_model(catalog: Catalog, ref: str) -> PretrainedModel | None:
+    """The model `ref` names: a JumpStart model id, or `ID@VERSION` pinning the spec's
+    version (None when the id is unknown or the version is not the catalog's)."""
+    model_id, _, version = ref.partition("@")
+    model = catalog.models.get(model_id)
+    if model is None or (version and version != model.version):
+        return None
+    return model
+
+
 def gpus_for_batch(instance: InstanceType) -> int:
     """The factor from per-device to per-instance batch size: GPUs, NeuronCores, or 1."""
     return instance.devices
@@ -490,6 +500,7 @@ __all__ = [
     "InstanceType",
     "PretrainedModel",
     "extend_catalog",
+    "find_model",
     "gpus_for_batch",
     "load_catalog",
 ]

@@ -137,15 +137,26 @@ def _known_catalog_entries(c: _Context) -> Iterator[Diagnostic]:
                 value=name,
             )
     pretrained = c.get("model", "pretrained")
-    if pretrained and pretrained not in c.catalog.models:
-        close = difflib.get_close_matches(pretrained, list(c.catalog.models), n=1, cutoff=0.5)
+    model_id, _, version = (pretrained or "").partition("@")
+    if model_id and model_id not in c.catalog.models:
+        close = difflib.get_close_matches(model_id, list(c.catalog.models), n=1, cutoff=0.5)
         yield c.error(
             "catalog.unknown_model",
             ("model", "pretrained"),
-            f"{pretrained!r} is not in the model catalog",
+            f"{model_id!r} is not in the model catalog",
             hint=f"did you mean {close[0]!r}?"
             if close
             else "`trainspec catalog models` lists them",
+            value=pretrained,
+        )
+    elif model_id and version and version != c.catalog.models[model_id].version:
+        known = c.catalog.models[model_id].version
+        yield c.error(
+            "catalog.unknown_model_version",
+            ("model", "pretrained"),
+            f"the catalog has version {known} of {model_id}, not {version!r}",
+            hint=f"did you mean '{model_id}@{known}'? (or name no version: {model_id}); a "
+            "defaults file adds other versions with catalog.jumpstart_specs",
             value=pretrained,
         )
     if c.inferred.pretrained is not None:

@@ -50,9 +50,22 @@ def inspect_local_data(
 
         if model.data_format == "csv-label-text":
             report = _inspect_csv(Path(uri), problem)
+        elif model.data_format == "csv-label-text-pair":
+            report = _inspect_csv(Path(uri), problem, texts=2)
         elif model.data_format == "image-folders":
             report = _inspect_images(Path(uri), problem)
         else:
+            problems.append(
+                Diagnostic(
+                    "data.format_not_checked",
+                    format_path(path),
+                    f"the data format of {model.task or 'this model'}'s training script is "
+                    "not known to trainspec: the local data is not checked",
+                    f"JumpStart model {model.id} reads channel `training` as its script expects",
+                    locate(path),
+                    severity=Severity.NOTE,
+                )
+            )
             continue
         if report is not None:
             reports.append({"channel": channel, "path": uri, **report})
@@ -67,7 +80,7 @@ def _batch_beyond_data(
     holds: every process then sees fewer samples than its batch, and a loader that drops
     incomplete batches takes no step at all."""
     batch = inferred.batch_sizes
-    train = next((r for r in reports if r["channel"] == "train"), None)
+    train = next((r for r in reports if r["channel"] in ("train", "training")), None)
     if batch is None or train is None or batch.global_ <= train["samples"]:
         return []
     base = inferred.resolved.training_path
@@ -95,13 +108,15 @@ def _batch_beyond_data(
     ]
 
 
-def _inspect_csv(folder: Path, problem) -> Mapping[str, Any] | None:
+def _inspect_csv(folder: Path, problem, texts: int = 1) -> Mapping[str, Any] | None:
+    """data.csv: an integer label, then `texts` text columns (2: a sentence pair)."""
     data = folder / "data.csv" if folder.is_dir() else folder
+    shape = "integer label, then text" if texts == 1 else "integer label, sentence 1, sentence 2"
     if not data.is_file():
         problem(
             "data.csv_missing",
             f"{folder} has no data.csv",
-            "text classification data is data.csv: integer label, then text, no header",
+            f"the training data is data.csv: {shape}, no header",
         )
         return None
     counts: Counter[str] = Counter()
@@ -112,15 +127,16 @@ def _inspect_csv(folder: Path, problem) -> Mapping[str, Any] | None:
                 continue
             rows += 1
             label = row[0].strip()
-            if len(row) < 2 or not label.lstrip("-").isdigit() or not row[1].strip():
+            texts_ok = len(row) > texts and all(t.strip() for t in row[1 : texts + 1])
+            if not label.lstrip("-").isdigit() or not texts_ok:
                 hint = (
                     "the first row looks like a header: remove it"
                     if line_number == 1
-                    else ("each row is: integer label, text")
+                    else f"each row is: {shape}"
                 )
                 problem(
                     "data.csv_bad_row",
-                    f"{data}:{line_number}: expected an integer label and a text, got {row[:2]!r}",
+                    f"{data}:{line_number}: expected {shape}, got {row[: texts + 1]!r}",
                     hint,
                 )
                 return None

@@ -17,7 +17,7 @@ from typing import Any
 from trainspec.compiler import _tuning
 from trainspec.compiler._botocore_check import botocore_version, check_request
 from trainspec.compiler._cancel import checkpoint
-from trainspec.compiler._catalog import Catalog, extend_catalog, load_catalog
+from trainspec.compiler._catalog import Catalog, extend_catalog, find_model, load_catalog
 from trainspec.compiler._check import check_training
 from trainspec.compiler._data_check import inspect_local_data
 from trainspec.compiler._diagnostics import (
@@ -278,7 +278,7 @@ def _catalog_layer(user_layers: Sequence[Layer], job: str, catalog: Catalog) -> 
     hyperparameters, metrics, tags, network isolation, encryption and maximum runtime, as
     JumpStartEstimator sets them."""
     training_path = ("training",) if job == "training" else ("tuning", "training")
-    model = catalog.models.get(_pretrained_model_id(user_layers, training_path))
+    model = find_model(catalog, _pretrained_model_id(user_layers, training_path))
     if model is None:
         return []
     hyperparameters = {

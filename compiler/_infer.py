@@ -12,7 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainspec.compiler._catalog import Catalog, InstanceType, PretrainedModel, gpus_for_batch
+from trainspec.compiler._catalog import (
+    Catalog,
+    InstanceType,
+    PretrainedModel,
+    find_model,
+    gpus_for_batch,
+)
 from trainspec.compiler._diagnostics import Diagnostic, FieldPath, Severity
 from trainspec.compiler._images import ImageProblem, training_image
 from trainspec.compiler._incremental import StartModel, start_model
@@ -82,7 +88,7 @@ def infer_training(resolved: Resolved, catalog: Catalog, spec_dir: str | os.Path
     notes: list[Diagnostic] = []
 
     model = training.get("model", {})
-    pretrained = catalog.models.get(model.get("pretrained", ""))
+    pretrained = find_model(catalog, model.get("pretrained", ""))
     compute = training.get("compute", {})
     instance = catalog.instances.get(_instance_type_name(compute))
 

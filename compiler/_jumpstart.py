@@ -30,7 +30,11 @@ TASKS = {
     "ic": "image-classification",
 }
 # The data layout each task's training script reads; tasks absent here are not checked.
-DATA_FORMATS = {"text-classification": "csv-label-text", "image-classification": "image-folders"}
+DATA_FORMATS = {
+    "text-classification": "csv-label-text",
+    "sentence-pair-classification": "csv-label-text-pair",
+    "image-classification": "image-folders",
+}
 MODEL_CONTENT_TYPE = "application/x-sagemaker-model"
 CODE_CHANNEL_DIR = "/opt/ml/input/data/code"
 MODEL_ID_TAG = "sagemaker-sdk:jumpstart-model-id"
@@ -57,7 +61,8 @@ class Hyperparameter:
             try:
                 value = int(value) if self.type == "int" else float(value)
             except ValueError:
-                return f"must be {'an integer' if self.type == 'int' else 'a number'}, not {value!r}"
+                kind = "an integer" if self.type == "int" else "a number"
+                return f"must be {kind}, not {value!r}"
         if self.type == "int":
             if isinstance(value, bool) or not isinstance(value, int | float):
                 return f"must be an integer, not {value!r}"

@@ -12,10 +12,8 @@ from trainspec.compiler._catalog import (
     Catalog,
     _load_catalog_files,
     _load_instances,
-    _load_models,
     extend_catalog,
     gpus_for_batch,
-    image_uri,
     load_catalog,
 )
 from trainspec.compiler._diagnostics import InternalError, Location, SpecError
@@ -34,8 +32,8 @@ def training_instance_enum() -> set[str]:
 def test_loads_once_with_versions(catalog):
     assert load_catalog() is catalog
     assert set(catalog.versions) == {"instances", "models"}
-    for version in catalog.versions.values():
-        assert re.fullmatch(r"\d{4}\.\d{2}\.\d{2}-\d+", version)
+    assert re.fullmatch(r"\d{4}\.\d{2}\.\d{2}-\d+", catalog.versions["instances"])
+    assert catalog.versions["models"] == "v2.257.6"  # the SDK tag the specs were copied at
 
 
 def test_catalog_is_read_only(catalog):
@@ -145,7 +143,7 @@ def test_local_nvme(catalog):
     assert catalog.instances["ml.m5.xlarge"].local_nvme_gb == 0
 
 
-def test_models(catalog):
+def test_models_are_jumpstart_specs_with_their_sources(catalog):
     by_task = {}
     for model in catalog.models.values():
         by_task.setdefault(model.task, []).append(model)
@@ -153,41 +151,30 @@ def test_models(catalog):
         assert model.default_instance_type in catalog.instances
         assert model.default_dataset_uri("us-east-1").startswith("s3://jumpstart-cache-prod-")
         assert model.default_dataset_uri("us-east-1").endswith("/")
-        for metric in model.metric_definitions:
-            assert re.compile(metric.regex).groups == 1
-    assert len(by_task["text-classification"]) >= 2
+        assert "sagemaker-python-sdk@v2.257.6" in model.source
+        for _, regex in model.metric_definitions:
+            assert re.compile(regex).groups == 1
+    assert len(by_task["sentence-pair-classification"]) >= 1
     assert len(by_task["image-classification"]) >= 2
-    bert = catalog.models["huggingface-tc-bert-base-uncased"]
-    assert bert.data_format == "csv-label-text"
-    assert bert.per_device_batch_size == 64
-    assert bert.default_hyperparameters["learning_rate"] == pytest.approx(5e-5)
-    resnet = catalog.models["pytorch-ic-resnet50"]
-    assert resnet.data_format == "image-folders"
-    assert resnet.per_device_batch_size == 32
-    assert resnet.default_hyperparameters["learning_rate"] == pytest.approx(0.001)
-    assert "epochs" in resnet.default_hyperparameters
+    bert = catalog.models["huggingface-spc-bert-base-cased"]
+    assert (bert.version, bert.per_device_batch_size) == ("2.0.3", 8)
+    assert bert.data_format == "csv-label-text-pair"  # label, sentence 1, sentence 2
+    assert bert.default_hyperparameters["adam-learning-rate"] == pytest.approx(2e-5)
+    assert bert.learning_rate_hyperparameter == "adam-learning-rate"
+    mobilenet = catalog.models["pytorch-ic-mobilenet-v2"]
+    assert mobilenet.data_format == "image-folders"
+    assert (mobilenet.per_device_batch_size, mobilenet.epochs_hyperparameter) == (4, "epochs")
 
 
-def test_image_uri_per_region(catalog):
-    model = catalog.models["pytorch-ic-resnet50"]
-    assert image_uri(model, "us-west-2") == (
-        "763104351884.dkr.ecr.us-west-2.amazonaws.com/pytorch-training:2.0.1-gpu-py310"
+def test_image_uri_per_instance_type_and_region(catalog):
+    model = catalog.models["pytorch-ic-mobilenet-v2"]
+    assert model.image_uri("us-west-2", "ml.p3.2xlarge") == (
+        "763104351884.dkr.ecr.us-west-2.amazonaws.com/pytorch-training:1.10.0-gpu-py38"
     )
-    assert image_uri(model, "af-south-1").startswith("626614931356.dkr.ecr.af-south-1.")
-    assert model.image_uri("eu-west-1", gpu=False).endswith(":2.0.1-cpu-py310")
-    for region in ("us-east-1", "eu-central-1", "ap-northeast-1"):
-        for entry in catalog.models.values():
-            assert f".dkr.ecr.{region}.amazonaws.com/" in image_uri(entry, region)
-
-
-def test_image_uri_unsupported_region_names_the_supported_ones(catalog):
-    model = catalog.models["pytorch-ic-resnet50"]
-    with pytest.raises(SpecError) as caught:
-        image_uri(model, "xx-nowhere-9")
-    (problem,) = caught.value.diagnostics
-    assert problem.code == "catalog.region_unsupported"
-    assert "xx-nowhere-9" in problem.message
-    assert "us-east-1" in problem.hint and "eu-west-1" in problem.hint
+    assert model.image_uri("eu-west-1", "ml.m5.xlarge").endswith(":1.10.0-cpu-py38")
+    assert model.image_uri("af-south-1", "ml.m5.xlarge").startswith("626614931356.")
+    assert model.image_uri("xx-nowhere-9", "ml.m5.xlarge") is None
+    assert model.image_uri("us-west-2", "ml.x99.large") is None
 
 
 # --- broken files --------------------------------------------------------------------------
@@ -250,62 +237,6 @@ def test_bool_is_not_a_count(tmp_path):
         _load_instances(path)
 
 
-MODEL = """\
-version: "2026.01.01-1"
-registries: {dlc: {us-east-1: "763104351884"}}
-models:
-  my-tc:
-    task: text-classification
-    data_format: csv-label-text
-    framework: huggingface
-    framework_version: "4.26"
-    image_uri_template: "{account}.dkr.ecr.{region}.amazonaws.com/x:1"
-    registry: dlc
-    batch_size_hyperparameter: batch_size
-    default_hyperparameters: {batch_size: 64, epochs: 3}
-    metric_definitions: [{name: acc, regex: "acc: ([0-9.]+)"}]
-"""
-
-
-def test_broken_model_names_entry_and_field(tmp_path):
-    _, models, _ = _load_models(write(tmp_path, "ok.yaml", MODEL))
-    assert (
-        models["my-tc"].image_uri("us-east-1") == "763104351884.dkr.ecr.us-east-1.amazonaws.com/x:1"
-    )
-    cases = {
-        "data_format: csv-label-text": ("data_format: image-folders", "data_format"),
-        "registry: dlc": ("registry: nope", "registry"),
-        "batch_size: 64": ("batch_size: big", "default_hyperparameters"),
-        '"acc: ([0-9.]+)"': '"acc: [0-9.]+"',
-        "task: text-classification": ("task: translation", "task"),
-    }
-    for old, new in cases.items():
-        replacement, field = new if isinstance(new, tuple) else (new, "metric_definitions[0].regex")
-        path = write(tmp_path, "bad.yaml", MODEL.replace(old, replacement))
-        with pytest.raises(InternalError) as caught:
-            _load_models(path)
-        assert any(d.field_path == f"models.my-tc.{field}" for d in caught.value.diagnostics), (
-            old,
-            caught.value.diagnostics,
-        )
-        assert "my-tc" in str(caught.value) and str(path) in str(caught.value)
-
-
-def test_model_default_instance_must_exist(tmp_path):
-    instances = write(
-        tmp_path, "i.yaml", f'version: "2026.01.01-1"\ninstances:\n  ml.x.large: {GOOD_INSTANCE}\n'
-    )
-    models = write(
-        tmp_path,
-        "m.yaml",
-        MODEL.replace(
-            "    registry: dlc\n", "    registry: dlc\n    default_instance_type: ml.y.large\n"
-        ),
-    )
-    with pytest.raises(InternalError, match="default_instance_type"):
-        _load_catalog_files(instances, models)
-
-
 def test_unreadable_file(tmp_path):
     path = write(tmp_path, "i.yaml", "instances: [unclosed\n")
     with pytest.raises(InternalError, match=re.escape(str(path))):
@@ -327,19 +258,6 @@ def test_extend_adds_and_overrides(catalog):
                                      "price_date": "2026-11-01", "price_source": "quote",
                                      "price_estimated": False},
             },
-            "models": {
-                "huggingface-tc-bert-base-uncased": {"default_hyperparameters": {"epochs": 5}},
-                "pytorch-ic-resnet50": {"registry": "",
-                                        "ecr_accounts": {"us-east-1": "444455556666"}},
-                "acme-tc": {
-                    "task": "text-classification", "data_format": "csv-label-text",
-                    "framework": "huggingface", "framework_version": "4.26",
-                    "image_uri_template": "111122223333.dkr.ecr.{region}.amazonaws.com/acme:1",
-                    "batch_size_hyperparameter": "bs",
-                    "default_hyperparameters": {"bs": 16},
-                    "default_instance_type": "ml.custom.xlarge",
-                },
-            },
         }
     }  # fmt: skip
     extended = extend_catalog(catalog, tree, {})
@@ -347,17 +265,10 @@ def test_extend_adds_and_overrides(catalog):
     p3 = extended.instances["ml.p3.2xlarge"]
     assert (p3.price_per_hour, p3.gpus, p3.price_estimated) == (3.0, 1, False)
     assert gpus_for_batch(extended.instances["ml.custom.xlarge"]) == 2
-    bert = extended.models["huggingface-tc-bert-base-uncased"]
-    assert bert.default_hyperparameters == {"batch_size": 64, "learning_rate": 5e-5, "epochs": 5}
-    assert bert.image_uri("us-east-1") == image_uri(catalog.models[bert.id], "us-east-1")
-    assert extended.models["acme-tc"].image_uri("eu-west-1").startswith("111122223333.")
-    resnet = extended.models["pytorch-ic-resnet50"]
-    assert resnet.regions == ("us-east-1",)
-    assert resnet.image_uri("us-east-1").startswith("444455556666.")
+    assert extended.models == catalog.models
     assert extended.versions == catalog.versions
     # the packaged catalog is untouched
     assert catalog.instances["ml.p3.2xlarge"].price_per_hour != 3.0
-    assert "acme-tc" not in catalog.models
 
 
 def test_extend_without_block_is_identity(catalog):
@@ -374,6 +285,7 @@ def test_extend_reports_every_bad_entry_with_locations(catalog):
                 "ml.m5.xlarge": 3,
             },
             "models": {"pytorch-ic-resnet50": {"task": "translation"}},
+            "jumpstart_specs": "one.json",
             "prices": {},
         }
     }
@@ -384,7 +296,7 @@ def test_extend_reports_every_bad_entry_with_locations(catalog):
         ("catalog", "instances", "ml.p3.2xlarge"): Location(where, 3, 5),
         ("catalog", "instances", "ml.p3.2xlarge", "gpus"): Location(where, 3, 22),
         ("catalog", "instances", "ml.new.large"): Location(where, 4, 5),
-        ("catalog", "models", "pytorch-ic-resnet50", "task"): Location(where, 9, 15),
+        ("catalog", "models"): Location(where, 9, 3),
     }
     with pytest.raises(SpecError) as caught:
         extend_catalog(catalog, tree, locations)
@@ -395,7 +307,9 @@ def test_extend_reports_every_bad_entry_with_locations(catalog):
     assert found["catalog.instances.ml.new.large.vcpus"].location == Location(where, 4, 5)
     assert "catalog.instances.notaninstance" in found  # the name must look like ml.*.*
     assert found["catalog.instances.ml.m5.xlarge"].value == 3
-    assert found["catalog.models.pytorch-ic-resnet50.task"].location == Location(where, 9, 15)
+    assert found["catalog.models"].location == Location(where, 9, 3)  # JumpStart specs now
+    assert "jumpstart_specs" in found["catalog.models"].hint
+    assert "catalog.jumpstart_specs" in found  # a list of files, not one
     assert found["catalog.prices"].location == Location(where, 1, 1)
     assert all(d.code == "catalog.invalid_entry" for d in caught.value.diagnostics)
 

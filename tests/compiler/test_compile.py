@@ -36,7 +36,7 @@ def test_every_example_compiles_to_a_request_botocore_accepts(spec):
         ("ml.p3.2xlarge", "32"),
         ("ml.p3.8xlarge", "128"),
         ("ml.p3.16xlarge", "256"),
-        ("ml.p3dn.24xlarge", "256"),
+        ("ml.g4dn.16xlarge", "32"),
         ("ml.m5.xlarge", "32"),
     ],
 )
@@ -64,7 +64,7 @@ def test_every_value_in_the_job_has_an_origin():
     missing = [leaf for leaf in leaves(job) if leaf not in explained]
     assert missing == []
     batch = next(
-        p for p in plan.provenance if p.field_path == "training.hyperparameters.batch_size"
+        p for p in plan.provenance if p.field_path == "training.hyperparameters.batch-size"
     )
     assert batch.source == "rule:batch.scale_by_devices"
 
@@ -144,7 +144,7 @@ def test_an_edited_defaults_file_is_read_again(tmp_path):
 _NO_DATA_FINETUNE = """\
 training:
   name: bert-default-data
-  model: {pretrained: huggingface-tc-bert-base-uncased}
+  model: {pretrained: huggingface-spc-bert-base-cased}
   compute: {instance_type: ml.p3.8xlarge}
   data: {}
   role_arn: arn:aws:iam::111122223333:role/r
@@ -172,5 +172,5 @@ def test_infer_leaves_the_resolved_job_as_it_was(spec, tmp_path):
     inferred = infer_training(resolved, load_catalog(), Path(spec).resolve().parent)
     assert dict(resolved.tree) == before
     if default_data:  # written where the resolved job has an empty map
-        assert inferred.training["data"]["train"]["uri"].startswith("s3://")
-        assert inferred.training["hyperparameters"]["batch_size"] == 256  # 64 x 4 GPUs
+        assert inferred.training["data"]["training"]["uri"].startswith("s3://")
+        assert inferred.training["hyperparameters"]["batch-size"] == 32  # 8 x 4 GPUs

@@ -133,11 +133,11 @@ def test_trainium_counts_neuron_cores_and_takes_a_neuron_image(tmp_path):
         ),
         (
             {
-                "model": {"pretrained": "huggingface-tc-bert-base-uncased"},
+                "model": {"pretrained": "huggingface-spc-bert-base-cased"},
                 "per_device_batch_size": None,
                 "compute": {"instance_type": "ml.trn1.2xlarge"},
             },
-            "image.trainium_pretrained",
+            "catalog.unsupported_instance_type",  # the JumpStart spec lists GPUs only
         ),
     ],
     ids=lambda v: v if isinstance(v, str) else "",

@@ -53,7 +53,7 @@ def test_a_catalog_model_still_refuses_a_prefix_without_a_slash(tmp_path):
     spec = tmp_path / "job.yaml"
     training = {
         **BASE,
-        "model": {"pretrained": "huggingface-tc-bert-base-uncased"},
+        "model": {"pretrained": "huggingface-spc-bert-base-cased"},
         "data": {"train": "s3://acme/train"},
     }
     spec.write_text(yaml.safe_dump({"training": training}))
@@ -66,12 +66,12 @@ def test_a_catalog_model_still_refuses_a_prefix_without_a_slash(tmp_path):
 def test_a_batch_larger_than_the_local_data_is_warned(tmp_path, rows, warned):
     data = tmp_path / "train"
     data.mkdir()
-    (data / "data.csv").write_text("".join(f"{i % 2},text {i}\n" for i in range(rows)))
+    (data / "data.csv").write_text("".join(f"{i % 2},text {i},other {i}\n" for i in range(rows)))
     warnings = _warnings(
         tmp_path,
-        model={"pretrained": "huggingface-tc-bert-base-uncased"},
+        model={"pretrained": "huggingface-spc-bert-base-cased"},
         data={"train": "train"},
-        compute={"instance_type": "ml.g5.12xlarge"},  # 4 GPUs: 16 x 4 = 64 per step
+        compute={"instance_type": "ml.p3.8xlarge"},  # 4 GPUs: 16 x 4 = 64 per step
         per_device_batch_size=16,
     )
     assert ("batch.larger_than_data" in warnings) is warned
