@@ -150,6 +150,7 @@ _INSTANCES_FILE_SCHEMA = {
     },
 }
 
+
 def _cerberus_problems(schema: Mapping[str, Any], document: Any) -> list[tuple[FieldPath, str]]:
     """(field path, message) for every schema violation; cerberus types stay in here."""
     if not isinstance(document, Mapping):

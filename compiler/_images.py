@@ -227,9 +227,7 @@ def training_image(
     middle = "neuron" if neuron else processor
     tag = "-".join(x for x in (tag_prefix, middle, py, container) if x)
     if family == "p4d" and not neuron:
-        tag = "-".join(
-            x for x in (tag, _P4D_CONTAINER_VERSIONS.get(f"{framework}-{tag}", "")) if x
-        )
+        tag = "-".join(x for x in (tag, _P4D_CONTAINER_VERSIONS.get(f"{framework}-{tag}", "")) if x)
     host = catalog["hosts"][region]
     return f"{accounts[region]}.dkr.{host}/{entry['repository']}:{tag}"
 

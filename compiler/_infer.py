@@ -119,10 +119,15 @@ def infer_training(resolved: Resolved, catalog: Catalog, spec_dir: str | os.Path
     if pretrained is not None:
         script_mode, channels = _pretrained_script_mode(pretrained, _region(training), name)
         extras["pretrained_channels"] = channels
+    reason = (
+        f"JumpStartEstimator sets it for {pretrained.id} (the spec's container hyperparameters)"
+        if pretrained is not None
+        else "SageMaker's framework containers read it"
+    )
     for key in script_mode:
         # they live in the request, not in the job's hyperparameters
         origins[("sagemaker_request", "HyperParameters", key)] = _rule(
-            "script_mode.hyperparameters", "SageMaker's framework containers read it"
+            "script_mode.hyperparameters", reason
         )
 
     resolved_out = Resolved(resolved.job, tree, origins)

@@ -208,9 +208,12 @@ def content_buckets() -> Mapping[str, str]:
 def spec_problems(doc: Any) -> Iterator[tuple[FieldPath, str]]:
     """(field path, message) for each way `doc` is not a trainable JumpStart model spec."""
     if not isinstance(doc, Mapping) or "model_id" not in doc or "hyperparameters" not in doc:
-        yield (), (
-            "is not a JumpStart model spec (it needs `model_id`, `version`, "
-            "`hyperparameters` and the training_* fields)"
+        yield (
+            (),
+            (
+                "is not a JumpStart model spec (it needs `model_id`, `version`, "
+                "`hyperparameters` and the training_* fields)"
+            ),
         )
         return
     for key in ("model_id", "version", "training_artifact_key", "training_script_key"):
@@ -303,8 +306,7 @@ def from_spec(doc: Mapping[str, Any], source: str) -> JumpStartModel:
         hyperparameters=hyperparameters,
         training_artifact_key=doc["training_artifact_key"],
         # the SDK prefers the prepacked script (script_uris.retrieve)
-        training_script_key=doc.get("training_prepacked_script_key")
-        or doc["training_script_key"],
+        training_script_key=doc.get("training_prepacked_script_key") or doc["training_script_key"],
         supported_instance_types=tuple(doc["supported_training_instance_types"]),
         default_instance_type=doc["default_training_instance_type"],
         network_isolation=bool(doc.get("training_enable_network_isolation", False)),

@@ -10,7 +10,6 @@ import botocore.session
 import pytest
 from trainspec.compiler._catalog import (
     Catalog,
-    _load_catalog_files,
     _load_instances,
     extend_catalog,
     gpus_for_batch,

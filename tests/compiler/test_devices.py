@@ -84,7 +84,8 @@ def test_trainium_counts_neuron_cores_and_takes_a_neuron_image(tmp_path):
     assert batch.device_kind == "neuron_core" and batch.devices_per_instance == 32
     assert (batch.per_process, batch.processes_per_host, batch.global_batch_size) == (32, 32, 1024)
     image = request_of(plan)["AlgorithmSpecification"]["TrainingImage"]
-    assert "pytorch-training-neuron:1.11-neuron-" in image  # as image_uris.retrieve and "-cpu-" not in image
+    # the tag image_uris.retrieve gives for "1.11"
+    assert "pytorch-training-neuron:1.11-neuron-" in image and "-cpu-" not in image
     reason = next(
         p.reason for p in plan.provenance if p.field_path == "training.hyperparameters.batch_size"
     )
