@@ -30,7 +30,7 @@ SPEC_YAML = """\
 training:
   name: sentiment-bert
   model:
-    pretrained: huggingface-tc-bert-base-uncased
+    pretrained: huggingface-spc-bert-base-cased
   compute: {instanceType: ml.p3.8xlarge, instance_count: 2}
   hyperparameters:
     epochs: 3

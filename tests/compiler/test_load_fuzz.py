@@ -21,7 +21,7 @@ SETTINGS = settings(
 SEED_YAML = """\
 training:
   name: sentiment-bert
-  model: {pretrained: huggingface-tc-bert-base-uncased}
+  model: {pretrained: huggingface-spc-bert-base-cased}
   data:
     train: s3://acme-ml/sentiment/train/
   compute:

@@ -8,7 +8,7 @@ FIVE_MISTAKES = """\
 training:
   name: bad_name
   model:
-    pretrained: huggingface-tc-bert-base-uncased
+    pretrained: huggingface-spc-bert-base-cased
   compute:
     instanceTyp: ml.p3.2xlarge
     instance_count: "two"

@@ -165,7 +165,10 @@ def test_an_exposed_server_without_credentials_warns(caplog) -> None:
     ],
 )
 def test_compile_echoes_no_server_file(stub, canary_env, path, data) -> None:
-    for model in ("huggingface-tc-bert-base-uncased", "pytorch-ic-resnet50"):
+    for model in (
+        "huggingface-spc-bert-base-cased",
+        "tensorflow-ic-bit-m-r101x1-ilsvrc2012-classification-1",
+    ):
         code, received = compile_call(stub, pretrained_spec(model, data), path=path)
         assert code is grpc.StatusCode.OK
         assert b"root:x:0:0" not in received and SECRET.encode() not in received
@@ -176,7 +179,9 @@ def test_compile_echoes_no_server_file(stub, canary_env, path, data) -> None:
 def test_compile_says_the_same_whether_a_server_path_exists_or_not(stub) -> None:
     def answer(data: str) -> bytes:
         code, received = compile_call(
-            stub, pretrained_spec("pytorch-ic-resnet50", data), path="job.yaml"
+            stub,
+            pretrained_spec("tensorflow-ic-bit-m-r101x1-ilsvrc2012-classification-1", data),
+            path="job.yaml",
         )
         assert code is grpc.StatusCode.OK
         return received.replace(data.encode(), b"<path>")
@@ -190,11 +195,11 @@ def test_compile_says_the_same_whether_a_server_path_exists_or_not(stub) -> None
 def test_a_files_root_allows_checks_under_it_and_nothing_above(start_server, tmp_path) -> None:
     root = tmp_path / "repo"
     (root / "jobs" / "data").mkdir(parents=True)
-    (root / "jobs" / "data" / "data.csv").write_text("1,good\n0,bad\n")
+    (root / "jobs" / "data" / "data.csv").write_text("1,good,fine\n0,bad,poor\n")
     running = start_server(files_root=str(root))
     with grpc.insecure_channel(f"127.0.0.1:{running.port}") as chan:
         stub = pb_grpc.CompilerServiceStub(chan)
-        text = "huggingface-tc-bert-base-uncased"
+        text = "huggingface-spc-bert-base-cased"
         code, received = compile_call(stub, pretrained_spec(text, "data"), path="jobs/job.yaml")
         assert code is grpc.StatusCode.OK and b"csv-label-text" in received  # checked
         code, received = compile_call(stub, pretrained_spec(text, "nope"), path="jobs/job.yaml")

@@ -139,10 +139,11 @@ def test_a_page_token_only_continues_its_own_query(stub):
 
 def test_pretrained_models_carry_their_catalog_defaults(stub):
     response = stub.ListPretrainedModels(pb.ListPretrainedModelsRequest(), timeout=10)
-    bert = next(m for m in response.models if m.id == "huggingface-tc-bert-base-uncased")
-    assert bert.task == "text-classification"
-    assert bert.batch_size_hyperparameter == "batch_size"
+    bert = next(m for m in response.models if m.id == "huggingface-spc-bert-base-cased")
+    assert bert.task == "sentence-pair-classification"
+    assert bert.batch_size_hyperparameter == "batch-size"
     assert bert.default_hyperparameters["epochs"] == 3
+    assert bert.version == "2.0.3" and "sagemaker-python-sdk@v2.257.6" in bert.source
     assert [m.id for m in response.models] == sorted(m.id for m in response.models)
 
 
@@ -164,5 +165,5 @@ def test_diff_plans_lists_changed_fields(stub, source):
     )
     assert "job.training.compute.instance_type" in by_path
     # 16 per device x 8 GPUs instead of x 4
-    assert by_path["sagemaker_request.HyperParameters.batch_size"].head.string_value == "128"
+    assert by_path["sagemaker_request.HyperParameters.batch-size"].head.string_value == "128"
     assert [c.field_path for c in changes] == sorted(by_path)

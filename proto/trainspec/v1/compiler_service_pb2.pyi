@@ -408,6 +408,8 @@ class PretrainedModel(_message.Message):
     BATCH_SIZE_HYPERPARAMETER_FIELD_NUMBER: _builtins.int
     IMAGE_URI_TEMPLATE_FIELD_NUMBER: _builtins.int
     DEFAULT_DATASET_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The catalog id used in `model.pretrained`."""
     task: _builtins.str
@@ -417,9 +419,17 @@ class PretrainedModel(_message.Message):
     batch_size_hyperparameter: _builtins.str
     """The hyperparameter that carries the batch size."""
     image_uri_template: _builtins.str
-    """The training image URI template, with `{region}` and `{account}`."""
+    """Unused since the catalog holds JumpStart specs, whose image depends on the instance
+    type and region; always empty.
+    """
     default_dataset: _builtins.str
-    """The data set used when a spec names none."""
+    """Unused since the catalog holds JumpStart specs (the data set's bucket depends on the
+    region); always empty.
+    """
+    version: _builtins.str
+    """The JumpStart spec's version."""
+    source: _builtins.str
+    """Where the spec came from: a repository, path and tag, or a defaults file."""
     @_builtins.property
     def default_hyperparameters(self) -> _struct_pb2.Struct:
         """Default hyperparameters (batch size per device)."""
@@ -434,10 +444,12 @@ class PretrainedModel(_message.Message):
         batch_size_hyperparameter: _builtins.str = ...,
         image_uri_template: _builtins.str = ...,
         default_dataset: _builtins.str = ...,
+        version: _builtins.str = ...,
+        source: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["default_hyperparameters", b"default_hyperparameters"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size_hyperparameter", b"batch_size_hyperparameter", "data_format", b"data_format", "default_dataset", b"default_dataset", "default_hyperparameters", b"default_hyperparameters", "id", b"id", "image_uri_template", b"image_uri_template", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_size_hyperparameter", b"batch_size_hyperparameter", "data_format", b"data_format", "default_dataset", b"default_dataset", "default_hyperparameters", b"default_hyperparameters", "id", b"id", "image_uri_template", b"image_uri_template", "source", b"source", "task", b"task", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
