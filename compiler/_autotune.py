@@ -112,12 +112,15 @@ def infer_tuning(
     devices_per_process: int,
     batch_hyperparameter: str | None,
     rules: Rules | None = None,
+    hard_bounds: Mapping[str, tuple[float | None, float | None]] | None = None,
 ) -> TuningInference:
     """Infer what the user left out of a resolved tuning tree; never mutates `tuning`.
 
     `devices_per_process` undoes the training pass's scaling of the batch-size
     hyperparameter `batch_hyperparameter` from per device to per process (the GPUs or
-    NeuronCores one process drives; 1 under a per-device launcher or on CPU). User ranges replace
+    NeuronCores one process drives; 1 under a per-device launcher or on CPU). `hard_bounds`
+    (a JumpStart spec's min and max, per hyperparameter) clamp the ranges inferred for
+    those names, on top of the rules' own bounds. User ranges replace
     inferred ranges of the same name whole; user strategy, early stopping, limits fields,
     Hyperband settings and completion criteria replace inferred ones.
     """
@@ -144,7 +147,12 @@ def infer_tuning(
     ranges: dict[str, Any] = {}
     if autotune:
         inferred, range_notes = _infer_ranges(
-            hyperparameters, user_ranges, max(1, devices_per_process), batch_hyperparameter, rules
+            hyperparameters,
+            user_ranges,
+            max(1, devices_per_process),
+            batch_hyperparameter,
+            rules,
+            hard_bounds or {},
         )
         notes.extend(range_notes)
         for name, (parameter_range, source, reason) in sorted(inferred.items()):
@@ -266,6 +274,7 @@ def _infer_ranges(
     devices: int,
     batch_hyperparameter: str | None,
     rules: Rules,
+    hard_bounds: Mapping[str, tuple[float | None, float | None]],
 ) -> tuple[dict[str, tuple[dict, str, str]], list[Diagnostic]]:
     inferred: dict[str, tuple[dict, str, str]] = {}
     notes: list[Diagnostic] = []
@@ -295,9 +304,21 @@ def _infer_ranges(
         scale = devices if per_device else 1
         if rule.type == "categorical":
             values = rule.derive_values(number / scale, scale=scale)
-            bounds = (values[0], values[-1]) if values else None
         else:
+            values = []
             bounds = rule.derive_range(number / scale, scale=scale)
+        clamped = name in hard_bounds
+        if clamped:
+            low, high = hard_bounds[name]
+            low = -math.inf if low is None else low
+            high = math.inf if high is None else high
+            if rule.type == "categorical":
+                values = [v for v in values if low <= v <= high]
+            elif bounds is not None:
+                bounds = (max(bounds[0], low), min(bounds[1], high))
+                bounds = bounds if bounds[0] < bounds[1] else None
+        if rule.type == "categorical":
+            bounds = (values[0], values[-1]) if values else None
         if bounds is None:
             notes.append(
                 Diagnostic(
@@ -332,6 +353,8 @@ def _infer_ranges(
                 rule.type: {"min": lo, "max": hi, "scaling": f"SCALING_{rule.scaling}"}
             }
             reason += f": {_fmt(lo)}–{_fmt(hi)} from {_fmt(number)}"
+        if clamped:
+            reason += "; within the JumpStart spec's min and max"
         inferred[name] = (parameter_range, rule.source, reason)
     if no_rule:
         notes.append(

@@ -126,33 +126,39 @@ class JumpStartModel:
     def data_format(self) -> str:
         return DATA_FORMATS.get(self.task, "")
 
-    @property
+    # NOTE [cached]: the passes ask for these several times per compile; a spec has dozens
+    # of hyperparameters, so each is built once per catalog entry, not once per question.
+    @functools.cached_property
     def algorithm_hyperparameters(self) -> Mapping[str, Hyperparameter]:
-        return {h.name: h for h in self.hyperparameters if h.scope == "algorithm"}
+        return MappingProxyType({h.name: h for h in self.hyperparameters if h.scope == "algorithm"})
 
-    @property
+    @functools.cached_property
     def default_hyperparameters(self) -> Mapping[str, Any]:
         """The model's own (algorithm-scope) defaults, typed as the spec types them."""
-        return {h.name: h.default for h in self.hyperparameters if h.scope == "algorithm"}
+        return MappingProxyType(
+            {h.name: h.default for h in self.hyperparameters if h.scope == "algorithm"}
+        )
 
-    @property
+    @functools.cached_property
     def container_hyperparameters(self) -> Mapping[str, str]:
-        return {h.name: str(h.default) for h in self.hyperparameters if h.scope == "container"}
+        return MappingProxyType(
+            {h.name: str(h.default) for h in self.hyperparameters if h.scope == "container"}
+        )
 
-    @property
+    @functools.cached_property
     def batch_size_hyperparameter(self) -> str:
         return _named(self.algorithm_hyperparameters, ("batch_size", "batch-size"))
 
-    @property
+    @functools.cached_property
     def learning_rate_hyperparameter(self) -> str:
         names = [n for n in self.algorithm_hyperparameters if "learning" in n and "rate" in n]
         return names[0] if names else ""
 
-    @property
+    @functools.cached_property
     def epochs_hyperparameter(self) -> str:
         return _named(self.algorithm_hyperparameters, ("epochs",))
 
-    @property
+    @functools.cached_property
     def per_device_batch_size(self) -> int:
         return int(self.default_hyperparameters.get(self.batch_size_hyperparameter) or 1)
 

@@ -43,6 +43,7 @@ def infer(inferred: Inferred, catalog: Catalog) -> TuningStep:
         devices_per_process=batch.devices_per_process if batch else 1,
         batch_hyperparameter=batch.hyperparameter if batch else None,
         rules=rules,
+        hard_bounds=_spec_bounds(inferred),
     )
     origins = dict(inferred.resolved.origins)
     origins.update(inference.origins)
@@ -54,6 +55,18 @@ def infer(inferred: Inferred, catalog: Catalog) -> TuningStep:
         versions={"hyperparameters": str(rules.version)},
         request_origins={},
     )
+
+
+def _spec_bounds(inferred: Inferred) -> dict[str, tuple[float | None, float | None]]:
+    """A JumpStart spec's min and max per numeric hyperparameter: Autotune's hard bounds."""
+    model = inferred.pretrained
+    if model is None:
+        return {}
+    return {
+        name: (h.min, h.max)
+        for name, h in model.algorithm_hyperparameters.items()
+        if h.type in ("int", "float") and (h.min is not None or h.max is not None)
+    }
 
 
 def _replace_resolved(inferred: Inferred, resolved: Resolved) -> Inferred:

@@ -176,3 +176,26 @@ def test_hyperparameter_rules():
     assert "integer" in epochs.problem(True)
     flag = Hyperparameter("flag", "text", "True", "algorithm", options=("True", "False"))
     assert flag.problem("False") == "" and "not one of" in flag.problem("yes")
+
+
+def test_autotune_keeps_inferred_ranges_within_the_spec_bounds(tmp_path):
+    spec = tmp_path / "tune.yaml"
+    training = {
+        **BASE,
+        "model": {"pretrained": "pytorch-ic-mobilenet-v2"},
+        "compute": {"instance_type": "ml.m5.xlarge"},
+        "hyperparameters": {"learning_rate": 0.9},  # the rule's decade would reach 9
+    }
+    tuning = {
+        "name": "mobilenet-tune",
+        "objective": {"metric": "pytorch-ic:val-accuracy", "type": "MAXIMIZE"},
+        "autotune": True,
+        "training": training,
+    }
+    spec.write_text(yaml.safe_dump({"tuning": tuning}))
+    plan = compile_file(spec, defaults=[])
+    ranges = request_of(plan)["HyperParameterTuningJobConfig"]["ParameterRanges"]
+    (rate,) = [r for r in ranges["ContinuousParameterRanges"] if r["Name"] == "learning_rate"]
+    assert (float(rate["MinValue"]), float(rate["MaxValue"])) == (0.09, 1.0)
+    reasons = {p.field_path: p.reason for p in plan.provenance}
+    assert "JumpStart spec's min and max" in reasons["tuning.ranges.learning_rate"]
