@@ -177,7 +177,7 @@ class ValueOrigin(_message.Message):
     kind: Global___OriginKind.ValueType
     """The layer."""
     source: _builtins.str
-    """The catalog entry or rule id, e.g. `catalog:models/huggingface-tc-bert-base-uncased`,
+    """The catalog entry or rule id, e.g. `catalog:models/huggingface-spc-bert-base-cased`,
     `rule:batch.scale_by_devices`.
     """
     reason: _builtins.str
