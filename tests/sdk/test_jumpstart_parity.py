@@ -21,6 +21,11 @@ The differences that are deliberate, and nothing else, are removed before compar
 6. The default data set: with no data, trainspec adds the spec's default data set as
    channel `training` (with a note); the SDK's `fit()` sends no data. The SDK is given
    that data set's URI, as the SDK's own tests do.
+
+Every packaged spec runs in network isolation, so one more spec is derived from
+pytorch-ic-mobilenet-v2 without it (added through a defaults file's
+`catalog.jumpstart_specs`): there the script goes in `sagemaker_submit_directory` as an
+S3 URI instead of a `code` channel.
 """
 
 from __future__ import annotations
@@ -49,9 +54,24 @@ def _instances(model) -> list[str]:
     return [i.name for i in gpu + cpu]
 
 
-def _cases() -> list[dict]:
+OPEN_MODEL = "pytorch-ic-mobilenet-v2-open"
+
+
+def _open_spec(folder: Path) -> Path:
+    """pytorch-ic-mobilenet-v2's spec without network isolation, as another model id."""
+    spec = json.loads((SPECS / "pytorch-ic-mobilenet-v2.json").read_text())
+    spec["model_id"], spec["training_enable_network_isolation"] = OPEN_MODEL, False
+    path = folder / f"{OPEN_MODEL}.json"
+    path.write_text(json.dumps(spec, indent=1))
+    return path
+
+
+def _cases(open_spec: Path | None = None) -> list[dict]:
     cases = []
-    for model_id, model in sorted(load_catalog().models.items()):
+    models = dict(load_catalog().models)
+    if open_spec is not None:
+        models[OPEN_MODEL] = models["pytorch-ic-mobilenet-v2"]
+    for model_id, model in sorted(models.items()):
         instances = _instances(model)
         assert instances, f"{model_id}: no supported instance in the instance catalog"
         epochs = model.epochs_hyperparameter
@@ -69,6 +89,7 @@ def _cases() -> list[dict]:
                             "hyperparameters": hyperparameters,
                             "data": data,
                             "name": name,
+                            "spec_file": str(open_spec) if model_id == OPEN_MODEL else "",
                         }
                     )
     return cases
@@ -89,14 +110,19 @@ def _compile(tmp_path: Path, case: dict) -> dict:
         training["data"] = {"training": case["data"]}
     spec = tmp_path / f"{case['name']}-{case['region']}-{case['instance_type']}.yaml"
     spec.write_text(yaml.safe_dump({"training": training}))
-    return request_of(compile_file(spec, defaults=[]))
+    defaults = []
+    if case["spec_file"]:
+        defaults = [tmp_path / "trainspec.defaults.yaml"]
+        catalog = {"catalog": {"jumpstart_specs": [case["spec_file"]]}}
+        defaults[0].write_text(yaml.safe_dump(catalog))
+    return request_of(compile_file(spec, defaults=defaults))
 
 
 def _sdk_case(case: dict) -> dict:
-    model = load_catalog().models[case["model"]]
+    model = load_catalog().models[case["model"].removesuffix("-open")]
     data = case["data"] or model.default_dataset_uri(case["region"])  # difference 6
     return {
-        "spec": str(SPECS / f"{case['model']}.json"),
+        "spec": case["spec_file"] or str(SPECS / f"{case['model']}.json"),
         "region": case["region"],
         "instance_type": case["instance_type"],
         "hyperparameters": {k: str(v) for k, v in case["hyperparameters"].items()},
@@ -130,8 +156,8 @@ def _normalised(request: dict) -> dict:
 
 
 @pytest.fixture(scope="module")
-def sdk_requests(run_sdk):
-    cases = _cases()
+def sdk_requests(run_sdk, tmp_path_factory):
+    cases = _cases(_open_spec(tmp_path_factory.mktemp("open")))
     return cases, run_sdk("jumpstart_requests.py", [_sdk_case(c) for c in cases])
 
 
@@ -149,10 +175,13 @@ def test_requests_equal_jumpstart_estimator(sdk_requests, tmp_path):
     for case, sdk in zip(cases, expected, strict=True):
         ours = _normalised(_compile(tmp_path, case))
         sdk = _normalised(sdk)
-        model = load_catalog().models[case["model"]]
+        model = load_catalog().models[case["model"].removesuffix("-open")]
         batch = model.batch_size_hyperparameter
         gpus = instances[case["instance_type"]].gpus or 1
         # difference 1: the spec's default batch is per device
         assert ours["HyperParameters"][batch] == str(int(sdk["HyperParameters"][batch]) * gpus)
         ours["HyperParameters"][batch] = sdk["HyperParameters"][batch]
         assert ours == sdk, f"{case}: differs from JumpStartEstimator"
+        if case["spec_file"]:  # no isolation: the script is named, not sent as a channel
+            assert "code" not in ours["InputDataConfig"]
+            assert ours["HyperParameters"]["sagemaker_submit_directory"].startswith("s3://")
