@@ -313,15 +313,15 @@ def catalog(which: str, fmt: str, min_gpus: int) -> None:
                 f"{r['vcpus']:>6}{r['price_per_hour']:>10.3f}  {price_note}"
             )
     else:
+        click.echo(
+            f"{'model':<56}{'version':<9}{'task':<30}{'batch hp':<12}{'per device':>10}  source"
+        )
         for r in rows:
-            click.echo(f"{r['id']} {r['version']}")
             click.echo(
-                f"    task: {r['task'] or 'not known (data not checked)'}; "
-                f"{r['framework']} {r['framework_version']}; batch hyperparameter "
-                f"{r['batch_size_hyperparameter']} = {r['per_device_batch_size']} per device"
+                f"{r['id']:<56}{r['version']:<9}{r['task'] or '-':<30}"
+                f"{r['batch_size_hyperparameter']:<12}{r['per_device_batch_size']:>10}  "
+                f"{r['source']}"
             )
-            click.echo(f"    default instance: {r['default_instance_type']}")
-            click.echo(f"    source: {r['source']}")
     click.echo(f"catalog version {loaded.versions.get(which, '')}", err=True)
 
 
