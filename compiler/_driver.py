@@ -364,6 +364,12 @@ def _named(
         planned.append(inferred.script_mode["sagemaker_submit_directory"])
     renames = upload_renames(planned, output, training.get("name", ""), suffix)
     named = name_job(operation, request, suffix, renames)
+    hyperparameters = named.get("HyperParameters") or {}
+    if "sagemaker_job_name" in hyperparameters:  # a JumpStart job's, as the SDK sets it
+        named["HyperParameters"] = {
+            **hyperparameters,
+            "sagemaker_job_name": named[NAME_FIELDS[operation]],
+        }
     if not output:
         return named, ""
     job = named[NAME_FIELDS[operation]]

@@ -11,7 +11,8 @@ The differences that are deliberate, and nothing else, are removed before compar
 1. batch × GPUs: the spec's default batch size is per device, so trainspec sends it times
    the instance's GPUs (the product's batch rule); the SDK sends the default as is.
 2. The job name: the SDK makes one from the model and a timestamp; trainspec uses the
-   spec's `name`. The test gives the SDK trainspec's name, so the two then agree.
+   spec's `name` plus a digest of the request. The test gives the SDK trainspec's name
+   (which `sagemaker_job_name` then carries too), so the two agree.
 3. Hyperparameter encoding: the SDK JSON-encodes each value (`"\\"3\\""`), trainspec sends
    the plain string; SageMaker's training toolkit decodes both to the same argument.
 4. Debugger and Profiler: the SDK turns on its DebugHookConfig and ProfilerConfig by
@@ -118,7 +119,7 @@ def _compile(tmp_path: Path, case: dict) -> dict:
     return request_of(compile_file(spec, defaults=defaults))
 
 
-def _sdk_case(case: dict) -> dict:
+def _sdk_case(case: dict, job_name: str) -> dict:
     model = load_catalog().models[case["model"].removesuffix("-open")]
     data = case["data"] or model.default_dataset_uri(case["region"])  # difference 6
     return {
@@ -127,7 +128,7 @@ def _sdk_case(case: dict) -> dict:
         "instance_type": case["instance_type"],
         "hyperparameters": {k: str(v) for k, v in case["hyperparameters"].items()},
         "inputs": {"training": data},
-        "job_name": case["name"],  # difference 2
+        "job_name": job_name,  # difference 2
         "role": ROLE,
         "output_path": OUTPUT,
     }
@@ -157,8 +158,12 @@ def _normalised(request: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def sdk_requests(run_sdk, tmp_path_factory):
+    """(cases, trainspec's requests, the SDK's requests)."""
     cases = _cases(_open_spec(tmp_path_factory.mktemp("open")))
-    return cases, run_sdk("jumpstart_requests.py", [_sdk_case(c) for c in cases])
+    folder = tmp_path_factory.mktemp("specs")
+    ours = [_compile(folder, case) for case in cases]
+    sdk_cases = [_sdk_case(c, r["TrainingJobName"]) for c, r in zip(cases, ours, strict=True)]
+    return cases, ours, run_sdk("jumpstart_requests.py", sdk_cases)
 
 
 def test_every_catalog_model_has_gpu_or_cpu_cases_in_two_regions():
@@ -169,11 +174,11 @@ def test_every_catalog_model_has_gpu_or_cpu_cases_in_two_regions():
     assert len(cases) >= 3 * 2 * 3
 
 
-def test_requests_equal_jumpstart_estimator(sdk_requests, tmp_path):
-    cases, expected = sdk_requests
+def test_requests_equal_jumpstart_estimator(sdk_requests):
+    cases, compiled, expected = sdk_requests
     instances = load_catalog().instances
-    for case, sdk in zip(cases, expected, strict=True):
-        ours = _normalised(_compile(tmp_path, case))
+    for case, ours, sdk in zip(cases, compiled, expected, strict=True):
+        ours = _normalised(ours)
         sdk = _normalised(sdk)
         model = load_catalog().models[case["model"].removesuffix("-open")]
         batch = model.batch_size_hyperparameter
