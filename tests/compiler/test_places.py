@@ -73,17 +73,18 @@ def test_data_reports_name_the_folder_from_the_root(tmp_path, monkeypatch):
     root = checkout(tmp_path / "repo")
     text = root / "examples" / "training" / "text"
     text.mkdir()
-    (text / "data.csv").write_text("1,great film\n0,dull\n1,loved it\n")
+    # the example fine-tunes a sentence-pair model: label, sentence 1, sentence 2
+    (text / "data.csv").write_text("1,great film,yes\n0,dull,no\n1,loved it,yes\n")
     spec = root / "examples" / "training" / "local-text.yaml"
     spec.write_text(
         (root / "examples/training/finetune-text.yaml")
         .read_text()
-        .replace("s3://acme-ml/sentiment/train/", "text/")
+        .replace("s3://acme-ml/qnli/train/", "text/")
     )
     monkeypatch.chdir(tmp_path)
     plan = compile_file(spec)
     assert [(r.channel, r.path, r.samples) for r in plan.data_reports] == [
-        ("train", "examples/training/text", 3)
+        ("training", "examples/training/text", 3)
     ]
     assert str(tmp_path) not in plan_text(plan, "json")
 

@@ -77,7 +77,10 @@ def test_compiles_a_job_spec_message_to_the_same_request(stub, source):
     file_request = json_format.MessageToDict(from_file.sagemaker_request)
     message_hp = message_request.pop("HyperParameters")
     file_hp = file_request.pop("HyperParameters")
-    # ... and the name's digest covers the request as spelled ("5e-05" beside "5e-5").
+    # ... and the name's digest covers the request as spelled ("5e-05" beside "5e-5"); a
+    # JumpStart job's sagemaker_job_name is that name.
+    assert message_hp.pop("sagemaker_job_name") == message_request["TrainingJobName"]
+    assert file_hp.pop("sagemaker_job_name") == file_request["TrainingJobName"]
     message_name = message_request.pop("TrainingJobName")
     file_name = file_request.pop("TrainingJobName")
     assert message_name.startswith("grpc-sentiment-") and file_name.startswith("grpc-sentiment-")
