@@ -64,8 +64,10 @@ def test_a_pretrained_model_fine_tunes_again_from_an_artifact_as_jumpstart_does(
     artifact = "s3://acme-ml/sentiment-bert-0a1b2c3d/output/model.tar.gz"
     plan = compile_file(TEXT, overrides=[f"training.model.from_artifact={artifact}"])
     request = _request(plan)
-    assert request["InputDataConfig"][-1] == sdk_model_channel(artifact)
-    assert request["InputDataConfig"][0]["ChannelName"] == "train"
+    # in place of the JumpStart spec's own weights (channel `model`), as model_uri does
+    channels = {c["ChannelName"]: c for c in request["InputDataConfig"]}
+    assert channels["model"] == sdk_model_channel(artifact)
+    assert [c["ChannelName"] for c in request["InputDataConfig"]] == ["training", "model", "code"]
     [origin] = [p for p in plan.provenance if p.source == "rule:model.from_artifact"]
     assert origin.value.string_value == artifact
 
