@@ -35,12 +35,13 @@ def plan_text(plan: Any, fmt: str) -> str:
 def explain_text(plan: Any) -> str:
     """Every resolved value with where it came from."""
     from google.protobuf import json_format
+    from trainspec.compiler._tree import whole_numbers
 
     kinds = {1: "built-in", 2: "catalog", 3: "defaults", 4: "spec", 5: "--set", 6: "inferred"}
     rows = []
     for entry in plan.provenance:
         value = (
-            json.dumps(_whole(json_format.MessageToDict(entry.value)))
+            json.dumps(whole_numbers(json_format.MessageToDict(entry.value)))
             if entry.HasField("value")
             else ""
         )
@@ -59,17 +60,6 @@ def explain_text(plan: Any) -> str:
     return "\n".join(
         f"{path:<{width}}  {value}\n{'':<{width}}    <- {origin}" for path, value, origin in rows
     )
-
-
-def _whole(value: Any) -> Any:
-    """google.protobuf.Value holds every number as a double: show 64.0 as 64."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, list):
-        return [_whole(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _whole(v) for k, v in value.items()}
-    return value
 
 
 @click.command("compile")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf import json_format
+from trainspec.compiler._tree import whole_numbers
 
 # The parts of a plan that say what would run. Provenance, warnings, data reports,
 # versions and the digest describe how the plan was made, so two plans for the same job
@@ -216,18 +217,7 @@ def review_tree(plan: Any) -> dict[str, Any]:
         for key in ("worst_case_seconds", "expected_seconds"):
             if key in envelope:
                 envelope[key] = int(envelope[key])
-    return _whole({**job, **tree})
-
-
-def _whole(value: Any) -> Any:
-    """google.protobuf.Value holds every number as a double: show 64.0 as 64."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, list):
-        return [_whole(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _whole(v) for k, v in value.items()}
-    return value
+    return whole_numbers({**job, **tree})
 
 
 # -- groups and origins -----------------------------------------------------------------

@@ -39,3 +39,15 @@ def tree_paths(value: Any, path: FieldPath = ()) -> Iterator[FieldPath]:
     elif isinstance(value, list):
         for index, child in enumerate(value):
             yield from tree_paths(child, (*path, index))
+
+
+def whole_numbers(value: Any) -> Any:
+    """The tree with whole floats as ints: google.protobuf.Value holds every number as a
+    double, and a person reads 64, not 64.0."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [whole_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: whole_numbers(v) for k, v in value.items()}
+    return value
