@@ -117,6 +117,16 @@ def check_start(c: Any) -> Iterator[Any]:
             f"{start.field} says where to start from, not what to train",
             hint="add `pretrained`, `framework` or `image` beside it",
         )
+    pretrained = c.inferred.pretrained
+    if model.get("pretrained") and pretrained is not None and not pretrained.incremental_training:
+        yield c.error(
+            "model.incremental_unsupported",
+            ("model", start.field),
+            f"{pretrained.id} {pretrained.version} does not support incremental training "
+            "(its JumpStart spec's incremental_training_supported is false)",
+            hint="fine-tune it from its own weights (drop this field), or start from a "
+            "model whose spec supports it",
+        )
     if start.channel in (c.get("data") or {}):
         yield c.error(
             "model.channel_taken",

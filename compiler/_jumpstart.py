@@ -115,6 +115,7 @@ class JumpStartModel:
     default_instance_type: str
     network_isolation: bool
     encrypt_inter_container_traffic: bool
+    incremental_training: bool  # the spec's incremental_training_supported
     max_run: int  # 0: the SDK's default
     default_dataset_key: str
     metric_definitions: tuple[tuple[str, str], ...]  # (name, regex)
@@ -316,6 +317,7 @@ def from_spec(doc: Mapping[str, Any], source: str) -> JumpStartModel:
         supported_instance_types=tuple(doc["supported_training_instance_types"]),
         default_instance_type=doc["default_training_instance_type"],
         network_isolation=bool(doc.get("training_enable_network_isolation", False)),
+        incremental_training=bool(doc.get("incremental_training_supported", False)),
         encrypt_inter_container_traffic=bool(kwargs.get("encrypt_inter_container_traffic")),
         max_run=int(kwargs.get("max_run") or 0),
         default_dataset_key=doc.get("default_training_dataset_key") or "",

@@ -199,3 +199,25 @@ def test_autotune_keeps_inferred_ranges_within_the_spec_bounds(tmp_path):
     assert (float(rate["MinValue"]), float(rate["MaxValue"])) == (0.09, 1.0)
     reasons = {p.field_path: p.reason for p in plan.provenance}
     assert "JumpStart spec's min and max" in reasons["tuning.ranges.learning_rate"]
+
+
+def test_incremental_training_only_where_the_spec_allows_it(tmp_path):
+    """`model.from_*` on a JumpStart model follows its spec's incremental_training_supported."""
+    artifact = "s3://acme-ml-artifacts/jobs/earlier/output/model.tar.gz"
+    spec = json.loads((SPECS / f"{BERT}.json").read_text())
+    assert spec["incremental_training_supported"] is True
+    allowed = compile_file(
+        _spec(tmp_path, defaults={}, model={"pretrained": BERT, "from_artifact": artifact})
+    )
+    channels = {c["ChannelName"]: c for c in request_of(allowed)["InputDataConfig"]}
+    assert channels["model"]["DataSource"]["S3DataSource"]["S3Uri"] == artifact
+
+    spec["model_id"], spec["incremental_training_supported"] = "acme-frozen", False
+    (tmp_path / "frozen.json").write_text(json.dumps(spec, indent=1))
+    defaults = {"catalog": {"jumpstart_specs": ["frozen.json"]}}
+    errors = _errors(
+        _spec(tmp_path, defaults, model={"pretrained": "acme-frozen", "from_artifact": artifact})
+    )
+    found = errors["model.incremental_unsupported"]
+    assert found.field_path == "training.model.from_artifact"
+    assert "acme-frozen" in found.message and found.location is not None
