@@ -65,6 +65,7 @@ def request(case: dict) -> dict:
             hyperparameters=case.get("hyperparameters") or None,
             role=case["role"],
             output_path=case["output_path"],
+            model_uri=case.get("model_uri"),  # incremental training
             sagemaker_session=session,
         )
         estimator.fit(inputs=case.get("inputs"), job_name=case["job_name"], wait=False, logs=False)

@@ -56,6 +56,7 @@ def _instances(model) -> list[str]:
 
 
 OPEN_MODEL = "pytorch-ic-mobilenet-v2-open"
+EARLIER_MODEL = "s3://acme-ml-artifacts/jobs/earlier-job/output/model.tar.gz"
 
 
 def _open_spec(folder: Path) -> Path:
@@ -78,7 +79,10 @@ def _cases(open_spec: Path | None = None) -> list[dict]:
         epochs = model.epochs_hyperparameter
         for instance in instances:
             for region in REGIONS:
-                for variant in ("defaults", "user", "no-data"):
+                # Incremental training (model.from_artifact, the SDK's model_uri) once per
+                # model and region.
+                incremental = ("incremental",) if instance == instances[0] else ()
+                for variant in ("defaults", "user", "no-data", *incremental):
                     name = f"{model_id[:40]}-{variant}".rstrip("-")
                     hyperparameters = {epochs: 2} if variant == "user" and epochs else {}
                     data = None if variant == "no-data" else f"s3://acme-ml/{model_id}/train/"
@@ -91,6 +95,7 @@ def _cases(open_spec: Path | None = None) -> list[dict]:
                             "data": data,
                             "name": name,
                             "spec_file": str(open_spec) if model_id == OPEN_MODEL else "",
+                            "model_uri": EARLIER_MODEL if variant == "incremental" else "",
                         }
                     )
     return cases
@@ -105,6 +110,8 @@ def _compile(tmp_path: Path, case: dict) -> dict:
         "model": {"pretrained": case["model"]},
         "compute": {"instance_type": case["instance_type"]},
     }
+    if case["model_uri"]:
+        training["model"]["from_artifact"] = case["model_uri"]
     if case["hyperparameters"]:
         training["hyperparameters"] = case["hyperparameters"]
     if case["data"]:
@@ -131,6 +138,7 @@ def _sdk_case(case: dict, job_name: str) -> dict:
         "job_name": job_name,  # difference 2
         "role": ROLE,
         "output_path": OUTPUT,
+        "model_uri": case["model_uri"] or None,
     }
 
 
