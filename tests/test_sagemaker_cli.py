@@ -17,7 +17,6 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 from click.testing import CliRunner
-from moto.server import ThreadedMotoServer
 from trainspec._cli import cli
 from trainspec.compiler import compile_file
 from trainspec.trainer._sagemaker import (
@@ -47,15 +46,6 @@ def aws_env(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-
-
-@pytest.fixture(scope="module")
-def moto_url():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture
