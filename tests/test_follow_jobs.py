@@ -184,6 +184,14 @@ def invoke(*args: str):
     return CliRunner().invoke(cli, list(args))
 
 
+def follow(moto, name: str, *extra: str):
+    """`trainspec describe NAME --follow` against moto, polling fast."""
+    return invoke(
+        "describe", name, "--follow", "--region", REGION, "--endpoint-url", moto.url,
+        "--poll-interval", "0.05", *extra,
+    )  # fmt: skip
+
+
 METRICS = [
     "training.metrics=[{name: 'validation:accuracy', regex: 'val_acc=([0-9.]+)'}]",
 ]
@@ -282,17 +290,7 @@ def test_describe_follow_of_a_failed_job_exits_1_with_the_reason(moto, monkeypat
         job.failure_reason = "AlgorithmError: ExecuteUserScriptError: exit code 1"
 
     _script(monkeypatch, [failed])
-    result = invoke(
-        "describe",
-        name,
-        "--follow",
-        "--region",
-        REGION,
-        "--endpoint-url",
-        moto.url,
-        "--poll-interval",
-        "0.05",
-    )
+    result = follow(moto, name)
     assert result.exit_code == 1, result.output
     assert "[algo-1] Traceback (most recent call last):\n[algo-1] OOM\n" in result.output
     assert "  failure reason:   AlgorithmError: ExecuteUserScriptError: exit code 1" in (
@@ -367,17 +365,7 @@ def test_a_dropped_connection_resumes_where_it_left_off(moto, monkeypatch) -> No
         logs.write("algo-1", 4, "line 5")
 
     pauses = _script(monkeypatch, [drop, still_down, back, finish])
-    result = invoke(
-        "describe",
-        name,
-        "--follow",
-        "--region",
-        REGION,
-        "--endpoint-url",
-        moto.url,
-        "--poll-interval",
-        "0.05",
-    )
+    result = follow(moto, name)
     assert result.exit_code == 0, result.output
     printed = [line for line in result.output.splitlines() if line.startswith("[algo-1]")]
     assert printed == [f"[algo-1] line {i}" for i in range(1, 6)]  # none lost, none twice
