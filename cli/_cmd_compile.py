@@ -7,7 +7,13 @@ from typing import Any
 
 import click
 from trainspec._errors import DIAGNOSTIC_FORMATS, handle_errors
-from trainspec._options import autotune_mode_option, defaults_option, set_option
+from trainspec._options import (
+    autotune_mode_option,
+    defaults_option,
+    set_option,
+    stdin_filename_option,
+)
+from trainspec._stdin import SpecInput, spec_inputs
 
 STAGES = ["load", "validate", "resolve", "infer", "check", "lower", "emit"]
 
@@ -116,6 +122,7 @@ def explain_text(plan: Any) -> str:
     help="How problems are printed: text on stderr; json, github (GitHub Actions "
     "annotations) or sarif (SARIF 2.1.0) on stdout.",
 )
+@stdin_filename_option
 @handle_errors("error_format")
 def compile_command(
     specs,
@@ -130,23 +137,26 @@ def compile_command(
     autotune_mode,
     out,
     error_format,
+    stdin_filename,
 ) -> None:
     """Compile SPEC(s) into fully resolved plans with the exact SageMaker request.
 
-    Offline unless --preflight. The same inputs always print the same bytes.
+    Offline unless --preflight. The same inputs always print the same bytes. `-` reads a
+    spec from standard input (see --stdin-filename).
     """
     from trainspec.compiler import CompileOptions
 
     options = CompileOptions(
         autotune_mode=autotune_mode, max_cost_usd=max_cost, preflight=preflight
     )
-    if out is None and len(specs) == 1:
-        _compile_one(specs[0], fmt, defaults, overrides, explain, until, trials, options)
+    inputs = spec_inputs(specs, stdin_filename)
+    if out is None and len(inputs) == 1:
+        _compile_one(inputs[0], fmt, defaults, overrides, explain, until, trials, options)
     else:
-        _compile_many(specs, fmt, defaults, overrides, options, out or ".")
+        _compile_many(inputs, fmt, defaults, overrides, options, out or ".")
 
 
-def _compile_many(specs, fmt, defaults, overrides, options, out) -> None:
+def _compile_many(specs: list[SpecInput], fmt, defaults, overrides, options, out) -> None:
     import sys
     from pathlib import Path
 
@@ -159,25 +169,32 @@ def _compile_many(specs, fmt, defaults, overrides, options, out) -> None:
     for spec in specs:
         try:
             plan = compile_file(
-                spec, defaults=list(defaults) or None, overrides=overrides, options=options
+                spec.path,
+                content=spec.content,
+                defaults=list(defaults) or None,
+                overrides=overrides,
+                options=options,
             )
         except SpecError as exc:
             print_diagnostics(exc.diagnostics)
             failed += 1
             continue
-        target = folder / f"{Path(spec).stem}.plan.{fmt}"
+        target = folder / f"{Path(spec.path).stem.strip('<>')}.plan.{fmt}"
         target.write_text(plan_text(plan, fmt) + "\n")
-        click.echo(f"{spec} -> {target}  ({plan.sagemaker_operation}, {plan.digest[:19]})")
+        click.echo(f"{spec.path} -> {target}  ({plan.sagemaker_operation}, {plan.digest[:19]})")
     if failed:
         click.echo(f"{failed} of {len(specs)} spec(s) failed to compile", err=True)
         sys.exit(EXIT_INVALID)
 
 
-def _compile_one(spec, fmt, defaults, overrides, explain, until, trials, options) -> None:
+def _compile_one(
+    spec: SpecInput, fmt, defaults, overrides, explain, until, trials, options
+) -> None:
     from trainspec.compiler import Stage, compile_file
 
     result = compile_file(
-        spec,
+        spec.path,
+        content=spec.content,
         defaults=list(defaults) or None,
         overrides=overrides,
         options=options,
@@ -192,7 +209,7 @@ def _compile_one(spec, fmt, defaults, overrides, explain, until, trials, options
         click.echo(plan_text(result, fmt))
     from trainspec.compiler import spec_root
 
-    root = spec_root(spec)
+    root = spec_root(spec.path)
     for warning in result.warnings:
         click.echo(_warning_text(warning, root), err=True)
     if trials:

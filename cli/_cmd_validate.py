@@ -19,20 +19,26 @@ from trainspec._errors import (
     handle_errors,
     print_diagnostics,
 )
-from trainspec._options import autotune_mode_option, defaults_option, set_option
+from trainspec._options import (
+    autotune_mode_option,
+    defaults_option,
+    set_option,
+    stdin_filename_option,
+)
+from trainspec._stdin import SpecInput, spec_inputs
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json", ".textproto", ".txtpb")
 DEFAULTS_FILE_NAME = "trainspec.defaults.yaml"
 
 
-def _spec_files(paths: tuple[str, ...]) -> tuple[list[Path], list]:
-    """The spec files named or found in folders, and diagnostics for broken links found."""
-    files: list[Path] = []
+def _spec_files(inputs: list[SpecInput]) -> tuple[list[SpecInput], list]:
+    """The specs named or found in folders, and diagnostics for broken links found."""
+    files: list[SpecInput] = []
     broken = []
-    for name in paths:
-        path = Path(name)
-        if not path.is_dir():
-            files.append(path)  # a file the user named: the loader reports what is wrong
+    for spec in inputs:
+        path = Path(spec.path)
+        if spec.content is not None or not path.is_dir():
+            files.append(spec)  # a file the user named: the loader reports what is wrong
             continue
         for found in sorted(path.rglob("*")):
             inside = found.relative_to(path).parts  # the folder itself may be hidden
@@ -50,7 +56,7 @@ def _spec_files(paths: tuple[str, ...]) -> tuple[list[Path], list]:
                 and found.is_file()
                 and (found.suffix != ".json" or _looks_like_spec(found))
             ):
-                files.append(found)
+                files.append(SpecInput(str(found)))
     return files, broken
 
 
@@ -108,6 +114,7 @@ def _looks_like_spec(path: Path) -> bool:
     help="Fail when a job's worst-case cost exceeds this (as compile does).",
 )
 @autotune_mode_option()
+@stdin_filename_option
 @handle_errors("fmt")
 def validate(
     paths: tuple[str, ...],
@@ -116,6 +123,7 @@ def validate(
     overrides: tuple[str, ...],
     max_cost: float | None,
     autotune_mode: str,
+    stdin_filename: str | None,
 ) -> None:
     """Check spec files (or folders of them) for every mistake, in one run.
 
@@ -124,15 +132,16 @@ def validate(
     printed as FILE:LINE:COL: error[CODE] FIELD.PATH: MESSAGE with a hint. Files named
     trainspec.defaults.yaml are checked as defaults files; in folders, compile's own
     outputs (*.plan.*) are skipped and broken symbolic links are errors. Exit 0 when
-    every file is valid, 1 when any is not.
+    every file is valid, 1 when any is not. `-` reads a spec from standard input (see
+    --stdin-filename).
     """
     from trainspec.compiler import CompileOptions, SpecError
 
     options = CompileOptions(autotune_mode=autotune_mode, max_cost_usd=max_cost)
-    files, diagnostics = _spec_files(paths)
-    for path in files:
+    files, diagnostics = _spec_files(spec_inputs(paths, stdin_filename))
+    for spec in files:
         try:
-            _validate_file(path, defaults, overrides, options)
+            _validate_file(spec, defaults, overrides, options)
         except SpecError as exc:
             diagnostics.extend(exc.diagnostics)
     # A mistake in a defaults file (or --set) is found again with every spec using it.
@@ -149,18 +158,27 @@ def validate(
         sys.exit(EXIT_INVALID)
 
 
-def _validate_file(path: Path, defaults, overrides, options) -> None:
+def _validate_file(spec: SpecInput, defaults, overrides, options) -> None:
     """Raise SpecError with every problem of one file, as compile would find them."""
-    from trainspec.compiler import compile_file, load_file
+    from trainspec.compiler import compile_file, load_file, load_source
     from trainspec.compiler._validate import validate_layer
 
-    if path.name == DEFAULTS_FILE_NAME:
-        loaded = load_file(path)
+    if Path(spec.path).name == DEFAULTS_FILE_NAME:
+        if spec.content is None:
+            loaded = load_file(spec.path)
+        else:
+            loaded = load_source(spec.path, spec.content)
         validate_layer(
             loaded.path, loaded.tree, loaded.locations, loaded.key_locations, kind="defaults"
         )
         return
-    compile_file(path, defaults=list(defaults) or None, overrides=overrides, options=options)
+    compile_file(
+        spec.path,
+        content=spec.content,
+        defaults=list(defaults) or None,
+        overrides=overrides,
+        options=options,
+    )
 
 
 @click.command()

@@ -44,3 +44,14 @@ def autotune_mode_option(default: str = "explicit", help_text: str | None = None
         or "explicit writes inferred ranges out; native sends SageMaker's Autotune with "
         "value hints.",
     )
+
+
+stdin_filename_option = click.option(
+    "--stdin-filename",
+    metavar="PATH",
+    default=None,
+    help="For a spec read from `-`: the file it stands for. Its extension gives the "
+    "format, its folder is where relative paths and trainspec.defaults.yaml are looked "
+    "for, and messages and the plan name it, as if the spec were that file. Default: "
+    "<stdin>, read as YAML (which reads JSON too).",
+)

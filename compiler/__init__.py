@@ -19,11 +19,12 @@ from trainspec.compiler._driver import (
     compile_file,
     compile_text,
 )
-from trainspec.compiler._load import LoadedSource, load_file, load_source
+from trainspec.compiler._load import STDIN_NAME, LoadedSource, load_file, load_source
 from trainspec.compiler._places import spec_root
 from trainspec.compiler._request import compile_request
 
 __all__ = [
+    "STDIN_NAME",
     "Catalog",
     "CompileOptions",
     "Diagnostic",

@@ -39,7 +39,13 @@ from trainspec.compiler._layers import (
     find_defaults_file,
     override_layer,
 )
-from trainspec.compiler._load import LoadedSource, load_file, load_source, read_file
+from trainspec.compiler._load import (
+    STDIN_NAME,
+    LoadedSource,
+    load_file,
+    load_source,
+    read_file,
+)
 from trainspec.compiler._local_files import EVERYWHERE, NOWHERE, LocalFiles
 from trainspec.compiler._lower import lower_training
 from trainspec.compiler._origin import Origin, OriginKind
@@ -90,9 +96,13 @@ def compile_file(
     overrides: Sequence[str] = (),
     options: CompileOptions = CompileOptions(),
     until: Stage = Stage.EMIT,
+    content: bytes | None = None,
 ) -> plan_pb2.Plan | Intermediate:
-    """Compile a spec file. `defaults=None` finds trainspec.defaults.yaml walking up."""
-    source = load_file(path)
+    """Compile a spec file. `defaults=None` finds trainspec.defaults.yaml walking up.
+
+    `content` is the spec when it comes from elsewhere (standard input): `path` then names
+    it and places it, as if the file were there (`--stdin-filename`)."""
+    source = load_file(path) if content is None else load_source(os.fsdecode(path), content)
     spec_dir = os.path.dirname(os.path.realpath(path))
     if options.local_files is None:
         options = dataclasses.replace(options, local_files=EVERYWHERE)
@@ -102,7 +112,9 @@ def compile_file(
     # Diagnostics name files as the user did; the plan names them from the project root.
     root = project_root(spec_dir)
     spec_file = os.path.join(spec_dir, os.path.basename(source.path))
-    file_names = {source.path: plan_name(spec_file, root)}
+    file_names = {
+        source.path: source.path if source.path == STDIN_NAME else plan_name(spec_file, root)
+    }
     layers = [read_file(p) for p in defaults]
     file_names.update((name, plan_name(name, root)) for name, _ in layers)
     return compile_loaded(

@@ -22,6 +22,7 @@ __all__ = [
     "MAX_BYTES",
     "MAX_DEPTH",
     "MAX_NODES",
+    "STDIN_NAME",
     "LoadedSource",
     "load_file",
     "load_source",
@@ -41,6 +42,10 @@ MAX_NODES = 100_000
 
 # The file is stat-ed as a regular file before it is opened; O_BINARY matters on Windows.
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+
+# The name of a spec read from standard input with no file name to go by: YAML (which
+# reads JSON too), and named as is in messages and plans.
+STDIN_NAME = "<stdin>"
 
 FORMATS: Mapping[str, str] = MappingProxyType(
     {
@@ -171,6 +176,8 @@ def _load(name: str, fmt: str, content: str | bytes) -> LoadedSource:
 
 
 def _format_of(name: str) -> str:
+    if name == STDIN_NAME:
+        return "yaml"
     extension = os.path.splitext(name)[1].lower()
     fmt = FORMATS.get(extension)
     if fmt is None:
