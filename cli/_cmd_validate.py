@@ -31,14 +31,14 @@ SPEC_SUFFIXES = (".yaml", ".yml", ".json", ".textproto", ".txtpb")
 DEFAULTS_FILE_NAME = "trainspec.defaults.yaml"
 
 
-def _spec_files(inputs: list[SpecInput]) -> tuple[list[SpecInput], list]:
-    """The specs named or found in folders, and diagnostics for broken links found."""
-    files: list[SpecInput] = []
+def _spec_files(paths: tuple[str, ...]) -> tuple[list[Path], list]:
+    """The spec files named or found in folders, and diagnostics for broken links found."""
+    files: list[Path] = []
     broken = []
-    for spec in inputs:
-        path = Path(spec.path)
-        if spec.content is not None or not path.is_dir():
-            files.append(spec)  # a file the user named: the loader reports what is wrong
+    for name in paths:
+        path = Path(name)
+        if not path.is_dir():
+            files.append(path)  # a file the user named: the loader reports what is wrong
             continue
         for found in sorted(path.rglob("*")):
             inside = found.relative_to(path).parts  # the folder itself may be hidden
@@ -56,7 +56,7 @@ def _spec_files(inputs: list[SpecInput]) -> tuple[list[SpecInput], list]:
                 and found.is_file()
                 and (found.suffix != ".json" or _looks_like_spec(found))
             ):
-                files.append(SpecInput(str(found)))
+                files.append(found)
     return files, broken
 
 
@@ -138,7 +138,9 @@ def validate(
     from trainspec.compiler import CompileOptions, SpecError
 
     options = CompileOptions(autotune_mode=autotune_mode, max_cost_usd=max_cost)
-    files, diagnostics = _spec_files(spec_inputs(paths, stdin_filename))
+    inputs = spec_inputs(paths, stdin_filename)
+    found, diagnostics = _spec_files(tuple(s.path for s in inputs if s.content is None))
+    files = [SpecInput(str(p)) for p in found] + [s for s in inputs if s.content is not None]
     for spec in files:
         try:
             _validate_file(spec, defaults, overrides, options)
