@@ -2,7 +2,8 @@
 
 google.protobuf.Struct stores every number as a double, so `1` comes back as `1.0`;
 the plan's `sagemaker_request_json` keeps the request as botocore's service model types
-it, and every printed form of a plan shows that one.
+it, and every printed form of a plan shows that one. Elsewhere a printed plan shows whole
+numbers as integers, as people write them.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ def request_of(plan: Any) -> dict[str, Any]:
 
 
 def plan_document(plan: Any) -> dict[str, Any]:
-    """The plan's proto3 JSON mapping (proto field names) with the typed request: a Struct
-    accepts integers, so it still parses back to the same Plan."""
-    data = json_format.MessageToDict(plan, preserving_proto_field_name=True)
+    """The plan's proto3 JSON mapping (proto field names) with whole numbers as integers
+    (`epochs: 2`, not `2.0`) and the typed request: a Struct accepts integers, so it still
+    parses back to the same Plan."""
+    from trainspec.compiler._tree import whole_numbers
+
+    data = whole_numbers(json_format.MessageToDict(plan, preserving_proto_field_name=True))
     if "sagemaker_request" in data:
         data["sagemaker_request"] = request_of(plan)
     return data
