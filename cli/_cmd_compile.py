@@ -213,7 +213,7 @@ def _compile_one(
     for warning in result.warnings:
         click.echo(_warning_text(warning, root), err=True)
     if trials:
-        from trainspec.compiler._trials import format_trials, preview_trials
+        from trainspec.compiler.tuning._trials import format_trials, preview_trials
 
         job = json.loads(_job_json(result))
         if "tuning" in job:
@@ -366,7 +366,7 @@ def _model_row(model: Any) -> dict[str, Any]:
 
 
 def _frameworks(fmt: str) -> None:
-    from trainspec.compiler._images import FRAMEWORKS, framework_versions, image_catalog
+    from trainspec.compiler.catalog._images import FRAMEWORKS, framework_versions, image_catalog
 
     source = image_catalog()["source"]
     rows = {name: framework_versions(name) for name in FRAMEWORKS}

@@ -59,9 +59,9 @@ def review_policy(defaults: tuple[str, ...], near: str) -> Any:
     """The risk policy: the `review` block of the last defaults file that has one (those
     given, else the nearest trainspec.defaults.yaml above `near`)."""
     from trainspec.compiler import load_file
-    from trainspec.compiler._layers import find_defaults_file
     from trainspec.compiler._plan_diff import ReviewPolicy
-    from trainspec.compiler._validate import validate_layer
+    from trainspec.compiler.check._validate import validate_layer
+    from trainspec.compiler.load._layers import find_defaults_file
 
     files = list(defaults)
     if not files:

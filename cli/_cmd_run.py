@@ -111,7 +111,7 @@ def run(spec, local, root, defaults, overrides, storage, quiet) -> None:
 def _defaults_storage(spec: str, defaults: tuple[str, ...]) -> str | None:
     """`local.tuning_storage` of the defaults files (the last that sets it wins)."""
     import yaml
-    from trainspec.compiler._layers import find_defaults_file
+    from trainspec.compiler.load._layers import find_defaults_file
 
     paths = list(defaults) or [p for p in [find_defaults_file(Path(spec).parent)] if p]
     found = None

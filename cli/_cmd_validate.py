@@ -163,7 +163,7 @@ def validate(
 def _validate_file(spec: SpecInput, defaults, overrides, options) -> None:
     """Raise SpecError with every problem of one file, as compile would find them."""
     from trainspec.compiler import compile_file, load_file, load_source
-    from trainspec.compiler._validate import validate_layer
+    from trainspec.compiler.check._validate import validate_layer
 
     if Path(spec.path).name == DEFAULTS_FILE_NAME:
         if spec.content is None:

@@ -19,7 +19,7 @@ def request_of(plan: Any) -> dict[str, Any]:
     if plan.sagemaker_request_json:
         return json.loads(plan.sagemaker_request_json)
     # A plan made before the field existed: type it from botocore's shapes.
-    from trainspec.compiler._request_types import typed_request
+    from trainspec.compiler.lower._request_types import typed_request
 
     data = json_format.MessageToDict(plan.sagemaker_request)
     return typed_request(plan.sagemaker_operation, data) if data else data

@@ -22,7 +22,7 @@ class SpecInput:
 def spec_inputs(paths: tuple[str, ...], stdin_filename: str | None) -> list[SpecInput]:
     """The specs in the order named, standard input read (once) where `-` stands."""
     from trainspec.compiler import STDIN_NAME
-    from trainspec.compiler._load import MAX_BYTES
+    from trainspec.compiler.load._load import MAX_BYTES
 
     dashes = paths.count(STDIN)
     if dashes > 1:

@@ -4,7 +4,6 @@ Pure functions over data; no network (except the opt-in `preflight`), no torch, 
 boto3 at import time.
 """
 
-from trainspec.compiler._catalog import Catalog, load_catalog
 from trainspec.compiler._diagnostics import (
     Diagnostic,
     InternalError,
@@ -19,9 +18,10 @@ from trainspec.compiler._driver import (
     compile_file,
     compile_text,
 )
-from trainspec.compiler._load import STDIN_NAME, LoadedSource, load_file, load_source
 from trainspec.compiler._places import spec_root
 from trainspec.compiler._request import compile_request
+from trainspec.compiler.catalog._catalog import Catalog, load_catalog
+from trainspec.compiler.load._load import STDIN_NAME, LoadedSource, load_file, load_source
 
 __all__ = [
     "STDIN_NAME",

@@ -14,12 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from trainspec.compiler import _tuning
-from trainspec.compiler._botocore_check import botocore_version, check_request
 from trainspec.compiler._cancel import checkpoint
-from trainspec.compiler._catalog import Catalog, extend_catalog, find_model, load_catalog
-from trainspec.compiler._check import check_training
-from trainspec.compiler._data_check import inspect_local_data
 from trainspec.compiler._diagnostics import (
     Diagnostic,
     FieldPath,
@@ -28,31 +23,36 @@ from trainspec.compiler._diagnostics import (
     SpecError,
     raise_if_errors,
 )
-from trainspec.compiler._emit import emit_plan
 from trainspec.compiler._infer import Inferred, infer_training, instance_count
-from trainspec.compiler._job_name import NAME_FIELDS, name_job, request_suffix, upload_renames
-from trainspec.compiler._jumpstart import MODEL_ID_TAG, MODEL_VERSION_TAG
-from trainspec.compiler._layers import (
+from trainspec.compiler._origin import Origin, OriginKind
+from trainspec.compiler._places import plan_name, portable_training, project_root
+from trainspec.compiler._resolve import Resolved, resolve
+from trainspec.compiler.catalog._catalog import Catalog, extend_catalog, find_model, load_catalog
+from trainspec.compiler.catalog._jumpstart import MODEL_ID_TAG, MODEL_VERSION_TAG
+from trainspec.compiler.check._botocore_check import botocore_version, check_request
+from trainspec.compiler.check._check import check_training
+from trainspec.compiler.check._data_check import inspect_local_data
+from trainspec.compiler.check._local_files import EVERYWHERE, NOWHERE, LocalFiles
+from trainspec.compiler.check._validate import Validated, validate_layer
+from trainspec.compiler.load._layers import (
     Layer,
     builtin_layer,
     defaults_layer_of,
     find_defaults_file,
     override_layer,
 )
-from trainspec.compiler._load import (
+from trainspec.compiler.load._load import (
     STDIN_NAME,
     LoadedSource,
     load_file,
     load_source,
     read_file,
 )
-from trainspec.compiler._local_files import EVERYWHERE, NOWHERE, LocalFiles
-from trainspec.compiler._lower import lower_training
-from trainspec.compiler._origin import Origin, OriginKind
-from trainspec.compiler._places import plan_name, portable_training, project_root
-from trainspec.compiler._request_types import typed_request
-from trainspec.compiler._resolve import Resolved, resolve
-from trainspec.compiler._validate import Validated, validate_layer
+from trainspec.compiler.lower._emit import emit_plan
+from trainspec.compiler.lower._job_name import NAME_FIELDS, name_job, request_suffix, upload_renames
+from trainspec.compiler.lower._lower import lower_training
+from trainspec.compiler.lower._request_types import typed_request
+from trainspec.compiler.tuning import _tuning
 from trainspec.v1 import plan_pb2
 
 
@@ -237,7 +237,7 @@ def compile_loaded(
         warnings.extend(tuning.notes)
     raise_if_errors(problems)
     if options.preflight:
-        from trainspec.compiler._preflight import preflight
+        from trainspec.compiler.check._preflight import preflight
 
         raise_if_errors(preflight(inferred, locate))
     if until is Stage.CHECK:
@@ -401,8 +401,8 @@ def _verify_request(operation: str, request: Mapping[str, Any]) -> None:
 
 
 def _versions(catalog: Catalog, tuning: Any) -> dict[str, str]:
-    from trainspec.compiler._images import sdk_version
-    from trainspec.compiler._validate import field_rules
+    from trainspec.compiler.catalog._images import sdk_version
+    from trainspec.compiler.check._validate import field_rules
 
     versions = dict(catalog.versions)
     versions["frameworks"] = f"sagemaker-{sdk_version()}"  # the SDK the images come from

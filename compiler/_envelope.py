@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from trainspec.compiler._autotune import enum_short, grid_size
 from trainspec.compiler._diagnostics import Diagnostic
-from trainspec.compiler._trials import hyperband_resource_fraction
+from trainspec.compiler.tuning._autotune import enum_short, grid_size
+from trainspec.compiler.tuning._trials import hyperband_resource_fraction
 
 CURRENCY = "USD"
 DEFAULT_TUNING_RUNTIME_SECONDS = 172800

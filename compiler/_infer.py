@@ -12,20 +12,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainspec.compiler._catalog import (
+from trainspec.compiler._diagnostics import Diagnostic, FieldPath, Severity
+from trainspec.compiler._origin import Origin, OriginKind
+from trainspec.compiler._resolve import Resolved
+from trainspec.compiler.catalog._catalog import (
     Catalog,
     InstanceType,
     PretrainedModel,
     find_model,
     gpus_for_batch,
 )
-from trainspec.compiler._diagnostics import Diagnostic, FieldPath, Severity
-from trainspec.compiler._images import ImageProblem, training_image
-from trainspec.compiler._incremental import StartModel, start_model
-from trainspec.compiler._incremental import origin as incremental_origin
-from trainspec.compiler._jumpstart import CODE_CHANNEL_DIR
-from trainspec.compiler._origin import Origin, OriginKind
-from trainspec.compiler._resolve import Resolved
+from trainspec.compiler.catalog._images import ImageProblem, training_image
+from trainspec.compiler.catalog._jumpstart import CODE_CHANNEL_DIR
+from trainspec.compiler.lower._incremental import StartModel, start_model
+from trainspec.compiler.lower._incremental import origin as incremental_origin
 
 DEFAULT_BATCH_HYPERPARAMETER = "batch_size"
 

@@ -6,7 +6,7 @@ import itertools
 from typing import Any
 
 from trainspec.compiler._fields import EnumInfo, FieldInfo, MessageInfo, job_spec
-from trainspec.compiler._validate import field_rules
+from trainspec.compiler.check._validate import field_rules
 
 _JSON_TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean"}
 

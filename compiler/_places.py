@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from trainspec.compiler._layers import DEFAULTS_FILE_NAME
+from trainspec.compiler.load._layers import DEFAULTS_FILE_NAME
 
 
 @functools.lru_cache(maxsize=256)  # every spec of a repository shares the answer

@@ -6,9 +6,9 @@ import os
 
 from trainspec.compiler._diagnostics import SpecError
 from trainspec.compiler._driver import CompileOptions, Stage, compile_loaded, compile_text
-from trainspec.compiler._from_message import message_tree
-from trainspec.compiler._load import LoadedSource
-from trainspec.compiler._local_files import NOWHERE, LocalFiles
+from trainspec.compiler.check._local_files import NOWHERE, LocalFiles
+from trainspec.compiler.load._from_message import message_tree
+from trainspec.compiler.load._load import LoadedSource
 from trainspec.v1 import compiler_service_pb2
 
 _AUTOTUNE_MODES = {0: "explicit", 1: "explicit", 2: "native"}

@@ -14,9 +14,9 @@ from typing import Any
 
 from trainspec.compiler._diagnostics import FieldPath
 from trainspec.compiler._fields import FieldInfo, MessageInfo, job_spec
-from trainspec.compiler._layers import Layer
 from trainspec.compiler._origin import Origin
 from trainspec.compiler._tree import copy_tree
+from trainspec.compiler.load._layers import Layer
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from trainspec.compiler._local_files import NOWHERE, LocalFiles
+from trainspec.compiler.check._local_files import NOWHERE, LocalFiles
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 Unicode category, as regular-expression class text.
 
 botocore's service model writes some patterns with Java's \\p{L}-style classes, which
-Python's `re` lacks; compiler/_botocore_check.py spells them as ranges. Scanning all
+Python's `re` lacks; compiler/check/_botocore_check.py spells them as ranges. Scanning all
 1.1 million code points for them took 80 ms of every process's start, so they are made
 here once, from this Python's `unicodedata`, whose Unicode version is recorded; the
 compiler uses the file only when its own Python has the same version, and scans otherwise.
@@ -17,7 +17,7 @@ import sys
 import unicodedata
 from pathlib import Path
 
-from trainspec.compiler._botocore_check import scan_category_ranges
+from trainspec.compiler.check._botocore_check import scan_category_ranges
 
 OUT = Path(__file__).resolve().parents[1] / "compiler" / "catalog" / "unicode_categories.json"
 

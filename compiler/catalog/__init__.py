@@ -1,1 +1,1 @@
-"""Data catalogs (YAML) read by trainspec.compiler."""
+"""Data catalogs (instances, JumpStart models, framework images) and the code reading them."""

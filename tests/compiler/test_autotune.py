@@ -9,10 +9,10 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from trainspec.compiler._autotune import infer_tuning
 from trainspec.compiler._diagnostics import format_path
 from trainspec.compiler._origin import OriginKind
-from trainspec.compiler._tuning_check import check_tuning
+from trainspec.compiler.tuning._autotune import infer_tuning
+from trainspec.compiler.tuning._check import check_tuning
 
 CASES = yaml.safe_load((Path(__file__).parent / "data" / "merge_tuning.yaml").read_text())
 

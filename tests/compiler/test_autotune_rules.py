@@ -6,12 +6,12 @@ import copy
 
 import pytest
 import yaml
-from trainspec.compiler._autotune_rules import (
+from trainspec.compiler._diagnostics import InternalError
+from trainspec.compiler.tuning._autotune_rules import (
     load_rules,
     rules_from_data,
     rules_version,
 )
-from trainspec.compiler._diagnostics import InternalError
 
 RULES = load_rules()
 

@@ -9,8 +9,8 @@ import botocore
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from trainspec.compiler import _botocore_check as bc
-from trainspec.compiler._botocore_check import (
+from trainspec.compiler.check import _botocore_check as bc
+from trainspec.compiler.check._botocore_check import (
     botocore_version,
     check_request,
     enum_values,
@@ -276,7 +276,7 @@ def test_the_committed_unicode_table_is_what_a_scan_gives() -> None:
     import unicodedata
     from importlib import resources
 
-    from trainspec.compiler._botocore_check import scan_category_ranges
+    from trainspec.compiler.check._botocore_check import scan_category_ranges
 
     ref = resources.files("trainspec.compiler.catalog").joinpath("unicode_categories.json")
     data = json.loads(ref.read_text())

@@ -8,14 +8,14 @@ import textwrap
 
 import botocore.session
 import pytest
-from trainspec.compiler._catalog import (
+from trainspec.compiler._diagnostics import InternalError, Location, SpecError
+from trainspec.compiler.catalog._catalog import (
     Catalog,
     _load_instances,
     extend_catalog,
     gpus_for_batch,
     load_catalog,
 )
-from trainspec.compiler._diagnostics import InternalError, Location, SpecError
 
 
 @pytest.fixture(scope="module")

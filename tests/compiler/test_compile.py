@@ -8,8 +8,8 @@ from botocore.stub import Stubber
 from google.protobuf import json_format
 from trainspec._plan import request_of
 from trainspec.compiler import SpecError, compile_file
-from trainspec.compiler._botocore_check import check_request
-from trainspec.compiler._emit import digest_of
+from trainspec.compiler.check._botocore_check import check_request
+from trainspec.compiler.lower._emit import digest_of
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(
@@ -160,8 +160,8 @@ def test_infer_leaves_the_resolved_job_as_it_was(spec, tmp_path):
     import copy
 
     from trainspec.compiler import Stage
-    from trainspec.compiler._catalog import load_catalog
     from trainspec.compiler._infer import infer_training
+    from trainspec.compiler.catalog._catalog import load_catalog
 
     default_data = spec == "no-data-finetune"
     if default_data:

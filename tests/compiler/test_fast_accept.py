@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from trainspec.compiler import load_file
 from trainspec.compiler._fields import job_spec
-from trainspec.compiler._normalize import normalize
-from trainspec.compiler._validate import _accepts, _validator
+from trainspec.compiler.check._normalize import normalize
+from trainspec.compiler.check._validate import _accepts, _validator
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from trainspec._plan import request_of
 from trainspec.compiler import SpecError, compile_file
-from trainspec.compiler._images import ImageProblem, sdk_version, training_image
+from trainspec.compiler.catalog._images import ImageProblem, sdk_version, training_image
 
 BASE = {
     "name": "script",

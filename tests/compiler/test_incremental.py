@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from trainspec.compiler import SpecError, compile_file
-from trainspec.compiler._botocore_check import check_request
-from trainspec.compiler._incremental import StartModel, bucket_region, with_model_channel
+from trainspec.compiler.check._botocore_check import check_request
+from trainspec.compiler.lower._incremental import StartModel, bucket_region, with_model_channel
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGITS = ROOT / "examples/digits/job.yaml"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from trainspec.compiler import SpecError, compile_file
-from trainspec.compiler._job_name import name_job, request_suffix, upload_renames
+from trainspec.compiler.lower._job_name import name_job, request_suffix, upload_renames
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB = ROOT / "examples/digits/job.yaml"

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from trainspec._cli import cli as main
 from trainspec._plan import request_of
 from trainspec.compiler import SpecError, compile_file
-from trainspec.compiler._jumpstart import Hyperparameter
+from trainspec.compiler.catalog._jumpstart import Hyperparameter
 
 SPECS = Path(__file__).resolve().parents[2] / "compiler" / "catalog" / "jumpstart"
 BERT = "huggingface-spc-bert-base-cased"

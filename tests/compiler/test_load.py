@@ -10,9 +10,10 @@ import time
 
 import pytest
 import yaml
-from trainspec.compiler import _load
 from trainspec.compiler._diagnostics import Location, SpecError
-from trainspec.compiler._load import (
+from trainspec.compiler._tree import tree_paths
+from trainspec.compiler.load import _load
+from trainspec.compiler.load._load import (
     FORMATS,
     MAX_BYTES,
     MAX_DEPTH,
@@ -20,7 +21,6 @@ from trainspec.compiler._load import (
     load_file,
     load_source,
 )
-from trainspec.compiler._tree import tree_paths
 
 DATA = pathlib.Path(__file__).parent / "data" / "load"
 BAD_INPUTS = yaml.safe_load((DATA / "bad_inputs.yaml").read_text())

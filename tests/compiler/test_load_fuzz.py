@@ -8,8 +8,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from trainspec.compiler._diagnostics import SpecError
-from trainspec.compiler._load import load_source
 from trainspec.compiler._tree import tree_paths
+from trainspec.compiler.load._load import load_source
 
 SETTINGS = settings(
     max_examples=100,

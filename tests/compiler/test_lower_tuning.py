@@ -9,8 +9,8 @@ import pytest
 from botocore.validate import ParamValidator
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from trainspec.compiler._autotune import infer_tuning
-from trainspec.compiler._lower_tuning import lower_tuning
+from trainspec.compiler.tuning._autotune import infer_tuning
+from trainspec.compiler.tuning._lower import lower_tuning
 
 _MODEL = botocore.session.get_session().get_service_model("sagemaker")
 

@@ -12,7 +12,7 @@ from trainspec.compiler._plan_diff import (
     diff_plans,
     group_of,
 )
-from trainspec.compiler._validate import field_rules
+from trainspec.compiler.check._validate import field_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 GRID = ROOT / "examples/tuning/grid.yaml"

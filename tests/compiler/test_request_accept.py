@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from trainspec._plan import request_of
-from trainspec.compiler import _botocore_check as bc
 from trainspec.compiler import compile_file
 from trainspec.compiler._tree import tree_paths
+from trainspec.compiler.check import _botocore_check as bc
 
 EXAMPLES = sorted(
     p
@@ -145,7 +145,7 @@ def test_shapes_the_requests_do_not_reach_yet():
     # kind trainspec lowers later must not slip past ParamValidator through them.
     from botocore.model import ShapeResolver
     from botocore.validate import ParamValidator
-    from trainspec.compiler._request_accept import compile_shape
+    from trainspec.compiler.check._request_accept import compile_shape
 
     resolver = ShapeResolver(
         {

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 import yaml
 from trainspec.compiler._diagnostics import Location
-from trainspec.compiler._layers import Layer
 from trainspec.compiler._origin import OriginKind
 from trainspec.compiler._resolve import resolve
+from trainspec.compiler.load._layers import Layer
 
 CASES = yaml.safe_load((Path(__file__).parent / "data" / "merge_cases.yaml").read_text())
 

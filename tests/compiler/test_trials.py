@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from trainspec.compiler._trials import (
+from trainspec.compiler.tuning._trials import (
     format_trials,
     hyperband_brackets,
     hyperband_resource_fraction,

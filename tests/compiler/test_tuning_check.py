@@ -6,7 +6,7 @@ import copy
 
 import pytest
 from trainspec.compiler._diagnostics import Location, Severity
-from trainspec.compiler._tuning_check import check_tuning
+from trainspec.compiler.tuning._check import check_tuning
 
 BASE = {
     "name": "mnist-autotune",

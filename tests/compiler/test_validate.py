@@ -2,7 +2,7 @@
 
 import pytest
 from trainspec.compiler import SpecError, load_source
-from trainspec.compiler._validate import validate_layer
+from trainspec.compiler.check._validate import validate_layer
 
 FIVE_MISTAKES = """\
 training:

@@ -6,7 +6,7 @@ processor and region in catalog/framework_images.json, `training_image` must giv
 refuse exactly where the SDK raises.
 """
 
-from trainspec.compiler._images import ImageProblem, image_catalog, training_image
+from trainspec.compiler.catalog._images import ImageProblem, image_catalog, training_image
 
 # One instance per processor the catalog lists; p2 and p4d take the SDK's special cases.
 INSTANCES = {"gpu": "ml.g5.xlarge", "cpu": "ml.m5.xlarge", "trn": "ml.trn1.2xlarge"}

@@ -17,7 +17,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
-from trainspec.compiler._local_files import LocalFiles
+from trainspec.compiler.check._local_files import LocalFiles
 from trainspec.server import ServerConfig, warn_if_exposed
 from trainspec.server._job_policy import JobPolicy
 from trainspec.server._job_service import JobServicer, add_job_service
@@ -438,7 +438,7 @@ def test_diagnostics_fit_the_trailer_or_are_summarised(stub, count, key_length) 
 
 
 def test_long_request_paths_are_refused_and_not_cached(stub) -> None:
-    from trainspec.compiler import _layers
+    from trainspec.compiler.load import _layers
 
     long_path = "d/" * 2000 + "defaults.yaml"
     code, received = compile_call(

@@ -15,7 +15,7 @@ import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from moto.server import ThreadedMotoServer
-from trainspec.compiler._local_files import LocalFiles
+from trainspec.compiler.check._local_files import LocalFiles
 from trainspec.server._job_policy import JobPolicy
 from trainspec.server._job_service import JobServicer, add_job_service
 from trainspec.trainer._sagemaker import make_clients

@@ -17,7 +17,7 @@ from google.protobuf import json_format
 from grpc_status import rpc_status
 from trainspec._cli import cli
 from trainspec.compiler import SpecError, compile_file, load_file
-from trainspec.compiler._validate import validate_layer
+from trainspec.compiler.check._validate import validate_layer
 from trainspec.v1 import compiler_service_pb2 as pb
 from trainspec.v1 import job_spec_pb2
 

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from urllib.parse import urlparse
 
 from trainspec.compiler._diagnostics import Diagnostic, FieldPath, Location, format_path
-from trainspec.compiler._incremental import StartModel, start_model
 from trainspec.compiler._infer import Inferred
+from trainspec.compiler.lower._incremental import StartModel, start_model
 
 
 def preflight(

@@ -21,7 +21,7 @@ from trainspec.compiler._diagnostics import (
     format_path,
 )
 from trainspec.compiler._infer import Inferred, is_local
-from trainspec.compiler._local_files import EVERYWHERE, LocalFiles
+from trainspec.compiler.check._local_files import EVERYWHERE, LocalFiles
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 Locate = Callable[[FieldPath], Location | None]

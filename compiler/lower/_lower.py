@@ -11,9 +11,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from trainspec.compiler._incremental import with_model_channel
 from trainspec.compiler._infer import PER_DEVICE_LAUNCHERS, Inferred, is_local
-from trainspec.compiler._jumpstart import MODEL_CONTENT_TYPE
+from trainspec.compiler.catalog._jumpstart import MODEL_CONTENT_TYPE
+from trainspec.compiler.lower._incremental import with_model_channel
 
 # Proto enum value -> SageMaker API spelling.
 _API_ENUMS = {

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from trainspec.compiler._autotune_rules import Rules, load_rules
 from trainspec.compiler._diagnostics import Diagnostic, FieldPath, Severity
 from trainspec.compiler._origin import Origin, OriginKind
 from trainspec.compiler._tree import copy_tree
+from trainspec.compiler.tuning._autotune_rules import Rules, load_rules
 
 RANGE_KINDS = ("integer", "continuous", "categorical")
 

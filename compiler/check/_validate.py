@@ -28,7 +28,6 @@ from trainspec.compiler._diagnostics import (
     SpecError,
     format_path,
 )
-from trainspec.compiler._fast_accept import TYPES, compile_document
 from trainspec.compiler._fields import (
     FieldInfo,
     MessageInfo,
@@ -36,7 +35,8 @@ from trainspec.compiler._fields import (
     message_at,
     review_policy,
 )
-from trainspec.compiler._normalize import normalize
+from trainspec.compiler.check._fast_accept import TYPES, compile_document
+from trainspec.compiler.check._normalize import normalize
 
 # What each named pattern means, for messages a user can act on.
 _PATTERN_HELP = {
@@ -691,7 +691,7 @@ def _length_hint(path: FieldPath, word: str) -> str:
     if word != "at most":
         return "it must not be empty"
     if path[-1:] == ("name",) and path[:1] in (("training",), ("tuning",)) and len(path) <= 3:
-        # The job name SageMaker gets is this plus `-<8 hex>` (compiler/_job_name.py).
+        # The job name SageMaker gets is this plus `-<8 hex>` (compiler/lower/_job_name.py).
         return (
             "shorten it: trainspec appends `-` and 8 hex digits of the request's digest, "
             "so a rerun of the same plan finds its job, within SageMaker's limit"

@@ -151,19 +151,19 @@ def load_source(path: str, content: str | bytes) -> LoadedSource:
 def _load(name: str, fmt: str, content: str | bytes) -> LoadedSource:
     text = _decode(name, content)
     if fmt == "yaml":
-        from trainspec.compiler._load_yaml import load_yaml
+        from trainspec.compiler.load._yaml import load_yaml
 
         tree, locations, key_locations = load_yaml(
             text, name, max_depth=MAX_DEPTH, max_nodes=MAX_NODES, max_aliases=MAX_ALIASES
         )
     elif fmt == "json":
-        from trainspec.compiler._load_json import load_json
+        from trainspec.compiler.load._json import load_json
 
         tree, locations, key_locations = load_json(
             text, name, max_depth=MAX_DEPTH, max_nodes=MAX_NODES
         )
     else:
-        from trainspec.compiler._load_textproto import load_textproto
+        from trainspec.compiler.load._textproto import load_textproto
 
         tree, locations, key_locations = load_textproto(text, name, max_depth=MAX_DEPTH)
     return LoadedSource(

@@ -29,12 +29,12 @@ from trainspec.compiler._diagnostics import (
     SpecError,
     format_path,
 )
-from trainspec.compiler._jumpstart import (
+from trainspec.compiler.catalog._jumpstart import (
     JumpStartModel,
     from_spec,
     spec_problems,
 )
-from trainspec.compiler._local_files import EVERYWHERE, LocalFiles
+from trainspec.compiler.check._local_files import EVERYWHERE, LocalFiles
 
 _PACKAGE = "trainspec.compiler.catalog"
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -437,7 +437,7 @@ def _read_spec(
     name: str, where: Location | None, path: FieldPath, local_files: LocalFiles
 ) -> tuple[PretrainedModel | None, list[Diagnostic]]:
     """One JumpStart spec a defaults file names: the model, or located problems."""
-    from trainspec.compiler._load import load_file  # the loader pulls in the YAML parser
+    from trainspec.compiler.load._load import load_file  # the loader pulls in the YAML parser
 
     defaults_file = where.path if where is not None else ""
     if local_files.root == os.sep:

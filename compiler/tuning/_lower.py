@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from trainspec.compiler._autotune import as_number, enum_short, present, range_kind
+from trainspec.compiler.tuning._autotune import as_number, enum_short, present, range_kind
 
 OPERATION = "CreateHyperParameterTuningJob"
 

@@ -23,15 +23,15 @@ from trainspec.compiler._diagnostics import (
     Location,
     SpecError,
 )
-from trainspec.compiler._load import (
+from trainspec.compiler._origin import Origin, OriginKind
+from trainspec.compiler.check._validate import Validated, validate_layer
+from trainspec.compiler.load._load import (
     MAX_BYTES,
     MAX_DEPTH,
     LoadedSource,
     load_source,
 )
-from trainspec.compiler._load_yaml import load_yaml
-from trainspec.compiler._origin import Origin, OriginKind
-from trainspec.compiler._validate import Validated, validate_layer
+from trainspec.compiler.load._yaml import load_yaml
 
 DEFAULTS_FILE_NAME = "trainspec.defaults.yaml"
 

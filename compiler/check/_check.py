@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
-from trainspec.compiler._catalog import Catalog, PretrainedModel
 from trainspec.compiler._diagnostics import (
     Diagnostic,
     FieldPath,
@@ -21,15 +20,16 @@ from trainspec.compiler._diagnostics import (
     Severity,
     format_path,
 )
-from trainspec.compiler._incremental import check_start
 from trainspec.compiler._infer import (
     PER_DEVICE_LAUNCHERS,
     Inferred,
     is_local,
 )
-from trainspec.compiler._local_files import EVERYWHERE, LocalFiles, not_checked
-from trainspec.compiler._lower import SIFTING_ENVIRONMENT_VARIABLE, lowered_hyperparameters
 from trainspec.compiler._origin import OriginKind
+from trainspec.compiler.catalog._catalog import Catalog, PretrainedModel
+from trainspec.compiler.check._local_files import EVERYWHERE, LocalFiles, not_checked
+from trainspec.compiler.lower._incremental import check_start
+from trainspec.compiler.lower._lower import SIFTING_ENVIRONMENT_VARIABLE, lowered_hyperparameters
 
 Locate = Callable[[FieldPath], "Location | None"]
 

@@ -15,7 +15,7 @@ import posixpath
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from trainspec.compiler._request_types import request_json
+from trainspec.compiler.lower._request_types import request_json
 
 SUFFIX_LENGTH = 8
 # SageMaker's limits, and what is left of them for the spec's name after `-<suffix>`.

@@ -9,7 +9,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from trainspec.compiler._autotune import as_number, enum_short, range_kind
+from trainspec.compiler.tuning._autotune import as_number, enum_short, range_kind
 
 HYPERBAND_ETA = 3
 DEFAULT_SEED = 0

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from trainspec.compiler._botocore_check import input_shape
+from trainspec.compiler.check._botocore_check import input_shape
 
 
 def typed_request(operation: str, request: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Tuning jobs in the driver: Autotune inference, tuning checks, lowering and envelope.
 
-Thin glue between the driver's training passes and the tuning modules (_autotune,
-_tuning_check, _lower_tuning, _envelope), which work on plain tuning trees.
+Thin glue between the driver's training passes and the tuning modules (_autotune, _check,
+_lower, and the top-level _envelope), which work on plain tuning trees.
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from trainspec.compiler._autotune import TuningInference, infer_tuning
-from trainspec.compiler._autotune_rules import load_rules
-from trainspec.compiler._catalog import Catalog
 from trainspec.compiler._diagnostics import Diagnostic, FieldPath
 from trainspec.compiler._infer import Inferred, instance_count
 from trainspec.compiler._origin import Origin
 from trainspec.compiler._resolve import Resolved
+from trainspec.compiler.catalog._catalog import Catalog
+from trainspec.compiler.tuning._autotune import TuningInference, infer_tuning
+from trainspec.compiler.tuning._autotune_rules import load_rules
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,8 @@ def _replace_resolved(inferred: Inferred, resolved: Resolved) -> Inferred:
 
 
 def check(step: TuningStep, inferred: Inferred, locate) -> list[Diagnostic]:
-    from trainspec.compiler._lower import lowered_hyperparameters
-    from trainspec.compiler._tuning_check import check_tuning
+    from trainspec.compiler.lower._lower import lowered_hyperparameters
+    from trainspec.compiler.tuning._check import check_tuning
 
     training = inferred.training
     metric_names = [m.get("name", "") for m in training.get("metrics", [])]
@@ -91,7 +91,7 @@ def check(step: TuningStep, inferred: Inferred, locate) -> list[Diagnostic]:
 
 
 def lower(step: TuningStep, training_request: Mapping[str, Any], mode: str) -> dict[str, Any]:
-    from trainspec.compiler._lower_tuning import lower_tuning
+    from trainspec.compiler.tuning._lower import lower_tuning
 
     return lower_tuning(
         step.tuning,

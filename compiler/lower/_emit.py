@@ -17,8 +17,8 @@ from trainspec import __version__
 from trainspec.compiler._diagnostics import MISSING, Diagnostic, FieldPath, format_path
 from trainspec.compiler._fields import job_spec
 from trainspec.compiler._origin import Origin
-from trainspec.compiler._request_types import request_json
-from trainspec.compiler._to_proto import SCALAR_FIELDS, fill_message, set_struct, set_value
+from trainspec.compiler.lower._request_types import request_json
+from trainspec.compiler.lower._to_proto import SCALAR_FIELDS, fill_message, set_struct, set_value
 from trainspec.v1 import job_spec_pb2, plan_pb2
 
 

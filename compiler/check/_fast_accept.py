@@ -152,7 +152,7 @@ def _compile_rules(rules: Mapping[str, Any], checks: CheckWith) -> Check:
 _PLAIN_TYPES = (str, int, float, bool, dict, list)
 
 
-# Like the validator's (compiler/_validate.py): `true` is not an integer, though Python's
+# Like the validator's (compiler/check/_validate.py): `true` is not an integer, though Python's
 # bool is an int.
 TYPES = {
     **cerberus.Validator.types_mapping,

@@ -21,7 +21,7 @@ from importlib import resources
 from typing import Any
 
 from trainspec.compiler._diagnostics import Diagnostic
-from trainspec.compiler._request_accept import Accept, compile_shape
+from trainspec.compiler.check._request_accept import Accept, compile_shape
 
 _SERVICE = "sagemaker"
 CODE = "sagemaker.request_invalid"

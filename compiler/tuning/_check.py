@@ -7,14 +7,6 @@ import re
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from trainspec.compiler._autotune import (
-    as_number,
-    enum_short,
-    grid_size,
-    present,
-    range_kind,
-)
-from trainspec.compiler._autotune_rules import Rules, load_rules, normalize_name
 from trainspec.compiler._diagnostics import (
     Diagnostic,
     FieldPath,
@@ -22,6 +14,14 @@ from trainspec.compiler._diagnostics import (
     Severity,
     format_path,
 )
+from trainspec.compiler.tuning._autotune import (
+    as_number,
+    enum_short,
+    grid_size,
+    present,
+    range_kind,
+)
+from trainspec.compiler.tuning._autotune_rules import Rules, load_rules, normalize_name
 
 # SageMaker's limits (CreateHyperParameterTuningJob and the AMT quotas).
 SAGEMAKER_NAME_LENGTH = 32

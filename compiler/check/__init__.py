@@ -1,0 +1,1 @@
+"""The validate and check passes: a layer's sanity, cross-field rules, SageMaker acceptance."""

@@ -1,0 +1,1 @@
+"""The load pass: spec files, defaults files, --set and JobSpec messages to plain trees."""

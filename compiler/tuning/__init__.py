@@ -1,0 +1,1 @@
+"""Tuning jobs: Autotune rules and inference, tuning checks, lowering and trial previews."""
