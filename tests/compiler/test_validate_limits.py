@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from trainspec.compiler import SpecError, _validate
+from trainspec.compiler import SpecError
 from trainspec.compiler._diagnostics import Location
+from trainspec.compiler.check import _validate
 
 
 def _spec(hyperparameters: int) -> dict:
