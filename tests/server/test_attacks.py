@@ -368,14 +368,15 @@ ALIAS_BOMB = (
 
 
 def cheap(stub, times_a_compile: float, **call) -> tuple:
-    """Runs `compile_call`, asserting its cost: time within `times_a_compile` valid
-    compiles measured just before (a ratio, since this machine may be shared) and the
+    """Runs `compile_call` (three times), asserting its cost: time within `times_a_compile`
+    valid compiles measured just before (a ratio, since this machine may be shared) and the
     process's peak memory growth."""
     valid = {"content": digits_spec(), "path": "examples/digits/job.yaml"}
     baseline = min(_timed(lambda: compile_call(stub, **valid)) for _ in range(3))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result: list = []
-    elapsed = _timed(lambda: result.append(compile_call(stub, **call)))
+    # The best of three, like the baseline: one run can lose the core to a neighbour.
+    elapsed = min(_timed(lambda: result.append(compile_call(stub, **call))) for _ in range(3))
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert elapsed < max(0.5, times_a_compile * baseline), f"{elapsed:.2f} s, {baseline:.3f} s"
     assert grown_mb < 100, f"peak memory grew {grown_mb:.0f} MB"
