@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 from trainspec.compiler._cancel import Cancelled, cancel_when
 from trainspec.server import _catalog, _pages, _status
-from trainspec.server._diff import diff_plans
+from trainspec.server._diff import ReviewPolicyError, diff_plans, plan_risks, review_policy
 from trainspec.server._interceptors import current_request_id
 from trainspec.v1 import compiler_service_pb2 as pb
 from trainspec.v1 import job_spec_pb2
@@ -128,4 +128,13 @@ class CompilerServicer:
 
     def DiffPlans(self, request: pb.DiffPlansRequest, context) -> pb.DiffPlansResponse:
         _abort_if_expired(context)
-        return pb.DiffPlansResponse(changes=diff_plans(request.base, request.head))
+        try:
+            policy = review_policy(request.review)
+        except ReviewPolicyError as error:
+            context.abort_with_status(
+                _status.request_invalid(error.field, error.reason, str(error), current_request_id())
+            )
+        return pb.DiffPlansResponse(
+            changes=diff_plans(request.base, request.head),
+            risks=plan_risks(request.base, request.head, policy),
+        )

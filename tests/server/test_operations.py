@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 import urllib.request
 
 import grpc
@@ -13,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from trainspec.v1 import compiler_service_pb2 as pb
 from trainspec.v1 import compiler_service_pb2_grpc as pb_grpc
+from trainspec.v1 import review_pb2
 
 SERVICE = "trainspec.v1.CompilerService"
 
@@ -167,3 +170,46 @@ def test_diff_plans_lists_changed_fields(stub, source):
     # 16 per device x 8 GPUs instead of x 4
     assert by_path["sagemaker_request.HyperParameters.batch-size"].head.string_value == "128"
     assert [c.field_path for c in changes] == sorted(by_path)
+
+
+def test_diff_plans_flags_the_risks_trainspec_diff_flags(stub, source, tmp_path):
+    base_source = source("valid.yaml")
+    head_text = base_source.content.replace("ml.p3.8xlarge", "ml.g4dn.16xlarge").replace(
+        "role/SageMakerTraining", "role/Other"
+    )
+    base = stub.Compile(pb.CompileRequest(source=base_source), timeout=30).plan
+    head = stub.Compile(pb.CompileRequest(source=source("b.yaml", head_text)), timeout=30).plan
+    risks = stub.DiffPlans(pb.DiffPlansRequest(base=base, head=head), timeout=10).risks
+    (tmp_path / "a.yaml").write_text(base_source.content)
+    (tmp_path / "b.yaml").write_text(head_text)
+    cli = subprocess.run(
+        [sys.executable, "-m", "trainspec", "diff", "a.yaml", "b.yaml", "--format", "json"],
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    (spec,) = json.loads(cli.stdout)["specs"]
+    assert [(r.code, r.field_path, r.message) for r in risks] == [
+        (r["code"], r["path"], r["message"]) for r in spec["risks"]
+    ]
+    assert {r.code for r in risks} == {"instance_family_change", "role_change"}
+
+    policy = review_pb2.ReviewPolicy(ignore=["role_change"])
+    reviewed = stub.DiffPlans(pb.DiffPlansRequest(base=base, head=head, review=policy))
+    assert [r.code for r in reviewed.risks] == ["instance_family_change"]
+    assert not stub.DiffPlans(pb.DiffPlansRequest(base=base, head=base), timeout=10).risks
+
+
+@pytest.mark.parametrize(
+    ("review", "field"),
+    [
+        (review_pb2.ReviewPolicy(ignore=["spot_of"]), "review.ignore[0]"),
+        (review_pb2.ReviewPolicy(cost_increase_percent=-1), "review.cost_increase_percent"),
+        (review_pb2.ReviewPolicy(cost_increase_amount=float("nan")), "review.cost_increase_amount"),
+    ],
+)
+def test_diff_plans_refuses_a_review_policy_a_defaults_file_could_not_hold(stub, review, field):
+    with pytest.raises(grpc.RpcError) as error:
+        stub.DiffPlans(pb.DiffPlansRequest(review=review), timeout=10)
+    assert error.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert field in error.value.details()

@@ -26,45 +26,48 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from trainspec.v1 import diagnostic_pb2 as trainspec_dot_v1_dot_diagnostic__pb2
 from trainspec.v1 import job_spec_pb2 as trainspec_dot_v1_dot_job__spec__pb2
 from trainspec.v1 import plan_pb2 as trainspec_dot_v1_dot_plan__pb2
+from trainspec.v1 import review_pb2 as trainspec_dot_v1_dot_review__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#trainspec/v1/compiler_service.proto\x12\x0ctrainspec.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1dtrainspec/v1/diagnostic.proto\x1a\x1btrainspec/v1/job_spec.proto\x1a\x17trainspec/v1/plan.proto\"+\n\nSourceFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\xf1\x01\n\x0e\x43ompileRequest\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x15.trainspec.v1.JobSpecH\x00\x12*\n\x06source\x18\x02 \x01(\x0b\x32\x18.trainspec.v1.SourceFileH\x00\x12*\n\x08\x64\x65\x66\x61ults\x18\x03 \x03(\x0b\x32\x18.trainspec.v1.SourceFile\x12\x15\n\rvalidate_only\x18\x04 \x01(\x08\x12\x11\n\toverrides\x18\x05 \x03(\t\x12-\n\x07options\x18\x06 \x01(\x0b\x32\x1c.trainspec.v1.CompileOptionsB\x07\n\x05input\"Y\n\x0e\x43ompileOptions\x12\x31\n\rautotune_mode\x18\x01 \x01(\x0e\x32\x1a.trainspec.v1.AutotuneMode\x12\x14\n\x0cmax_cost_usd\x18\x02 \x01(\x01\"_\n\x0f\x43ompileResponse\x12 \n\x04plan\x18\x01 \x01(\x0b\x32\x12.trainspec.v1.Plan\x12*\n\x08warnings\x18\x02 \x03(\x0b\x32\x18.trainspec.v1.Diagnostic\"?\n\x0e\x44iagnosticList\x12-\n\x0b\x64iagnostics\x18\x01 \x03(\x0b\x32\x18.trainspec.v1.Diagnostic\"S\n\x18ListInstanceTypesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08min_gpus\x18\x03 \x01(\x05\"\x81\x01\n\x19ListInstanceTypesResponse\x12\x32\n\x0einstance_types\x18\x01 \x03(\x0b\x32\x1a.trainspec.v1.InstanceType\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x17\n\x0f\x63\x61talog_version\x18\x03 \x01(\t\"\xff\x01\n\x0cInstanceType\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04gpus\x18\x02 \x01(\x05\x12\x11\n\tgpu_model\x18\x03 \x01(\t\x12\x16\n\x0egpu_memory_gib\x18\x04 \x01(\x01\x12\r\n\x05vcpus\x18\x05 \x01(\x05\x12\x12\n\nmemory_gib\x18\x06 \x01(\x01\x12\x15\n\rlocal_nvme_gb\x18\x07 \x01(\x01\x12\x13\n\x0b\x61\x63\x63\x65lerator\x18\x08 \x01(\t\x12\x16\n\x0eprice_per_hour\x18\t \x01(\x01\x12\x12\n\nprice_date\x18\n \x01(\t\x12\x14\n\x0cprice_source\x18\x0b \x01(\t\x12\x17\n\x0fprice_estimated\x18\x0c \x01(\x08\"D\n\x1bListPretrainedModelsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\x7f\n\x1cListPretrainedModelsResponse\x12-\n\x06models\x18\x01 \x03(\x0b\x32\x1d.trainspec.v1.PretrainedModel\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x17\n\x0f\x63\x61talog_version\x18\x03 \x01(\t\"\xf3\x01\n\x0fPretrainedModel\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x61ta_format\x18\x03 \x01(\t\x12\x38\n\x17\x64\x65\x66\x61ult_hyperparameters\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12!\n\x19\x62\x61tch_size_hyperparameter\x18\x05 \x01(\t\x12\x1a\n\x12image_uri_template\x18\x06 \x01(\t\x12\x17\n\x0f\x64\x65\x66\x61ult_dataset\x18\x07 \x01(\t\x12\x0f\n\x07version\x18\x08 \x01(\t\x12\x0e\n\x06source\x18\t \x01(\t\"V\n\x10\x44iffPlansRequest\x12 \n\x04\x62\x61se\x18\x01 \x01(\x0b\x32\x12.trainspec.v1.Plan\x12 \n\x04head\x18\x02 \x01(\x0b\x32\x12.trainspec.v1.Plan\">\n\x11\x44iffPlansResponse\x12)\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x18.trainspec.v1.PlanChange\"l\n\nPlanChange\x12\x12\n\nfield_path\x18\x01 \x01(\t\x12$\n\x04\x62\x61se\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\x12$\n\x04head\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value*c\n\x0c\x41utotuneMode\x12\x1d\n\x19\x41UTOTUNE_MODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41UTOTUNE_MODE_EXPLICIT\x10\x01\x12\x18\n\x14\x41UTOTUNE_MODE_NATIVE\x10\x02\x32\xfc\x02\n\x0f\x43ompilerService\x12\x46\n\x07\x43ompile\x12\x1c.trainspec.v1.CompileRequest\x1a\x1d.trainspec.v1.CompileResponse\x12\x64\n\x11ListInstanceTypes\x12&.trainspec.v1.ListInstanceTypesRequest\x1a\'.trainspec.v1.ListInstanceTypesResponse\x12m\n\x14ListPretrainedModels\x12).trainspec.v1.ListPretrainedModelsRequest\x1a*.trainspec.v1.ListPretrainedModelsResponse\x12L\n\tDiffPlans\x12\x1e.trainspec.v1.DiffPlansRequest\x1a\x1f.trainspec.v1.DiffPlansResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#trainspec/v1/compiler_service.proto\x12\x0ctrainspec.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1dtrainspec/v1/diagnostic.proto\x1a\x1btrainspec/v1/job_spec.proto\x1a\x17trainspec/v1/plan.proto\x1a\x19trainspec/v1/review.proto\"+\n\nSourceFile\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\xf1\x01\n\x0e\x43ompileRequest\x12%\n\x04spec\x18\x01 \x01(\x0b\x32\x15.trainspec.v1.JobSpecH\x00\x12*\n\x06source\x18\x02 \x01(\x0b\x32\x18.trainspec.v1.SourceFileH\x00\x12*\n\x08\x64\x65\x66\x61ults\x18\x03 \x03(\x0b\x32\x18.trainspec.v1.SourceFile\x12\x15\n\rvalidate_only\x18\x04 \x01(\x08\x12\x11\n\toverrides\x18\x05 \x03(\t\x12-\n\x07options\x18\x06 \x01(\x0b\x32\x1c.trainspec.v1.CompileOptionsB\x07\n\x05input\"Y\n\x0e\x43ompileOptions\x12\x31\n\rautotune_mode\x18\x01 \x01(\x0e\x32\x1a.trainspec.v1.AutotuneMode\x12\x14\n\x0cmax_cost_usd\x18\x02 \x01(\x01\"_\n\x0f\x43ompileResponse\x12 \n\x04plan\x18\x01 \x01(\x0b\x32\x12.trainspec.v1.Plan\x12*\n\x08warnings\x18\x02 \x03(\x0b\x32\x18.trainspec.v1.Diagnostic\"?\n\x0e\x44iagnosticList\x12-\n\x0b\x64iagnostics\x18\x01 \x03(\x0b\x32\x18.trainspec.v1.Diagnostic\"S\n\x18ListInstanceTypesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08min_gpus\x18\x03 \x01(\x05\"\x81\x01\n\x19ListInstanceTypesResponse\x12\x32\n\x0einstance_types\x18\x01 \x03(\x0b\x32\x1a.trainspec.v1.InstanceType\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x17\n\x0f\x63\x61talog_version\x18\x03 \x01(\t\"\xff\x01\n\x0cInstanceType\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04gpus\x18\x02 \x01(\x05\x12\x11\n\tgpu_model\x18\x03 \x01(\t\x12\x16\n\x0egpu_memory_gib\x18\x04 \x01(\x01\x12\r\n\x05vcpus\x18\x05 \x01(\x05\x12\x12\n\nmemory_gib\x18\x06 \x01(\x01\x12\x15\n\rlocal_nvme_gb\x18\x07 \x01(\x01\x12\x13\n\x0b\x61\x63\x63\x65lerator\x18\x08 \x01(\t\x12\x16\n\x0eprice_per_hour\x18\t \x01(\x01\x12\x12\n\nprice_date\x18\n \x01(\t\x12\x14\n\x0cprice_source\x18\x0b \x01(\t\x12\x17\n\x0fprice_estimated\x18\x0c \x01(\x08\"D\n\x1bListPretrainedModelsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\x7f\n\x1cListPretrainedModelsResponse\x12-\n\x06models\x18\x01 \x03(\x0b\x32\x1d.trainspec.v1.PretrainedModel\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x17\n\x0f\x63\x61talog_version\x18\x03 \x01(\t\"\xf3\x01\n\x0fPretrainedModel\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x61ta_format\x18\x03 \x01(\t\x12\x38\n\x17\x64\x65\x66\x61ult_hyperparameters\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12!\n\x19\x62\x61tch_size_hyperparameter\x18\x05 \x01(\t\x12\x1a\n\x12image_uri_template\x18\x06 \x01(\t\x12\x17\n\x0f\x64\x65\x66\x61ult_dataset\x18\x07 \x01(\t\x12\x0f\n\x07version\x18\x08 \x01(\t\x12\x0e\n\x06source\x18\t \x01(\t\"\x82\x01\n\x10\x44iffPlansRequest\x12 \n\x04\x62\x61se\x18\x01 \x01(\x0b\x32\x12.trainspec.v1.Plan\x12 \n\x04head\x18\x02 \x01(\x0b\x32\x12.trainspec.v1.Plan\x12*\n\x06review\x18\x03 \x01(\x0b\x32\x1a.trainspec.v1.ReviewPolicy\"e\n\x11\x44iffPlansResponse\x12)\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x18.trainspec.v1.PlanChange\x12%\n\x05risks\x18\x02 \x03(\x0b\x32\x16.trainspec.v1.PlanRisk\"=\n\x08PlanRisk\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x12\n\nfield_path\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"l\n\nPlanChange\x12\x12\n\nfield_path\x18\x01 \x01(\t\x12$\n\x04\x62\x61se\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value\x12$\n\x04head\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value*c\n\x0c\x41utotuneMode\x12\x1d\n\x19\x41UTOTUNE_MODE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x41UTOTUNE_MODE_EXPLICIT\x10\x01\x12\x18\n\x14\x41UTOTUNE_MODE_NATIVE\x10\x02\x32\xfc\x02\n\x0f\x43ompilerService\x12\x46\n\x07\x43ompile\x12\x1c.trainspec.v1.CompileRequest\x1a\x1d.trainspec.v1.CompileResponse\x12\x64\n\x11ListInstanceTypes\x12&.trainspec.v1.ListInstanceTypesRequest\x1a\'.trainspec.v1.ListInstanceTypesResponse\x12m\n\x14ListPretrainedModels\x12).trainspec.v1.ListPretrainedModelsRequest\x1a*.trainspec.v1.ListPretrainedModelsResponse\x12L\n\tDiffPlans\x12\x1e.trainspec.v1.DiffPlansRequest\x1a\x1f.trainspec.v1.DiffPlansResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trainspec.v1.compiler_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AUTOTUNEMODE']._serialized_start=1892
-  _globals['_AUTOTUNEMODE']._serialized_end=1991
-  _globals['_SOURCEFILE']._serialized_start=168
-  _globals['_SOURCEFILE']._serialized_end=211
-  _globals['_COMPILEREQUEST']._serialized_start=214
-  _globals['_COMPILEREQUEST']._serialized_end=455
-  _globals['_COMPILEOPTIONS']._serialized_start=457
-  _globals['_COMPILEOPTIONS']._serialized_end=546
-  _globals['_COMPILERESPONSE']._serialized_start=548
-  _globals['_COMPILERESPONSE']._serialized_end=643
-  _globals['_DIAGNOSTICLIST']._serialized_start=645
-  _globals['_DIAGNOSTICLIST']._serialized_end=708
-  _globals['_LISTINSTANCETYPESREQUEST']._serialized_start=710
-  _globals['_LISTINSTANCETYPESREQUEST']._serialized_end=793
-  _globals['_LISTINSTANCETYPESRESPONSE']._serialized_start=796
-  _globals['_LISTINSTANCETYPESRESPONSE']._serialized_end=925
-  _globals['_INSTANCETYPE']._serialized_start=928
-  _globals['_INSTANCETYPE']._serialized_end=1183
-  _globals['_LISTPRETRAINEDMODELSREQUEST']._serialized_start=1185
-  _globals['_LISTPRETRAINEDMODELSREQUEST']._serialized_end=1253
-  _globals['_LISTPRETRAINEDMODELSRESPONSE']._serialized_start=1255
-  _globals['_LISTPRETRAINEDMODELSRESPONSE']._serialized_end=1382
-  _globals['_PRETRAINEDMODEL']._serialized_start=1385
-  _globals['_PRETRAINEDMODEL']._serialized_end=1628
-  _globals['_DIFFPLANSREQUEST']._serialized_start=1630
-  _globals['_DIFFPLANSREQUEST']._serialized_end=1716
-  _globals['_DIFFPLANSRESPONSE']._serialized_start=1718
-  _globals['_DIFFPLANSRESPONSE']._serialized_end=1780
-  _globals['_PLANCHANGE']._serialized_start=1782
-  _globals['_PLANCHANGE']._serialized_end=1890
-  _globals['_COMPILERSERVICE']._serialized_start=1994
-  _globals['_COMPILERSERVICE']._serialized_end=2374
+  _globals['_AUTOTUNEMODE']._serialized_start=2066
+  _globals['_AUTOTUNEMODE']._serialized_end=2165
+  _globals['_SOURCEFILE']._serialized_start=195
+  _globals['_SOURCEFILE']._serialized_end=238
+  _globals['_COMPILEREQUEST']._serialized_start=241
+  _globals['_COMPILEREQUEST']._serialized_end=482
+  _globals['_COMPILEOPTIONS']._serialized_start=484
+  _globals['_COMPILEOPTIONS']._serialized_end=573
+  _globals['_COMPILERESPONSE']._serialized_start=575
+  _globals['_COMPILERESPONSE']._serialized_end=670
+  _globals['_DIAGNOSTICLIST']._serialized_start=672
+  _globals['_DIAGNOSTICLIST']._serialized_end=735
+  _globals['_LISTINSTANCETYPESREQUEST']._serialized_start=737
+  _globals['_LISTINSTANCETYPESREQUEST']._serialized_end=820
+  _globals['_LISTINSTANCETYPESRESPONSE']._serialized_start=823
+  _globals['_LISTINSTANCETYPESRESPONSE']._serialized_end=952
+  _globals['_INSTANCETYPE']._serialized_start=955
+  _globals['_INSTANCETYPE']._serialized_end=1210
+  _globals['_LISTPRETRAINEDMODELSREQUEST']._serialized_start=1212
+  _globals['_LISTPRETRAINEDMODELSREQUEST']._serialized_end=1280
+  _globals['_LISTPRETRAINEDMODELSRESPONSE']._serialized_start=1282
+  _globals['_LISTPRETRAINEDMODELSRESPONSE']._serialized_end=1409
+  _globals['_PRETRAINEDMODEL']._serialized_start=1412
+  _globals['_PRETRAINEDMODEL']._serialized_end=1655
+  _globals['_DIFFPLANSREQUEST']._serialized_start=1658
+  _globals['_DIFFPLANSREQUEST']._serialized_end=1788
+  _globals['_DIFFPLANSRESPONSE']._serialized_start=1790
+  _globals['_DIFFPLANSRESPONSE']._serialized_end=1891
+  _globals['_PLANRISK']._serialized_start=1893
+  _globals['_PLANRISK']._serialized_end=1954
+  _globals['_PLANCHANGE']._serialized_start=1956
+  _globals['_PLANCHANGE']._serialized_end=2064
+  _globals['_COMPILERSERVICE']._serialized_start=2168
+  _globals['_COMPILERSERVICE']._serialized_end=2548
 # @@protoc_insertion_point(module_scope)

@@ -12,6 +12,7 @@ from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from trainspec.v1 import diagnostic_pb2 as _diagnostic_pb2
 from trainspec.v1 import job_spec_pb2 as _job_spec_pb2
 from trainspec.v1 import plan_pb2 as _plan_pb2
+from trainspec.v1 import review_pb2 as _review_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -463,6 +464,7 @@ class DiffPlansRequest(_message.Message):
 
     BASE_FIELD_NUMBER: _builtins.int
     HEAD_FIELD_NUMBER: _builtins.int
+    REVIEW_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def base(self) -> _plan_pb2.Plan:
         """The earlier plan."""
@@ -471,15 +473,22 @@ class DiffPlansRequest(_message.Message):
     def head(self) -> _plan_pb2.Plan:
         """The later plan."""
 
+    @_builtins.property
+    def review(self) -> _review_pb2.ReviewPolicy:
+        """What counts as a risk, as a defaults file's `review` block says; unset: every risk,
+        with the default thresholds.
+        """
+
     def __init__(
         self,
         *,
         base: _plan_pb2.Plan | None = ...,
         head: _plan_pb2.Plan | None = ...,
+        review: _review_pb2.ReviewPolicy | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["base", b"base", "head", b"head"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["base", b"base", "head", b"head", "review", b"review"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["base", b"base", "head", b"head"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base", b"base", "head", b"head", "review", b"review"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -492,22 +501,60 @@ class DiffPlansResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CHANGES_FIELD_NUMBER: _builtins.int
+    RISKS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlanChange]:
         """Changed values, sorted by field path; empty when the plans are the same job."""
+
+    @_builtins.property
+    def risks(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlanRisk]:
+        """The risks a reviewer must see, as `trainspec diff` flags them; empty when nothing
+        changed.
+        """
 
     def __init__(
         self,
         *,
         changes: _abc.Iterable[Global___PlanChange] | None = ...,
+        risks: _abc.Iterable[Global___PlanRisk] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes", "risks", b"risks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DiffPlansResponse: _TypeAlias = DiffPlansResponse  # noqa: Y015
+
+@_typing.final
+class PlanRisk(_message.Message):
+    """A change a reviewer must see (see ReviewPolicy for the codes)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    FIELD_PATH_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """The risk, e.g. `spot_off` or `cost_increase`."""
+    field_path: _builtins.str
+    """The spec path it concerns, e.g. `training.compute.spot`."""
+    message: _builtins.str
+    """What changed, e.g. `spot training turned off`."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        field_path: _builtins.str = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "field_path", b"field_path", "message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlanRisk: _TypeAlias = PlanRisk  # noqa: Y015
 
 @_typing.final
 class PlanChange(_message.Message):
