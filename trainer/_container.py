@@ -261,12 +261,18 @@ def resource_config(run: TrainingRun, host: Host) -> dict[str, object]:
     """resourceconfig.json as SageMaker writes it for `host`'s container."""
     hosts = run.hosts
     groups: dict[str, dict[str, object]] = {}
+    members: dict[str, list[str]] = {}
     for each in hosts:
-        group = groups.setdefault(
+        names = members.setdefault(each.group, [])
+        names.append(each.name)
+        groups.setdefault(
             each.group,
-            {"instance_group_name": each.group, "instance_type": each.instance_type, "hosts": []},
+            {
+                "instance_group_name": each.group,
+                "instance_type": each.instance_type,
+                "hosts": names,
+            },
         )
-        group["hosts"].append(each.name)  # type: ignore[union-attr]
     return {
         "current_host": host.name,
         "current_instance_type": host.instance_type,

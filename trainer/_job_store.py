@@ -159,7 +159,9 @@ class JobStore:
                     time.time(),
                 ),
             )
-        return self.get(name)
+            # Read back in the same transaction: a rerun elsewhere may replace it after.
+            row = db.execute("SELECT * FROM jobs WHERE name = ?", (name,)).fetchone()
+        return _record(row)
 
     def set_process_group(self, name: str, pgid: int) -> None:
         with self._connect() as db:

@@ -285,7 +285,7 @@ def _execute(
 ) -> RunResult:
     parser = MetricParser(run.metric_definitions)
     layout = hosts[0][1]  # the master's: its model is the job's artifact
-    limit = run.max_runtime_seconds
+    limit: float = run.max_runtime_seconds
     if max_runtime_seconds is not None:
         limit = min(limit, max_runtime_seconds)
     reason: list[str] = []  # why trainspec ended the process, first reason wins

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from trainspec.trainer import _job_store as js
 from trainspec.trainer import _optuna_storage as storage_mod
@@ -200,7 +200,7 @@ class _Worker:
         self._echo_lock = threading.Lock()
         self._errors: list[BaseException] = []
         self._abort = threading.Event()
-        direction = "maximize" if settings.maximize else "minimize"
+        direction: Literal["maximize", "minimize"] = "maximize" if settings.maximize else "minimize"
         # Validate the strategy before anything is stored (Grid with numeric ranges).
         _sampler(settings)
         optuna.create_study(
@@ -527,7 +527,11 @@ class _Worker:
             verdict.status,
             message=verdict.message,
             objective=best.objective if best else None,
-            metrics={settings.objective_metric: best.objective} if best else None,
+            metrics=(
+                {settings.objective_metric: best.objective}
+                if best and best.objective is not None
+                else None
+            ),
         )
         return result
 

@@ -120,7 +120,9 @@ def toolkit_view(
     groups_config = resource_config.get("instance_groups", [])
     groups = [g["instance_group_name"] for g in groups_config]
     groups_dict = {g["instance_group_name"]: g for g in groups_config}
-    group_hosts = next((g["hosts"] for g in groups_config if g["instance_group_name"] == group), [])
+    group_hosts: list[str] = next(
+        (g["hosts"] for g in groups_config if g["instance_group_name"] == group), []
+    )
     distributed_groups = framework.get(
         "sagemaker_distribution_instance_groups",
         [group] if any(framework.get(flag, False) for flag in DISTRIBUTION_FLAGS) else [],

@@ -105,11 +105,11 @@ def _summary(trial: Any, retry: int | None) -> TrialSummary:
 
 
 def best_trial(settings: TuningSettings, trials: Sequence[TrialSummary]) -> TrialSummary | None:
-    complete = [t for t in trials if t.final]
+    complete = [(t.objective, t) for t in trials if t.final and t.objective is not None]
     if not complete:
         return None
     sign = 1 if settings.maximize else -1
-    return max(complete, key=lambda t: (sign * t.objective, -t.number))
+    return max(complete, key=lambda pair: (sign * pair[0], -pair[1].number))[1]
 
 
 def plots(settings: TuningSettings, study: Any, out_dir: Path) -> tuple[Path, ...]:
@@ -182,12 +182,12 @@ def _plots(settings: TuningSettings, study: Any, out_dir: Path) -> tuple[Path, .
         axes.set_ylabel(metric)
         save(axes, "epochs.png", "objective per epoch")
     if complete:
-        axes = ovm.plot_slice(study, target_name=metric)
-        panels = list(getattr(axes, "flat", [axes]))
+        grid = ovm.plot_slice(study, target_name=metric)  # one panel, or an array of them
+        panels = list(getattr(grid, "flat", [grid]))
         panels[0].figure.set_size_inches(max(3.6 * len(panels), 5.0) + 1.2, 4.2)
         for ax in panels:
             _readable_x_axis(ax)
-        save(axes, "slice.png", "objective per hyperparameter (colour: trial number)")
+        save(grid, "slice.png", "objective per hyperparameter (colour: trial number)")
     if len(settings.ranges) >= 2 and len(complete) >= 5:
         try:
             axes = ovm.plot_param_importances(study, target_name=metric)

@@ -115,7 +115,7 @@ def _rebuild(template: Any, items: Any) -> Any:
         return tuple(items)
     if isinstance(template, Mapping):
         try:
-            return type(template)(items)
+            return kind(items)
         except TypeError:
             return dict(items)
     if hasattr(template, "_fields"):  # namedtuple

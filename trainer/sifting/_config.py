@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 
@@ -202,8 +202,8 @@ class RandomDropConfig:
 SiftConfig = RelativeProbabilisticSiftConfig | PruneConfig | RandomDropConfig
 
 
-def _from_dict(cls: type, value: dict[str, Any]) -> Any:
-    known = set(cls.__dataclass_fields__)
+def _from_dict(cls: type[Any], value: dict[str, Any]) -> Any:
+    known = {each.name for each in fields(cls)}
     unknown = sorted(set(value) - known)
     if unknown:
         raise ValueError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -14,6 +14,9 @@ from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, Se
 from ._config import PruneConfig, RandomDropConfig
 from ._runtime import collective_device, make_generator, model_device, world
 from ._stats import Counters, SiftingStats, log_epoch
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
 
 # InfoBatch's default prune probability among low-loss samples.
 _MAX_DROP_PROBABILITY = 0.5
@@ -51,7 +54,7 @@ class PruningDataloader:
         epochs: int | None = None,
         generator: torch.Generator | None = None,
         seed: int | None = None,
-        process_group: object | None = None,
+        process_group: ProcessGroup | None = None,
     ) -> None:
         problems = []
         if not isinstance(config, PruneConfig | RandomDropConfig):
@@ -64,7 +67,8 @@ class PruningDataloader:
                 "orig_dataloader must be a DataLoader over a map-style dataset (samples are "
                 "chosen by index)"
             )
-        if getattr(orig_dataloader, "batch_size", None) is None:
+        batch_size = getattr(orig_dataloader, "batch_size", None)
+        if batch_size is None:
             problems.append("orig_dataloader must have a batch_size (no custom batch_sampler)")
         if epochs is not None and (
             isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1
@@ -89,12 +93,13 @@ class PruningDataloader:
                 "ranks itself; give it a DataLoader with shuffle=True (or False) and no "
                 "DistributedSampler"
             )
-        if problems:
+        if problems or dataset is None or batch_size is None:
             raise ValueError("; ".join(problems))
         self.config = config
         self.orig_dataloader = orig_dataloader
         self.epochs = epochs
         self.process_group = process_group
+        self._batch_size: int = batch_size
         self.device = model_device(model)
         self.generator = make_generator(self.device, generator, seed, process_group)
         self.size = len(dataset)
@@ -117,9 +122,12 @@ class PruningDataloader:
     @property
     def anneal_epochs(self) -> int:
         """How many final epochs train on all data (0 when `epochs` is unknown)."""
-        if not self._prune or self.epochs is None or self.config.anneal_fraction == 0:
+        config = self.config
+        if not isinstance(config, PruneConfig) or self.epochs is None:
             return 0
-        return min(self.epochs, math.ceil(self.config.anneal_fraction * self.epochs - 1e-9))
+        if config.anneal_fraction == 0:
+            return 0
+        return min(self.epochs, math.ceil(config.anneal_fraction * self.epochs - 1e-9))
 
     def __len__(self) -> int:
         """Batches in the next epoch (or the current one while iterating).
@@ -128,9 +136,10 @@ class PruningDataloader:
         collective: call it on every rank or on none).
         """
         epoch = len(self.epoch_stats) + 1
-        if self._fixed_size(epoch) is None:
+        size = self._fixed_size(epoch)
+        if size is None:
             return self._batches(self._rows(self._planned(epoch)[0].numel()))
-        return self._batches(self._rows(self._fixed_size(epoch)))
+        return self._batches(self._rows(size))
 
     def planned_steps(self) -> tuple[int, ...]:
         """The batches (optimizer steps) of every epoch of the run, known ahead.
@@ -171,16 +180,17 @@ class PruningDataloader:
         return math.ceil(size / world(self.process_group)[1])
 
     def _batches(self, rows: int) -> int:
-        bs = self.orig_dataloader.batch_size
+        bs = self._batch_size
         return rows // bs if self.orig_dataloader.drop_last else math.ceil(rows / bs)
 
     def _fixed_size(self, epoch: int) -> int | None:
         """Samples chosen in `epoch`, or None where the losses decide (infobatch)."""
         if self._uses_all(epoch):
             return self.size
-        if self._prune and self.config.rule == "infobatch":
+        config = self.config
+        if isinstance(config, PruneConfig) and config.rule == "infobatch":
             return None
-        keep = self.config.keep if self._prune else self.config.keep_fraction
+        keep = config.keep if isinstance(config, PruneConfig) else config.keep_fraction
         return round(keep * self.size)
 
     def _uses_all(self, epoch: int) -> bool:
@@ -248,7 +258,7 @@ class PruningDataloader:
             mine = chosen[rank::size]
             weights = None if weights is None else weights[rank::size]
         loader = self.orig_dataloader
-        bs = loader.batch_size
+        bs = self._batch_size
         host = mine.tolist()  # the one transfer of indices per epoch
         batches = [host[i : i + bs] for i in range(0, len(host), bs)]
         if loader.drop_last and batches and len(batches[-1]) < bs:
@@ -320,7 +330,7 @@ class PruningDataloader:
         # A plain epoch's iterator draws its workers' base seed first, then the sampler
         # draws; the same draws in the same order give the same permutation.
         seed = torch.empty((), dtype=torch.int64).random_(generator=loader.generator).item()
-        self._worker_generator = torch.Generator().manual_seed(seed)
+        self._worker_generator = torch.Generator().manual_seed(int(seed))
         order = torch.as_tensor(list(loader.sampler), dtype=torch.long).to(self.device)
         if chosen.numel() == self.size and weights is None:
             return order, None
@@ -360,12 +370,15 @@ class PruningDataloader:
         everything = torch.arange(self.size, device=self.device)
         if self._uses_all(epoch):
             return everything, None
-        if self._prune and self.config.rule == "infobatch":
-            return self._choose_infobatch(everything)
-        drop = self.size - self._fixed_size(epoch)
+        config = self.config
+        if isinstance(config, PruneConfig) and config.rule == "infobatch":
+            return self._choose_infobatch(everything, config)
+        size = self._fixed_size(epoch)
+        assert size is not None  # only the infobatch rule leaves it open, handled above
+        drop = self.size - size
         if drop <= 0:
             return everything, None
-        if not self._prune:
+        if not isinstance(config, PruneConfig):
             keep = torch.randperm(
                 self.size, generator=self.generator, device=self.generator.device
             )[: self.size - drop]
@@ -398,7 +411,7 @@ class PruningDataloader:
         # full epoch's, in fewer, larger steps). reweight="step" also scales every weight
         # by the kept fraction, so each step's weighted batch mean is unbiased for the full
         # data's mean (the same step size as without pruning).
-        if self.config.reweight == "step":
+        if config.reweight == "step":
             weights *= (self.size - drop) / self.size
         keep = torch.ones(self.size, dtype=torch.bool, device=self.device)
         keep[dropped] = False
@@ -406,7 +419,7 @@ class PruningDataloader:
         return chosen, weights[chosen]
 
     def _choose_infobatch(
-        self, everything: torch.Tensor
+        self, everything: torch.Tensor, config: PruneConfig
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """InfoBatch's rule: drop each below-mean sample with probability r, weight 1/(1 - r).
 
@@ -420,7 +433,7 @@ class PruningDataloader:
         known = ~losses.isnan()
         if not bool(known.any()):  # one sync per epoch
             return everything, None
-        r = self.config.probability
+        r = config.probability
         mean = losses[known].mean()
         below = known & (losses < mean)
         draw = torch.rand(self.size, generator=self.generator, device=self.generator.device)
@@ -428,7 +441,7 @@ class PruningDataloader:
         keep = ~dropped
         chosen = keep.nonzero().squeeze(1)  # the count: one more sync
         weights = torch.where(below, 1.0 / (1.0 - r), 1.0)[chosen]
-        if self.config.reweight == "step":
+        if config.reweight == "step":
             weights *= chosen.numel() / self.size
         return chosen, weights
 

@@ -74,16 +74,16 @@ class RelativeProbabilisticPolicy(SiftPolicy):
 
     # -- implementation ----------------------------------------------------------------------
 
-    def _ring(self, device: torch.device) -> None:
+    def _ring(self, device: torch.device) -> torch.Tensor:
         if self._history is None or self._history.device != device:
             self._history = torch.zeros(self.history_length, dtype=torch.float32, device=device)
             self._history_np = self._history.numpy() if device.type == "cpu" else None
             self._filled = self._pos = 0
+        return self._history
 
     def _keep_device(self, losses: torch.Tensor) -> torch.Tensor:
         """One batch with torch ops on the losses' device (asynchronous on CUDA)."""
-        self._ring(losses.device)
-        ring, n, cap = self._history, losses.numel(), self.history_length
+        ring, n, cap = self._ring(losses.device), losses.numel(), self.history_length
         if n >= cap:
             ring.copy_(losses[n - cap :])
             self._pos, self._filled = 0, cap
@@ -103,8 +103,9 @@ class RelativeProbabilisticPolicy(SiftPolicy):
         """Keep flags for consecutive batches on CPU, ranked in turn as `_keep_device` does."""
         self._ring(torch.device("cpu"))
         ring, cap = self._history_np, self.history_length
+        assert ring is not None  # a CPU ring always has its NumPy view
         n_all = sum(len(p) for p in parts)
-        thresholds = self._thresholds(n_all, cpu=True)
+        thresholds = self._thresholds_cpu(n_all)
         flags = []
         start = 0
         for values in parts:
@@ -128,8 +129,18 @@ class RelativeProbabilisticPolicy(SiftPolicy):
             start += n
         return flags[0] if len(flags) == 1 else np.concatenate(flags)
 
-    def _thresholds(self, n: int, cpu: bool = False) -> torch.Tensor | np.ndarray:
-        """n draws of u**(1/beta), u uniform in [0, 1), from the generator.
+    def _thresholds(self, n: int) -> torch.Tensor:
+        pool, start = self._draws(n)
+        return pool.narrow(0, start, n)
+
+    def _thresholds_cpu(self, n: int) -> np.ndarray:
+        pool, start = self._draws(n)
+        if self._pool_np is None:
+            self._pool_np = pool.cpu().numpy()
+        return self._pool_np[start : start + n]
+
+    def _draws(self, n: int) -> tuple[torch.Tensor, int]:
+        """The pool of draws of u**(1/beta), u uniform in [0, 1), and where the next n start.
 
         NOTE [threshold pool]: u < p**beta exactly when u**(1/beta) < p, so the draws are
         taken _POOL at a time and raised to 1/beta once; each batch takes the next n. The
@@ -143,11 +154,7 @@ class RelativeProbabilisticPolicy(SiftPolicy):
             self._pool_pos = 0
         start = self._pool_pos
         self._pool_pos += n
-        if cpu:
-            if self._pool_np is None:
-                self._pool_np = self._pool.cpu().numpy()
-            return self._pool_np[start : start + n]
-        return self._pool.narrow(0, start, n)
+        return self._pool, start
 
 
 def _prepare(losses: torch.Tensor) -> torch.Tensor:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
 
 
 def model_device(model: torch.nn.Module | None) -> torch.device:
@@ -15,12 +19,12 @@ def model_device(model: torch.nn.Module | None) -> torch.device:
         return torch.device("cpu")
     for tensor in model.parameters():
         return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
+    for buffer in model.buffers():
+        return buffer.device
     return torch.device("cpu")
 
 
-def world(process_group: object | None) -> tuple[int, int]:
+def world(process_group: ProcessGroup | None) -> tuple[int, int]:
     """(rank, world size) of the group, or (0, 1) when not distributed."""
     if not (dist.is_available() and dist.is_initialized()):
         return 0, 1
@@ -31,7 +35,7 @@ def make_generator(
     device: torch.device,
     generator: torch.Generator | None,
     seed: int | None,
-    process_group: object | None,
+    process_group: ProcessGroup | None,
 ) -> torch.Generator:
     """The generator for every random choice of a loader.
 
@@ -59,7 +63,7 @@ def make_generator(
     return gen
 
 
-def collective_device(device: torch.device, process_group: object | None) -> torch.device:
+def collective_device(device: torch.device, process_group: ProcessGroup | None) -> torch.device:
     """gloo reduces CPU tensors, nccl CUDA tensors."""
     return device if dist.get_backend(process_group) == "nccl" else torch.device("cpu")
 

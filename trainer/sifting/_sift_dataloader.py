@@ -8,7 +8,7 @@ import math
 import time
 from collections.abc import Iterator
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -26,6 +26,9 @@ from ._runtime import (
     world,
 )
 from ._stats import Counters, SiftingStats, log_epoch, logger
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
 
 # The default group (see NOTE [groups]): about this many samples, at most this many batches.
 _GROUP_SAMPLES, _MAX_GROUP = 512, 8
@@ -58,7 +61,7 @@ class SiftingDataloader:
         generator: torch.Generator | None = None,
         seed: int | None = None,
         autocast_dtype: torch.dtype | None = None,
-        process_group: object | None = None,
+        process_group: ProcessGroup | None = None,
         score_batches: int | None = None,
     ) -> None:
         problems = []
@@ -84,7 +87,7 @@ class SiftingDataloader:
             callable(batch_transforms) or callable(getattr(batch_transforms, "transform", None))
         ):
             problems.append("batch_transforms must be callable or have a transform(batch) method")
-        if problems:
+        if problems or model is None or loss_impl is None:
             raise ValueError("; ".join(problems))
         self.sift_config = sift_config
         self.orig_dataloader = orig_dataloader
@@ -213,7 +216,7 @@ class SiftingDataloader:
     def _sift_distributed(self, iterator: Iterator[Any], hint: int | None) -> Iterator[Any]:
         """Under DDP: one collective per step, so every rank yields the same batch count."""
         rank, size = world(self.process_group)
-        width = hint  # the gathered-loss row width, fixed for the run
+        width = hint or 0  # the gathered-loss row width, fixed for the run (0: not yet)
         buffer: _batch.BatchBuffer | None = None
         last: Any = None
         target = hint or 0
@@ -260,7 +263,9 @@ class SiftingDataloader:
                 yield self._emit(buffer.take(target), target)
         yield from self._flush(buffer, last, target, size)
 
-    def _flush(self, buffer: _batch.BatchBuffer | None, last: Any, target: int, size: int):
+    def _flush(
+        self, buffer: _batch.BatchBuffer | None, last: Any, target: int, size: int
+    ) -> Iterator[Any]:
         """Yield the leftover so that every rank yields the same number of batches."""
         if buffer is None:
             return

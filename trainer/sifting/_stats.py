@@ -53,11 +53,34 @@ class Counters:
 
     def __init__(self, epoch: int = 0) -> None:
         self.epoch = epoch
-        self.counts: dict[str, float] = {}
+        self.samples_seen = self.samples_scored = self.samples_kept = 0
+        self.samples_repeated = self.batches = 0
+        self.scoring_seconds = 0.0
 
-    def add(self, **counts: float) -> None:
-        for key, value in counts.items():
-            self.counts[key] = self.counts.get(key, 0) + value
+    def add(
+        self,
+        *,
+        samples_seen: int = 0,
+        samples_scored: int = 0,
+        samples_kept: int = 0,
+        samples_repeated: int = 0,
+        batches: int = 0,
+        scoring_seconds: float = 0.0,
+    ) -> None:
+        self.samples_seen += samples_seen
+        self.samples_scored += samples_scored
+        self.samples_kept += samples_kept
+        self.samples_repeated += samples_repeated
+        self.batches += batches
+        self.scoring_seconds += scoring_seconds
 
     def snapshot(self) -> SiftingStats:
-        return SiftingStats(epoch=self.epoch, **self.counts)
+        return SiftingStats(
+            epoch=self.epoch,
+            samples_seen=self.samples_seen,
+            samples_scored=self.samples_scored,
+            samples_kept=self.samples_kept,
+            samples_repeated=self.samples_repeated,
+            batches=self.batches,
+            scoring_seconds=self.scoring_seconds,
+        )
