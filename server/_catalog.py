@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from google.protobuf import descriptor, json_format
+from google.protobuf.message import Message
 from trainspec.v1 import compiler_service_pb2
 
 _MISSING = object()
@@ -17,7 +18,7 @@ def _field_value(entry: Any, name: str) -> Any:
     return getattr(entry, name, _MISSING)
 
 
-def _to_message(key_field: str, key: str, entry: Any, message_class: type) -> Any:
+def _to_message(key_field: str, key: str, entry: Any, message_class: type[Message]) -> Any:
     """Copies the entry's attributes that share a name with a message field."""
     message = message_class()
     for field in message_class.DESCRIPTOR.fields:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import grpc
-from google.protobuf import message, message_factory
+from google.protobuf import descriptor, message, message_factory
 from trainspec.server import _status
-from trainspec.server._interceptors import current_request_id
+from trainspec.server._interceptors import call_code, current_request_id
 from trainspec.v1 import compiler_service_pb2
 
 LOGGER = logging.getLogger("trainspec.server")
@@ -23,12 +24,16 @@ SERVICE = compiler_service_pb2.DESCRIPTOR.services_by_name["CompilerService"]
 
 
 def _aborted(context: grpc.ServicerContext) -> bool:
-    code = context.code()
+    code = call_code(context)
     return isinstance(code, grpc.StatusCode) and code is not grpc.StatusCode.OK
 
 
-def _guard(method: Callable, request_class: type, name: str) -> Callable:
-    def behaviour(raw: bytes, context: grpc.ServicerContext):
+def _guard(
+    method: Callable[[Any, grpc.ServicerContext], Any],
+    request_class: type[message.Message],
+    name: str,
+) -> Callable[[bytes, grpc.ServicerContext], Any]:
+    def behaviour(raw: bytes, context: grpc.ServicerContext) -> Any:
         try:
             request = request_class.FromString(raw)
         except (message.DecodeError, RecursionError, ValueError):
@@ -57,15 +62,17 @@ def _guard(method: Callable, request_class: type, name: str) -> Callable:
     return behaviour
 
 
-def compiler_service_handler(servicer) -> grpc.GenericRpcHandler:
+def compiler_service_handler(servicer: object) -> grpc.GenericRpcHandler:
     """The generic handler of trainspec.v1.CompilerService over `servicer`'s methods."""
     return guarded_handler(SERVICE, servicer)
 
 
-def guarded_handler(service, servicer) -> grpc.GenericRpcHandler:
+def guarded_handler(
+    service: descriptor.ServiceDescriptor, servicer: object
+) -> grpc.GenericRpcHandler:
     """A generic handler of the unary `service` (a ServiceDescriptor) over `servicer`'s
     methods, each decoding its own request and turning surprises into INTERNAL."""
-    handlers = {}
+    handlers: dict[str, grpc.RpcMethodHandler] = {}
     for method in service.methods:
         request_class = message_factory.GetMessageClass(method.input_type)
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(

@@ -10,6 +10,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import grpc
 
@@ -29,6 +30,9 @@ OPEN_SERVICES = (
 
 # (method, code name, seconds) for each finished call.
 Observer = Callable[[str, str, float], None]
+# A handler's behaviour (request, context) -> response(s), and a wrapper of one.
+Behaviour = Callable[..., Any]
+Wrapper = Callable[[Behaviour], Behaviour]
 
 
 def current_request_id() -> str:
@@ -36,8 +40,22 @@ def current_request_id() -> str:
     return _request_id.get()
 
 
-def _wrap(handler: grpc.RpcMethodHandler, wrap_unary, wrap_stream) -> grpc.RpcMethodHandler:
-    """The same handler with its behaviour wrapped; unary or streaming responses."""
+def call_code(context: grpc.ServicerContext) -> object:
+    """The status code set on the call so far (None while none is)."""
+    # grpcio has had ServicerContext.code() since 1.38; types-grpcio does not declare it.
+    return context.code()  # type: ignore[attr-defined]
+
+
+def _wrap(
+    handler: grpc.RpcMethodHandler,
+    wrap_unary: Wrapper,
+    wrap_stream: Wrapper,
+    *,
+    decode: bool = True,
+) -> grpc.RpcMethodHandler:
+    """The same handler with its behaviour wrapped; unary or streaming responses.
+
+    decode=False leaves the request bytes undecoded (the behaviour never reads them)."""
     kinds = (
         ("unary_unary", grpc.unary_unary_rpc_method_handler, wrap_unary),
         ("unary_stream", grpc.unary_stream_rpc_method_handler, wrap_stream),
@@ -49,7 +67,7 @@ def _wrap(handler: grpc.RpcMethodHandler, wrap_unary, wrap_stream) -> grpc.RpcMe
         if behaviour is not None:
             return factory(
                 wrapper(behaviour),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=handler.request_deserializer if decode else None,
                 response_serializer=handler.response_serializer,
             )
     return handler
@@ -86,7 +104,7 @@ class _PerMethod:
 
 
 def _outcome(context: grpc.ServicerContext, raised: bool) -> str:
-    code = context.code()
+    code = call_code(context)
     if isinstance(code, grpc.StatusCode):
         return code.name
     if not context.is_active():
@@ -161,7 +179,13 @@ class ObservingInterceptor(grpc.ServerInterceptor):
 
         return _wrap(handler, wrap_unary, wrap_stream)
 
-    def _finish(self, method: str, context, started: tuple, raised: bool) -> None:
+    def _finish(
+        self,
+        method: str,
+        context: grpc.ServicerContext,
+        started: tuple[contextvars.Token[str], str, float],
+        raised: bool,
+    ) -> None:
         token, request_id, start = started
         seconds = time.perf_counter() - start
         code = _outcome(context, raised)
@@ -182,7 +206,7 @@ class ObservingInterceptor(grpc.ServerInterceptor):
                     "",
                     0,
                     "access",
-                    None,
+                    (),
                     None,
                     extra={"fields": fields},
                 )
@@ -202,7 +226,7 @@ class TokenInterceptor(grpc.ServerInterceptor):
         self._expected = f"Bearer {token}".encode()
         self._refusals = _PerMethod(_refusal)
 
-    def _allowed(self, handler_call_details) -> bool:
+    def _allowed(self, handler_call_details: grpc.HandlerCallDetails) -> bool:
         if handler_call_details.method.startswith(OPEN_SERVICES):
             return True
         for key, value in handler_call_details.invocation_metadata or ():
@@ -228,6 +252,7 @@ def _refuse_stream(request, context):
 
 
 def _refusal(_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    refused = _wrap(handler, lambda _behaviour: _refuse, lambda _behaviour: _refuse_stream)
     # Leave the body undecoded: a refused caller gets no parser time.
-    return refused._replace(request_deserializer=None)
+    return _wrap(
+        handler, lambda _behaviour: _refuse, lambda _behaviour: _refuse_stream, decode=False
+    )

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 from google.protobuf import json_format, timestamp_pb2
@@ -20,6 +20,9 @@ from trainspec.server._interceptors import current_request_id
 from trainspec.server._job_policy import JobPolicy
 from trainspec.v1 import compiler_service_pb2, job_service_pb2, job_service_pb2_grpc
 from trainspec.v1 import job_service_pb2 as pb
+
+if TYPE_CHECKING:
+    from trainspec.trainer._job_store import JobStore
 
 _log = logging.getLogger("trainspec.server.jobs")
 _OPERATIONS = "operations/"
@@ -145,12 +148,21 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _abort_invalid(self, context: Any, field: str, reason: str, text: str) -> None:
+    def _abort_invalid(
+        self, context: grpc.ServicerContext, field: str, reason: str, text: str
+    ) -> NoReturn:
         context.abort_with_status(
             _status.request_invalid(field, reason, text, current_request_id())
         )
 
-    def _require_backend(self, backend: int, context: Any) -> str:
+    def _local_store(self) -> JobStore:
+        """The local jobs' store: there is one whenever the policy allows local jobs, which
+        every caller checked first (_require_backend)."""
+        if self._store is None:
+            raise RuntimeError("this server runs no local jobs")
+        return self._store
+
+    def _require_backend(self, backend: pb.Backend.ValueType, context: grpc.ServicerContext) -> str:
         name = _BACKEND_NAMES.get(backend)
         if name is None:
             self._abort_invalid(
@@ -167,7 +179,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             )
         return name
 
-    def _require_name(self, name: str, field: str, context: Any) -> str:
+    def _require_name(self, name: str, field: str, context: grpc.ServicerContext) -> str:
         from trainspec.trainer._container import ContainerError, check_job_name
 
         if not name:
@@ -177,7 +189,9 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         except ContainerError as exc:
             self._abort_invalid(context, field, "request.name_invalid", str(exc))
 
-    def _plan(self, request: pb.SubmitJobRequest, backend: str, context: Any) -> Any:
+    def _plan(
+        self, request: pb.SubmitJobRequest, backend: str, context: grpc.ServicerContext
+    ) -> Any:
         """The plan this server compiles from the request's spec, within its policy."""
         which = request.WhichOneof("input")
         if which is None:
@@ -222,10 +236,10 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         compile for a caller names nothing of the server's disk above it)."""
         return Path(self._policy.files.root or os.sep)
 
-    def _user_error(self, context: Any, exc: Exception) -> None:
+    def _user_error(self, context: grpc.ServicerContext, exc: Exception) -> None:
         context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
 
-    def _refuse_outside(self, paths: list[tuple[str, Path]], context: Any) -> None:
+    def _refuse_outside(self, paths: list[tuple[str, Path]], context: grpc.ServicerContext) -> None:
         """Defence in depth: what the runner or the upload would read, checked once more."""
         for what, path in paths:
             if not self._policy.files.readable(str(path)):
@@ -236,7 +250,9 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
 
     # -- RPCs ----------------------------------------------------------------------------
 
-    def SubmitJob(self, request: pb.SubmitJobRequest, context: Any) -> pb.SubmitJobResponse:
+    def SubmitJob(
+        self, request: pb.SubmitJobRequest, context: grpc.ServicerContext
+    ) -> pb.SubmitJobResponse:
         backend = self._require_backend(request.backend, context)
         if self._closed:
             context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
@@ -245,25 +261,29 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             return self._submit_sagemaker(plan, request.validate_only, context)
         return self._submit_local(plan, request.validate_only, context)
 
-    def _submit_local(self, plan: Any, validate_only: bool, context: Any) -> pb.SubmitJobResponse:
+    def _submit_local(
+        self, plan: Any, validate_only: bool, context: grpc.ServicerContext
+    ) -> pb.SubmitJobResponse:
         from trainspec.trainer._container import ContainerError
         from trainspec.trainer._local_run import run_training, training_run_from_plan
         from trainspec.trainer._local_tune import TuningError, run_tuning, tuning_from_plan
 
-        quiet = {"echo": lambda _line: None}
+        def quiet(_line: str) -> None:
+            pass
+
         try:
             if plan.sagemaker_operation == "CreateTrainingJob":
                 job_run = training_run_from_plan(plan, self._files_base())
                 name = job_run.name
 
                 def work() -> None:
-                    run_training(job_run, self._root, **quiet)
+                    run_training(job_run, self._root, echo=quiet)
             else:
                 settings, job_run = tuning_from_plan(plan, self._files_base())
                 name = settings.name
 
                 def work() -> None:
-                    run_tuning(settings, job_run, self._root, **quiet)
+                    run_tuning(settings, job_run, self._root, echo=quiet)
         except (ContainerError, TuningError) as exc:
             self._user_error(context, exc)
         self._refuse_outside(
@@ -274,7 +294,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             ],
             context,
         )
-        existing = self._store.get(name)
+        existing = self._local_store().get(name)
         with self._lock:
             running = self._threads.get(name)
             if (running is not None and running.is_alive()) or (existing and existing.active):
@@ -306,7 +326,9 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             thread.start()
         return pb.SubmitJobResponse(operation=operation_of(pending))
 
-    def _submit_sagemaker(self, plan: Any, validate_only: bool, context: Any):
+    def _submit_sagemaker(
+        self, plan: Any, validate_only: bool, context: grpc.ServicerContext
+    ) -> pb.SubmitJobResponse:
         from trainspec.trainer._sagemaker import AwsError, job_name, plan_region, submit, uploads
 
         problems = self._policy.request_problems(json_format.MessageToDict(plan.sagemaker_request))
@@ -341,13 +363,19 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             running = {n: t for n, t in self._threads.items() if t.is_alive()}
         for name in running:
             _log.info("stopping local job %s (server shutting down)", name)
-            self._store.request_stop(name)
+            self._local_store().request_stop(name)
         deadline = time.monotonic() + timeout
         for thread in running.values():
             thread.join(max(0.0, deadline - time.monotonic()))
         return sorted(n for n, t in running.items() if t.is_alive())
 
-    def _job(self, name: str, backend: int, context: Any, field: str = "name") -> pb.Job:
+    def _job(
+        self,
+        name: str,
+        backend: pb.Backend.ValueType,
+        context: grpc.ServicerContext,
+        field: str = "name",
+    ) -> pb.Job:
         backend = backend or pb.BACKEND_LOCAL
         self._require_backend(backend, context)
         self._require_name(name, field, context)
@@ -364,7 +392,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
                 )
                 context.abort(code, str(exc))
             return _sagemaker_job(kind, response)
-        record = self._store.get(name)
+        record = self._local_store().get(name)
         if record is not None:
             return _local_job(record)
         with self._lock:
@@ -382,7 +410,9 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             return pb.Job(name=name, backend=pb.BACKEND_LOCAL, state=pb.JOB_STATE_PENDING)
         context.abort(grpc.StatusCode.NOT_FOUND, f"no job named {name!r}")
 
-    def GetOperation(self, request: pb.GetOperationRequest, context: Any):
+    def GetOperation(
+        self, request: pb.GetOperationRequest, context: grpc.ServicerContext
+    ) -> pb.GetOperationResponse:
         name = request.name.removeprefix(_OPERATIONS)
         if not request.name.startswith(_OPERATIONS):
             self._abort_invalid(
@@ -394,10 +424,12 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
         job = self._job(name, request.backend, context)
         return pb.GetOperationResponse(operation=operation_of(job))
 
-    def GetJob(self, request: pb.GetJobRequest, context: Any) -> pb.GetJobResponse:
+    def GetJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> pb.GetJobResponse:
         return pb.GetJobResponse(job=self._job(request.name, request.backend, context))
 
-    def ListJobs(self, request: pb.ListJobsRequest, context: Any) -> pb.ListJobsResponse:
+    def ListJobs(
+        self, request: pb.ListJobsRequest, context: grpc.ServicerContext
+    ) -> pb.ListJobsResponse:
         self._require_backend(pb.BACKEND_LOCAL, context)
         if request.parent:
             self._require_name(request.parent, "parent", context)
@@ -419,14 +451,16 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
                 "request.page_token_invalid",
                 "page_token is not one this service returned",
             )
-        records = self._store.list(parent=request.parent or None)
+        records = self._local_store().list(parent=request.parent or None)
         page = records[start : start + size]
         token = ""
         if start + size < len(records):
             token = base64.urlsafe_b64encode(str(start + size).encode()).decode()
         return pb.ListJobsResponse(jobs=[_local_job(r) for r in page], next_page_token=token)
 
-    def StopJob(self, request: pb.StopJobRequest, context: Any) -> pb.StopJobResponse:
+    def StopJob(
+        self, request: pb.StopJobRequest, context: grpc.ServicerContext
+    ) -> pb.StopJobResponse:
         self._require_backend(request.backend or pb.BACKEND_LOCAL, context)
         self._require_name(request.name, "name", context)
         if request.backend == pb.BACKEND_SAGEMAKER:
@@ -439,7 +473,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             return pb.StopJobResponse(job=self._job(request.name, request.backend, context))
         job = self._job(request.name, request.backend, context)
         if job.state in (pb.JOB_STATE_RUNNING, pb.JOB_STATE_STOPPING):
-            self._store.request_stop(request.name)
+            self._local_store().request_stop(request.name)
             job = self._job(request.name, request.backend, context)
         return pb.StopJobResponse(job=job)
 

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import threading
+from typing import TextIO
 
 # Fields on every line of this process: the processes of `serve --processes N` share one
 # stderr, so each tags its lines with its pid (and a worker its index).
@@ -59,7 +60,7 @@ class _BatchingHandler(logging.StreamHandler):
     killed outright loses at most `delay` seconds of access lines.
     """
 
-    def __init__(self, stream=None, delay: float = 0.1):
+    def __init__(self, stream: TextIO | None = None, delay: float = 0.1):
         super().__init__(stream)
         self._delay = delay
         self._pending: list[str] = []
@@ -90,10 +91,13 @@ class _BatchingHandler(logging.StreamHandler):
             self.handleError(record)
 
     def _on_timer(self) -> None:
-        with self.lock:
+        self.acquire()
+        try:
             self._timer_armed = False
             if self._owner == os.getpid():
                 self._write_pending()
+        finally:
+            self.release()
 
     def _write_pending(self) -> None:
         chunk: list[str] = []
@@ -114,10 +118,13 @@ class _BatchingHandler(logging.StreamHandler):
         self.stream.flush()
 
     def flush(self) -> None:
-        with self.lock:
+        self.acquire()  # Handler's lock, held as emit() holds it
+        try:
             if self._pending and self._owner == os.getpid():
                 self._write_pending()
             super().flush()
+        finally:
+            self.release()
 
 
 def configure_logging(level: int = logging.INFO) -> None:

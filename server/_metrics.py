@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
 
 class Metrics:
     """A private registry, so several servers in one process never share counters."""
@@ -25,7 +30,7 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
-        self._http = None
+        self._http: WSGIServer | None = None
         # (method, code) -> its counter and histogram children: `labels()` looks them up
         # under a lock on every call otherwise. Methods are the registered ones only.
         self._children: dict[tuple[str, str], tuple] = {}
@@ -45,8 +50,9 @@ class Metrics:
 
     def start_http(self, host: str, port: int) -> int:
         """Serve /metrics; returns the bound port (useful with port 0)."""
-        self._http, _ = self._prometheus.start_http_server(port, addr=host, registry=self.registry)
-        return self._http.server_port
+        server, _ = self._prometheus.start_http_server(port, addr=host, registry=self.registry)
+        self._http = server
+        return server.server_port
 
     def stop_http(self) -> None:
         if self._http is not None:

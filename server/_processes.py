@@ -17,6 +17,7 @@ import sys
 import threading
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
+from types import FrameType
 
 from trainspec.server._config import ServerConfig
 from trainspec.server._logging import tag_process
@@ -28,6 +29,7 @@ from trainspec.server._server import (
     listening_fields,
     make_server,
 )
+from trainspec.server._servicer import CompilerServicer
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -83,7 +85,11 @@ def _reserve(config: ServerConfig) -> tuple[int, list[socket.socket]]:
 
 
 def _worker(
-    index: int, config: ServerConfig, servicer, control: Connection, inherited: list
+    index: int,
+    config: ServerConfig,
+    servicer: CompilerServicer | None,
+    control: Connection,
+    inherited: list[socket.socket | Connection],
 ) -> None:
     """One server process: serve `config.address` until the supervisor or SIGTERM drains it."""
     for resource in inherited:  # the supervisor's sockets and pipe ends, copied by fork
@@ -133,7 +139,7 @@ def _exit_reason(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
-def serve_processes(config: ServerConfig, *, servicer=None) -> None:
+def serve_processes(config: ServerConfig, *, servicer: CompilerServicer | None = None) -> None:
     """Run `config.processes` server processes on one port until SIGTERM/SIGINT drains them.
 
     Each process drains as `serve` does; a second signal stops them at once. Raises OSError
@@ -152,7 +158,7 @@ def serve_processes(config: ServerConfig, *, servicer=None) -> None:
     wake_write.setblocking(False)
     signalled: list[str] = []
 
-    def on_signal(signum, _frame) -> None:
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
         signalled.append(signal.Signals(signum).name)
         with contextlib.suppress(OSError):  # the buffer is full: a wake-up is pending anyway
             wake_write.send(b"\0")
@@ -160,7 +166,7 @@ def serve_processes(config: ServerConfig, *, servicer=None) -> None:
     previous = {sig: signal.signal(sig, on_signal) for sig in STOP_SIGNALS}
     workers: list[_Worker] = []
     try:
-        inherited: list = [*held, wake_read, wake_write]
+        inherited: list[socket.socket | Connection] = [*held, wake_read, wake_write]
         for index in range(config.processes):
             ours, theirs = context.Pipe()
             process = context.Process(
@@ -181,7 +187,8 @@ def serve_processes(config: ServerConfig, *, servicer=None) -> None:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        for resource in (*held, wake_read, wake_write, *(w.control for w in workers)):
+        resources: list[socket.socket | Connection] = [*held, wake_read, wake_write]
+        for resource in (*resources, *(w.control for w in workers)):
             resource.close()  # a worker still running sees its pipe close and drains
         for worker in workers:
             worker.process.join(config.drain_seconds + config.grace_seconds + 5)
@@ -241,7 +248,7 @@ def _supervise(
                     stopping = True
                     stop_all("drain", "worker_failed")
                     stop_all("now", "worker_failed")
-            else:
+            elif isinstance(ready, int):  # a process sentinel: that worker exited
                 worker = live.pop(ready)
                 worker.process.join()
                 exitcode = worker.process.exitcode

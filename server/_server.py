@@ -10,16 +10,21 @@ import time
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from trainspec.server._config import ServerConfig, is_loopback
 from trainspec.server._handlers import SERVICE, compiler_service_handler
-from trainspec.server._interceptors import ObservingInterceptor, TokenInterceptor
+from trainspec.server._interceptors import Observer, ObservingInterceptor, TokenInterceptor
 from trainspec.server._job_policy import JobPolicy
 from trainspec.server._job_service import JOB_SERVICE, JobServicer, add_job_service
 from trainspec.server._servicer import CompilerServicer
+
+if TYPE_CHECKING:
+    from trainspec.server._metrics import Metrics
 
 LOGGER = logging.getLogger("trainspec.server")
 # How long a signal caught by a thread other than the main one can wait to be handled.
@@ -28,7 +33,7 @@ _SIGNAL_POLL_SECONDS = 0.2
 _JOB_STOP_SECONDS = 15.0
 
 
-def _log(event: str, **fields) -> None:
+def _log(event: str, **fields: object) -> None:
     LOGGER.info(event, extra={"fields": {"event": event, **fields}})
 
 
@@ -40,14 +45,14 @@ class RunningServer:
     port: int
     health: health.HealthServicer
     config: ServerConfig
-    metrics: object | None = None
+    metrics: Metrics | None = None
     metrics_port: int | None = None
     jobs: JobServicer | None = None
 
     def start(self) -> RunningServer:
         self.server.start()
-        if self.metrics is not None:
-            host, port = self.config.host, self.config.metrics_port
+        host, port = self.config.host, self.config.metrics_port
+        if self.metrics is not None and port is not None:  # make_server pairs them
             try:
                 self.metrics_port = self.metrics.start_http(host, port)
             except OSError as exc:
@@ -57,7 +62,7 @@ class RunningServer:
             self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         return self
 
-    def drain(self, drain_seconds: float | None = None, grace_seconds: float | None = None):
+    def drain(self, drain_seconds: float | None = None, grace_seconds: float | None = None) -> None:
         """Health NOT_SERVING, keep answering `drain_seconds`, then stop with grace.
 
         Calls that arrive during the drain period are served; when it ends the server
@@ -83,7 +88,7 @@ class RunningServer:
 
 
 def _credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
-    if config.tls_cert is None:
+    if config.tls_cert is None or config.tls_key is None:  # given together (ServerConfig)
         return None
     return grpc.ssl_server_credentials(
         [(config.tls_key, config.tls_cert)],
@@ -107,7 +112,9 @@ def _served(config: ServerConfig) -> tuple[str, ...]:
     return ("", SERVICE.full_name) + ((JOB_SERVICE.full_name,) if config.jobs else ())
 
 
-def make_server(config: ServerConfig | None = None, *, servicer=None) -> RunningServer:
+def make_server(
+    config: ServerConfig | None = None, *, servicer: CompilerServicer | None = None
+) -> RunningServer:
     """A bound, not yet started server for `config` (port 0 binds a free port).
 
     Raises OSError when the address cannot be bound.
@@ -115,14 +122,14 @@ def make_server(config: ServerConfig | None = None, *, servicer=None) -> Running
     config = config if config is not None else ServerConfig()
     policy = JobPolicy.of(config)
     servicer = servicer if servicer is not None else _default_servicer(config)
-    observers = []
+    observers: list[Observer] = []
     metrics = None
     if config.metrics_port is not None:
         from trainspec.server._metrics import Metrics
 
         metrics = Metrics()
         observers.append(metrics.observe)
-    interceptors = [ObservingInterceptor(observers)]
+    interceptors: list[grpc.ServerInterceptor] = [ObservingInterceptor(observers)]
     if config.token is not None:
         interceptors.append(TokenInterceptor(config.token))
     server = grpc.server(
@@ -181,7 +188,7 @@ class Shutdown:
         _log("signal", signal=reason)
         self._requested.set()
 
-    def on_signal(self, signum, _frame) -> None:
+    def on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self.request(signal.Signals(signum).name)
 
     def wait_then_drain(self) -> None:
@@ -214,7 +221,7 @@ def warn_if_exposed(config: ServerConfig) -> None:
     )
 
 
-def listening_fields(config: ServerConfig, port: int) -> dict:
+def listening_fields(config: ServerConfig, port: int) -> dict[str, object]:
     """What the `listening` log line reports: the address and the main settings."""
     return {
         "host": config.host,
@@ -228,7 +235,7 @@ def listening_fields(config: ServerConfig, port: int) -> dict:
     }
 
 
-def serve(config: ServerConfig | None = None, *, servicer=None) -> None:
+def serve(config: ServerConfig | None = None, *, servicer: CompilerServicer | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then drain; a second signal stops at once.
 
     With `config.processes` above 1 the calls are served by that many processes sharing

@@ -66,7 +66,9 @@ class CompilerServicer:
         with contextlib.suppress(self._spec_error):
             self._compile(pb.CompileRequest(spec=spec, validate_only=True))
 
-    def Compile(self, request: pb.CompileRequest, context) -> pb.CompileResponse:
+    def Compile(
+        self, request: pb.CompileRequest, context: grpc.ServicerContext
+    ) -> pb.CompileResponse:
         _abort_if_expired(context)
         if request.WhichOneof("input") is None:
             context.abort_with_status(
@@ -89,7 +91,13 @@ class CompilerServicer:
             response.ClearField("plan")
         return response
 
-    def _page(self, request, context, query: str, total: int) -> _pages.Page:
+    def _page(
+        self,
+        request: pb.ListInstanceTypesRequest | pb.ListPretrainedModelsRequest,
+        context: grpc.ServicerContext,
+        query: str,
+        total: int,
+    ) -> _pages.Page:
         try:
             return _pages.page(total, request.page_size, request.page_token, query)
         except _pages.PageError as error:
@@ -97,7 +105,9 @@ class CompilerServicer:
                 _status.request_invalid(error.field, error.reason, str(error), current_request_id())
             )
 
-    def ListInstanceTypes(self, request: pb.ListInstanceTypesRequest, context):
+    def ListInstanceTypes(
+        self, request: pb.ListInstanceTypesRequest, context: grpc.ServicerContext
+    ) -> pb.ListInstanceTypesResponse:
         _abort_if_expired(context)
         if request.min_gpus < 0:
             context.abort_with_status(
@@ -117,7 +127,9 @@ class CompilerServicer:
             catalog_version=self._instances_version,
         )
 
-    def ListPretrainedModels(self, request: pb.ListPretrainedModelsRequest, context):
+    def ListPretrainedModels(
+        self, request: pb.ListPretrainedModelsRequest, context: grpc.ServicerContext
+    ) -> pb.ListPretrainedModelsResponse:
         _abort_if_expired(context)
         page = self._page(request, context, f"models|{self._models_version}", len(self._models))
         return pb.ListPretrainedModelsResponse(
@@ -126,7 +138,9 @@ class CompilerServicer:
             catalog_version=self._models_version,
         )
 
-    def DiffPlans(self, request: pb.DiffPlansRequest, context) -> pb.DiffPlansResponse:
+    def DiffPlans(
+        self, request: pb.DiffPlansRequest, context: grpc.ServicerContext
+    ) -> pb.DiffPlansResponse:
         _abort_if_expired(context)
         try:
             policy = review_policy(request.review)

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
-from trainspec.v1 import compiler_service_pb2
+from trainspec.v1 import compiler_service_pb2, diagnostic_pb2
 
 DOMAIN = "trainspec.dev"
 
@@ -26,7 +27,7 @@ REASON_INVALID_REQUEST = "INVALID_REQUEST"
 REASON_INTERNAL = "INTERNAL"
 
 
-def _pack(message) -> any_pb2.Any:
+def _pack(message: Message) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)
     return packed
@@ -61,7 +62,14 @@ def spec_invalid(diagnostics: Sequence, request_id: str) -> grpc.Status:
         shown = min(shown - 1, shown * MAX_DETAILS_BYTES // size)
 
 
-def _spec_status(summary, protos, total, error_count, first, request_id) -> grpc.Status:
+def _spec_status(
+    summary: str,
+    protos: list[diagnostic_pb2.Diagnostic],
+    total: int,
+    error_count: int,
+    first: diagnostic_pb2.Diagnostic | None,
+    request_id: str,
+) -> grpc.Status:
     left_out = total - len(protos)
     if left_out:
         summary += f"; {left_out} diagnostic(s) left out of the details to fit the trailer"
