@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from trainspec._errors import DIAGNOSTIC_FORMATS, handle_errors
@@ -14,6 +14,9 @@ from trainspec._options import (
     stdin_filename_option,
 )
 from trainspec._stdin import SpecInput, spec_inputs
+
+if TYPE_CHECKING:
+    from trainspec.compiler import CompileOptions
 
 STAGES = ["load", "validate", "resolve", "infer", "check", "lower", "emit"]
 
@@ -125,19 +128,19 @@ def explain_text(plan: Any) -> str:
 @stdin_filename_option
 @handle_errors("error_format")
 def compile_command(
-    specs,
-    fmt,
-    defaults,
-    overrides,
-    explain,
-    preflight,
-    until,
-    trials,
-    max_cost,
-    autotune_mode,
-    out,
-    error_format,
-    stdin_filename,
+    specs: tuple[str, ...],
+    fmt: str,
+    defaults: tuple[str, ...],
+    overrides: tuple[str, ...],
+    explain: bool,
+    preflight: bool,
+    until: str,
+    trials: int,
+    max_cost: float | None,
+    autotune_mode: str,
+    out: str | None,
+    error_format: str,
+    stdin_filename: str | None,
 ) -> None:
     """Compile SPEC(s) into fully resolved plans with the exact SageMaker request.
 
@@ -156,7 +159,14 @@ def compile_command(
         _compile_many(inputs, fmt, defaults, overrides, options, out or ".")
 
 
-def _compile_many(specs: list[SpecInput], fmt, defaults, overrides, options, out) -> None:
+def _compile_many(
+    specs: list[SpecInput],
+    fmt: str,
+    defaults: tuple[str, ...],
+    overrides: tuple[str, ...],
+    options: CompileOptions,
+    out: str,
+) -> None:
     import sys
     from pathlib import Path
 
@@ -188,9 +198,16 @@ def _compile_many(specs: list[SpecInput], fmt, defaults, overrides, options, out
 
 
 def _compile_one(
-    spec: SpecInput, fmt, defaults, overrides, explain, until, trials, options
+    spec: SpecInput,
+    fmt: str,
+    defaults: tuple[str, ...],
+    overrides: tuple[str, ...],
+    explain: bool,
+    until: str,
+    trials: int,
+    options: CompileOptions,
 ) -> None:
-    from trainspec.compiler import Stage, compile_file
+    from trainspec.compiler import Intermediate, Stage, compile_file
 
     result = compile_file(
         spec.path,
@@ -200,7 +217,7 @@ def _compile_one(
         options=options,
         until=Stage[until.upper()],
     )
-    if until != "emit":
+    if isinstance(result, Intermediate):  # --until stopped before emit
         click.echo(_intermediate_text(result.data))
         return
     if explain:

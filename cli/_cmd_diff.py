@@ -9,12 +9,16 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from trainspec._errors import EXIT_INVALID, handle_errors, print_diagnostics
 from trainspec._options import defaults_option, set_option
+
+if TYPE_CHECKING:
+    from trainspec.compiler._plan_diff import PlanDiff
 
 DIFF_FORMATS = ("text", "json", "markdown")
 LOCK_SUFFIX = ".plan.lock.yaml"
@@ -35,7 +39,13 @@ class _Problems:
     def __init__(self) -> None:
         self.diagnostics: list[Any] = []
 
-    def compile(self, spec: str, defaults: list[str] | None, overrides, rename=None) -> Any:
+    def compile(
+        self,
+        spec: str,
+        defaults: list[str] | None,
+        overrides: Sequence[str],
+        rename: Callable[[Sequence[Any]], Sequence[Any]] | None = None,
+    ) -> Any:
         from trainspec.compiler import SpecError, compile_file
 
         try:
@@ -47,7 +57,9 @@ class _Problems:
             return None
 
 
-def _plan_or_compile(path: str, defaults, overrides, problems: _Problems) -> Any:
+def _plan_or_compile(
+    path: str, defaults: tuple[str, ...], overrides: tuple[str, ...], problems: _Problems
+) -> Any:
     from trainspec._plan import looks_like_plan, read_plan
 
     if looks_like_plan(path):
@@ -77,7 +89,7 @@ def review_policy(defaults: tuple[str, ...], near: str) -> Any:
     return ReviewPolicy.from_tree(block)
 
 
-def _emit(entries, old_name: str, new_name: str, fmt: str) -> None:
+def _emit(entries: list[tuple[str, PlanDiff]], old_name: str, new_name: str, fmt: str) -> None:
     from trainspec._diff_report import RENDERERS
 
     click.echo(RENDERERS[fmt](entries, old_name, new_name))
@@ -97,7 +109,13 @@ def _emit(entries, old_name: str, new_name: str, fmt: str) -> None:
 @defaults_option
 @set_option
 @handle_errors()
-def diff(paths, revision, fmt, defaults, overrides) -> None:
+def diff(
+    paths: tuple[str, ...],
+    revision: str | None,
+    fmt: str,
+    defaults: tuple[str, ...],
+    overrides: tuple[str, ...],
+) -> None:
     """Show what changes between two plans: OLD NEW (each a spec or a plan file), or
     every spec in PATHS against git revision REV (--against REV).
 
@@ -127,7 +145,9 @@ def diff(paths, revision, fmt, defaults, overrides) -> None:
     sys.exit(1 if any(d.different for _, d in entries) else 0)
 
 
-def _against(paths, revision: str, defaults, overrides) -> list:
+def _against(
+    paths: tuple[str, ...], revision: str, defaults: tuple[str, ...], overrides: tuple[str, ...]
+) -> list[tuple[str, PlanDiff]]:
     """(spec, PlanDiff) for every spec in `paths` now or at `revision`, sorted by path."""
     import dataclasses
 
@@ -253,7 +273,15 @@ def lock_text(spec: Path, plan: Any) -> str:
 @defaults_option
 @set_option
 @handle_errors()
-def lock(paths, check, strict, lock_dir, fmt, defaults, overrides) -> None:
+def lock(
+    paths: tuple[str, ...],
+    check: bool,
+    strict: bool,
+    lock_dir: str | None,
+    fmt: str,
+    defaults: tuple[str, ...],
+    overrides: tuple[str, ...],
+) -> None:
     """Write each spec's plan to <spec>.plan.lock.yaml (or check that it is current).
 
     A lock is the plan `compile` prints, with the trainspec, catalog and botocore
@@ -266,7 +294,7 @@ def lock(paths, check, strict, lock_dir, fmt, defaults, overrides) -> None:
     problems = _Problems()
     if broken:
         problems.diagnostics.extend(broken)
-    planned = []
+    planned: list[tuple[Path, Any]] = []
     for spec in files:
         if spec.name == DEFAULTS_FILE_NAME:
             continue
@@ -296,11 +324,19 @@ def lock(paths, check, strict, lock_dir, fmt, defaults, overrides) -> None:
     _check(planned, lock_dir, strict, fmt, defaults)
 
 
-def _check(planned, lock_dir, strict, fmt, defaults) -> None:
+def _check(
+    planned: list[tuple[Path, Any]],
+    lock_dir: str | None,
+    strict: bool,
+    fmt: str,
+    defaults: tuple[str, ...],
+) -> None:
     from trainspec._plan import read_plan
     from trainspec.compiler._plan_diff import diff_plans
 
-    entries, stale, notes = [], [], []
+    entries: list[tuple[str, PlanDiff]] = []
+    stale: list[str] = []
+    notes: list[str] = []
     for spec, plan in planned:
         target = lock_path(spec, lock_dir)
         policy = review_policy(defaults, str(spec))

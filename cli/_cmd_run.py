@@ -46,7 +46,15 @@ def _user_errors() -> tuple[type[Exception], ...]:
 )
 @click.option("-q", "--quiet", is_flag=True, help="Do not stream the training log.")
 @handle_errors()
-def run(spec, local, root, defaults, overrides, storage, quiet) -> None:
+def run(
+    spec: str,
+    local: bool,
+    root: str,
+    defaults: tuple[str, ...],
+    overrides: tuple[str, ...],
+    storage: str | None,
+    quiet: bool,
+) -> None:
     """Compile SPEC and run it on this machine as SageMaker's container would.
 
     A training job writes <root>/<job>/output/model.tar.gz; a tuning job runs its trials
@@ -198,7 +206,7 @@ def _when(seconds: float | None) -> str:
 @root_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per job.")
 @handle_errors()
-def list_jobs(root, as_json) -> None:
+def list_jobs(root: str, as_json: bool) -> None:
     """List local jobs, oldest first."""
     # an empty or never-used root is an answer, not an error: nothing has run yet
     records = _store(root).list() if (Path(root) / "jobs.db").exists() else []
@@ -232,7 +240,7 @@ def _record_dict(record: Any) -> dict[str, Any]:
 @root_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @handle_errors()
-def describe_job(name, root, as_json) -> None:
+def describe_job(name: str, root: str, as_json: bool) -> None:
     """Show one local job; a tuning job also lists its trials."""
     store = _store(root)
     record = store.get(name)
@@ -282,7 +290,7 @@ def _suggest_and_fail(store: Any, name: str) -> None:
 @click.argument("name")
 @root_option
 @handle_errors()
-def stop_job(name, root) -> None:
+def stop_job(name: str, root: str) -> None:
     """Stop a running local job (a tuning job stops its running trials and starts no more)."""
     store = _store(root)
     record = store.get(name)

@@ -144,17 +144,17 @@ def _follow(
 @_follow_options
 @handle_errors()
 def submit(
-    spec,
-    defaults,
-    overrides,
-    autotune_mode,
-    region,
-    endpoint_url,
-    dry_run,
-    wait,
-    logs,
-    stop_on_interrupt,
-    poll_interval,
+    spec: str,
+    defaults: tuple[str, ...],
+    overrides: tuple[str, ...],
+    autotune_mode: str,
+    region: str | None,
+    endpoint_url: str | None,
+    dry_run: bool,
+    wait: bool,
+    logs: bool,
+    stop_on_interrupt: bool,
+    poll_interval: float,
 ) -> None:
     """Compile SPEC and start it on SageMaker with exactly the planned request.
 
@@ -296,16 +296,16 @@ def _describe_lines(kind: str, response: dict[str, Any]) -> list[str]:
 @_follow_options
 @handle_errors()
 def describe(
-    name,
-    spec,
-    autotune_mode,
-    region,
-    endpoint_url,
-    as_json,
-    follow,
-    logs,
-    stop_on_interrupt,
-    poll_interval,
+    name: str,
+    spec: str | None,
+    autotune_mode: str,
+    region: str | None,
+    endpoint_url: str | None,
+    as_json: bool,
+    follow: bool,
+    logs: bool,
+    stop_on_interrupt: bool,
+    poll_interval: float,
 ) -> None:
     """Show a SageMaker training or tuning job called NAME.
 
@@ -357,7 +357,7 @@ def describe(
 @click.option("--region", default=None, help=_REGION_HELP)
 @click.option("--endpoint-url", default=None, help=_ENDPOINT_HELP)
 @handle_errors()
-def stop(name, region, endpoint_url) -> None:
+def stop(name: str, region: str | None, endpoint_url: str | None) -> None:
     """Stop the SageMaker training or tuning job called NAME."""
     from trainspec.trainer._sagemaker import stop as stop_job
 

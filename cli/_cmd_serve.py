@@ -5,9 +5,11 @@ from __future__ import annotations
 import click
 
 
-def _read(path: str | None, what: str) -> bytes | None:
-    if path is None:
-        return None
+def _read_optional(path: str | None, what: str) -> bytes | None:
+    return None if path is None else _read(path, what)
+
+
+def _read(path: str, what: str) -> bytes:
     try:
         with open(path, "rb") as handle:
             return handle.read()
@@ -126,24 +128,24 @@ def _read(path: str | None, what: str) -> bytes | None:
     help="Refuse SageMaker jobs whose worst-case cost (the plan's envelope) is above this.",
 )
 def serve(
-    host,
-    port,
-    workers,
-    processes,
-    max_concurrent_rpcs,
-    tls_cert,
-    tls_key,
-    tls_client_ca,
-    token_file,
-    drain_seconds,
-    grace_seconds,
-    metrics_port,
-    jobs,
-    files_root,
-    jobs_root,
-    allowed_roles,
-    allowed_instance_types,
-    max_job_cost,
+    host: str,
+    port: int,
+    workers: int,
+    processes: int,
+    max_concurrent_rpcs: int,
+    tls_cert: str | None,
+    tls_key: str | None,
+    tls_client_ca: str | None,
+    token_file: str | None,
+    drain_seconds: float,
+    grace_seconds: float,
+    metrics_port: int | None,
+    jobs: str,
+    files_root: str | None,
+    jobs_root: str,
+    allowed_roles: tuple[str, ...],
+    allowed_instance_types: tuple[str, ...],
+    max_job_cost: float | None,
 ) -> None:
     """Serve trainspec.v1.CompilerService over gRPC (health and reflection included).
 
@@ -172,9 +174,9 @@ def serve(
             workers=workers,
             processes=processes,
             max_concurrent_rpcs=max_concurrent_rpcs,
-            tls_cert=_read(tls_cert, "TLS certificate"),
-            tls_key=_read(tls_key, "TLS key"),
-            tls_client_ca=_read(tls_client_ca, "client CA"),
+            tls_cert=_read_optional(tls_cert, "TLS certificate"),
+            tls_key=_read_optional(tls_key, "TLS key"),
+            tls_client_ca=_read_optional(tls_client_ca, "client CA"),
             token=token,
             drain_seconds=drain_seconds,
             grace_seconds=grace_seconds,

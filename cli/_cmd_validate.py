@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from trainspec._errors import (
@@ -26,6 +27,9 @@ from trainspec._options import (
     stdin_filename_option,
 )
 from trainspec._stdin import SpecInput, spec_inputs
+
+if TYPE_CHECKING:
+    from trainspec.compiler import CompileOptions, Diagnostic
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json", ".textproto", ".txtpb")
 DEFAULTS_FILE_NAME = "trainspec.defaults.yaml"
@@ -65,7 +69,7 @@ def _is_plan_output(path: Path) -> bool:
     return ".plan." in path.name
 
 
-def _broken_link(path: Path):
+def _broken_link(path: Path) -> Diagnostic:
     from trainspec.compiler import Diagnostic, Location
 
     try:
@@ -160,7 +164,9 @@ def validate(
         sys.exit(EXIT_INVALID)
 
 
-def _validate_file(spec: SpecInput, defaults, overrides, options) -> None:
+def _validate_file(
+    spec: SpecInput, defaults: tuple[str, ...], overrides: tuple[str, ...], options: CompileOptions
+) -> None:
     """Raise SpecError with every problem of one file, as compile would find them."""
     from trainspec.compiler import compile_file, load_file, load_source
     from trainspec.compiler.check._validate import validate_layer

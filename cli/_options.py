@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
+from click.decorators import FC
 
 DEFAULT_ROOT = ".trainspec/runs"
 
@@ -34,7 +37,9 @@ root_option = click.option(
 )
 
 
-def autotune_mode_option(default: str = "explicit", help_text: str | None = None):
+def autotune_mode_option(
+    default: str = "explicit", help_text: str | None = None
+) -> Callable[[FC], FC]:
     return click.option(
         "--autotune-mode",
         type=click.Choice(["explicit", "native"]),
