@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -29,14 +29,14 @@ def enum_short(value: Any, prefix: str) -> str | None:
     return None if text == "UNSPECIFIED" else text
 
 
-def range_kind(parameter_range: Any) -> tuple[str, Mapping[str, Any]] | tuple[None, None]:
-    """The one kind set in a ParameterRange tree and its body, or (None, None)."""
+def range_kind(parameter_range: Any) -> tuple[str | None, Mapping[str, Any]]:
+    """The one kind set in a ParameterRange tree and its body, or (None, {})."""
     if _is_mapping(parameter_range):
         for kind in RANGE_KINDS:
             body = parameter_range.get(kind)
             if _is_mapping(body):
                 return kind, body
-    return None, None
+    return None, {}
 
 
 def as_number(value: Any) -> float | int | None:
@@ -201,12 +201,17 @@ def infer_tuning(
     # Early stopping.
     if enum_short(tuning.get("early_stopping"), "EARLY_STOPPING_") is None:
         if strategy == "HYPERBAND":
-            value, reason = "OFF", "Hyperband needs early stopping off"
+            stopping, reason = "OFF", "Hyperband needs early stopping off"
         elif autotune:
-            value, reason = "AUTO", "autotune: stop trials unlikely to beat the best"
+            stopping, reason = "AUTO", "autotune: stop trials unlikely to beat the best"
         else:
-            value, reason = "OFF", "SageMaker's default without autotune"
-        infer(("early_stopping",), f"EARLY_STOPPING_{value}", rules.early_stopping.source, reason)
+            stopping, reason = "OFF", "SageMaker's default without autotune"
+        infer(
+            ("early_stopping",),
+            f"EARLY_STOPPING_{stopping}",
+            rules.early_stopping.source,
+            reason,
+        )
 
     # Limits, field by field.
     max_jobs = user_limits.get("max_jobs")
@@ -302,10 +307,12 @@ def _infer_ranges(
             continue
         per_device = rule.per_device and name == batch_hyperparameter
         scale = devices if per_device else 1
+        values: Sequence[int] = ()
+        bounds: tuple[float, float] | None = None
         if rule.type == "categorical":
-            values = rule.derive_values(number / scale, scale=scale)
+            # None (fewer than two values) is left static below, clamped or not.
+            values = rule.derive_values(number / scale, scale=scale) or ()
         else:
-            values = []
             bounds = rule.derive_range(number / scale, scale=scale)
         clamped = name in hard_bounds
         if clamped:
@@ -335,6 +342,7 @@ def _infer_ranges(
             )
             continue
         reason = rule.reason
+        parameter_range: dict[str, Any]
         if rule.type == "categorical":
             parameter_range = {"categorical": {"values": [str(v) for v in values]}}
             listed = ", ".join(_fmt(v // scale) for v in values)

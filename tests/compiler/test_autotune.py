@@ -88,6 +88,24 @@ def test_cpu_instances_count_as_one_device():
         assert result.tuning["ranges"]["batch-size"]["categorical"]["values"] == ["16", "32", "64"]
 
 
+def test_batch_with_one_power_of_two_left_stays_static_under_jumpstart_bounds():
+    # 8192 per device derives [4096, 16384], clipped to the rule's 4096: one value, too few
+    # to tune. A JumpStart spec's bounds on the name once made that a TypeError.
+    tuning = {**SEED, "ranges": {}}
+    tuning["training"] = {**SEED["training"], "hyperparameters": {"batch-size": 8192}}
+    for hard_bounds in ({}, {"batch-size": (1.0, 10000.0)}):
+        result = infer_tuning(
+            tuning,
+            devices_per_process=1,
+            batch_hyperparameter="batch-size",
+            hard_bounds=hard_bounds,
+        )
+        assert "batch-size" not in result.tuning["ranges"]
+        assert [n.code for n in result.notes if "batch-size" in n.message] == [
+            "autotune.empty_range"
+        ]
+
+
 def test_batch_alias_that_was_not_scaled_is_not_divided():
     tuning = {**SEED, "ranges": {}}
     tuning["training"] = {**SEED["training"], "hyperparameters": {"train_batch_size": 32}}
