@@ -142,7 +142,7 @@ class Diagnostic:
         from trainspec.v1 import diagnostic_pb2
 
         message = diagnostic_pb2.Diagnostic(
-            severity=_PROTO_SEVERITY[self.severity],
+            severity=diagnostic_pb2.Severity.ValueType(_PROTO_SEVERITY[self.severity]),
             code=self.code,
             field_path=self.field_path,
             message=self.message,

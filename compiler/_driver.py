@@ -10,7 +10,7 @@ import dataclasses
 import enum
 import os
 import posixpath
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,7 +208,7 @@ def compile_loaded(
         catalog = extend_catalog(
             catalog,
             {"catalog": layer.catalog},
-            layer.catalog_locations,
+            layer.catalog_locations or {},
             options.local_files or NOWHERE,
         )
     layers = [builtin_layer(job), *_catalog_layer(user_layers, job, catalog), *user_layers]
@@ -329,7 +329,7 @@ def _pretrained_model_id(user_layers: Sequence[Layer], training_path: FieldPath)
     return ""
 
 
-def _locator(resolved: Resolved, spec: Validated):
+def _locator(resolved: Resolved, spec: Validated) -> Callable[[FieldPath], Location | None]:
     origins = resolved.origins
 
     def locate(path: FieldPath) -> Location | None:

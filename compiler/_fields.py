@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
+from typing import Any
 
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from trainspec.v1 import job_spec_pb2, review_pb2
@@ -141,10 +142,10 @@ class _Builder:
     def field(self, field: FieldDescriptor) -> FieldInfo:
         oneof = field.containing_oneof
         real_oneof = oneof is not None and oneof.name != "_" + field.name
-        common = {
+        common: dict[str, Any] = {
             "name": field.name,
             "json_name": field.json_name,
-            "oneof": oneof.name if real_oneof else "",
+            "oneof": oneof.name if oneof is not None and real_oneof else "",
             "has_presence": field.has_presence,
         }
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
@@ -155,14 +156,14 @@ class _Builder:
         item = self.item(field)
         return FieldInfo(kind=item.pop("item_kind"), **common, **item)
 
-    def item(self, field: FieldDescriptor) -> dict:
+    def item(self, field: FieldDescriptor) -> dict[str, Any]:
         if field.message_type is not None:
             if field.message_type.full_name == _VALUE:
                 return {"item_kind": "value"}
             return {"item_kind": "message", "message": self.message(field.message_type)}
         if field.enum_type is not None:
             return {"item_kind": "enum", "enum": _enum_info(field.enum_type)}
-        item = {"item_kind": "scalar", "scalar": _SCALARS[field.type]}
+        item: dict[str, Any] = {"item_kind": "scalar", "scalar": _SCALARS[field.type]}
         if field.type in _INT_BOUNDS:
             item["bounds"] = _INT_BOUNDS[field.type]
         return item

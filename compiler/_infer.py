@@ -146,7 +146,7 @@ def infer_training(resolved: Resolved, catalog: Catalog, spec_dir: str | os.Path
     )
 
 
-def _own_training(resolved_tree: Mapping[str, Any], base: FieldPath) -> tuple[dict, dict]:
+def _own_training(resolved_tree: Mapping[str, Any], base: tuple[str, ...]) -> tuple[dict, dict]:
     """(tree, training block) sharing the resolved tree's subtrees except the dicts this
     pass writes to, which are copied: the path down to the training block, the block
     itself, its hyperparameters, data channels and framework. Copying the whole tree
@@ -282,7 +282,8 @@ def _scale_reason(
             f"{per_device} per {one} × {devices} {many} of {instance.name}: one training "
             "process per instance drives them all"
         )
-    launcher = PER_DEVICE_LAUNCHERS[(training.get("distribution") or {}).get("type")]
+    distribution: Mapping[str, Any] = training.get("distribution") or {}
+    launcher = PER_DEVICE_LAUNCHERS[distribution.get("type")]
     per_process_devices = max(devices // processes, 1)
     return (
         f"{per_device} per {one} × {per_process_devices}: {launcher} starts {processes} "

@@ -28,7 +28,7 @@ class Resolved:
     origins: Mapping[FieldPath, Origin]
 
     @property
-    def training_path(self) -> FieldPath:
+    def training_path(self) -> tuple[str, ...]:
         """Where the training job sits: `training` or a tuning job's `tuning.training`."""
         return ("training",) if self.job == "training" else ("tuning", "training")
 

@@ -207,7 +207,7 @@ def training_image(
         )
     container = (entry.get("container_version") or {}).get(processor or "", None)
     if entry["repository"] == "pytorch-training-neuron":
-        container = _newest(entry["sdk_versions"]) + "-" + container
+        container = "-".join(x for x in (_newest(entry["sdk_versions"]), container) if x)
     if framework == "huggingface":
         base_number = re.match(r"^(pytorch|tensorflow)(.*)$", base)
         tag_prefix = f"{base_number.group(2) if base_number else base}-transformers{version}"

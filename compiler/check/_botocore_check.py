@@ -306,19 +306,19 @@ def _strict(value: Any, node: _Node, path: str, out: list[Diagnostic]) -> None:
     elif kind == "list":
         if isinstance(value, list | tuple):
             _check_size(len(value), node, path, out, check_min=False)
-            member = node.member
+            member = node.member  # set by _build for every list shape
             for index, item in enumerate(value):
-                if item is not None:
+                if item is not None and member is not None:
                     _strict(item, member, f"{path}[{index}]", out)
     elif kind == "map":
         if isinstance(value, dict):
             _check_size(len(value), node, path, out, check_min=True)
-            key_node, value_node = node.key, node.value
+            key_node, value_node = node.key, node.value  # set by _build for every map shape
             for key, item in value.items():
                 item_path = f"{path}.{key}"
-                if isinstance(key, str):
+                if isinstance(key, str) and key_node is not None:
                     _check_string(key, key_node, item_path, out, is_key=True)
-                if item is not None:
+                if item is not None and value_node is not None:
                     _strict(item, value_node, item_path, out)
     elif kind in ("integer", "long", "float", "double"):
         if isinstance(value, bool):
@@ -331,7 +331,9 @@ def _strict(value: Any, node: _Node, path: str, out: list[Diagnostic]) -> None:
             )
 
 
-def _check_size(size: int, node: _Node, path: str, out: list[Diagnostic], *, check_min: bool):
+def _check_size(
+    size: int, node: _Node, path: str, out: list[Diagnostic], *, check_min: bool
+) -> None:
     if node.max is not None and size > node.max:
         out.append(
             Diagnostic(

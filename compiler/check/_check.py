@@ -63,7 +63,15 @@ def check_training(
 
 
 class _Context:
-    def __init__(self, base, training, locate, catalog, inferred, local_files) -> None:
+    def __init__(
+        self,
+        base: FieldPath,
+        training: Mapping[str, Any],
+        locate: Locate,
+        catalog: Catalog,
+        inferred: Inferred,
+        local_files: LocalFiles,
+    ) -> None:
         self.base: FieldPath = base
         self.training: Mapping[str, Any] = training
         self._locate = locate
@@ -78,12 +86,26 @@ class _Context:
     def path(self, *parts: str | int) -> FieldPath:
         return self.base + parts
 
-    def error(self, code: str, parts: tuple, message: str, hint: str = "", value=None):
+    def error(
+        self,
+        code: str,
+        parts: tuple[str | int, ...],
+        message: str,
+        hint: str = "",
+        value: Any = None,
+    ) -> Diagnostic:
         path = self.path(*parts)
         extra = {} if value is None else {"value": value}
         return Diagnostic(code, format_path(path), message, hint, self._locate(path), **extra)
 
-    def warning(self, code: str, parts: tuple, message: str, hint: str = "", value=None):
+    def warning(
+        self,
+        code: str,
+        parts: tuple[str | int, ...],
+        message: str,
+        hint: str = "",
+        value: Any = None,
+    ) -> Diagnostic:
         return replace(self.error(code, parts, message, hint, value), severity=Severity.WARNING)
 
     def get(self, *parts: str) -> Any:
@@ -119,7 +141,9 @@ def _required(c: _Context) -> Iterator[Diagnostic]:
 
 def _known_catalog_entries(c: _Context) -> Iterator[Diagnostic]:
     compute = c.get("compute") or {}
-    names = [(("compute", "instance_type"), compute.get("instance_type"))]
+    names: list[tuple[tuple[str | int, ...], Any]] = [
+        (("compute", "instance_type"), compute.get("instance_type"))
+    ]
     for index, group in enumerate(compute.get("instance_groups") or []):
         names.append(
             (("compute", "instance_groups", index, "instance_type"), group.get("instance_type"))
@@ -192,7 +216,9 @@ def _pretrained(c: _Context, model: PretrainedModel) -> Iterator[Diagnostic]:
     """The JumpStart spec's rules: its supported instance types, and each of its
     hyperparameters typed and within its range or options."""
     compute = c.get("compute") or {}
-    names = [(("compute", "instance_type"), compute.get("instance_type"))]
+    names: list[tuple[tuple[str | int, ...], Any]] = [
+        (("compute", "instance_type"), compute.get("instance_type"))
+    ]
     for index, group in enumerate(compute.get("instance_groups") or []):
         names.append(
             (("compute", "instance_groups", index, "instance_type"), group.get("instance_type"))

@@ -25,6 +25,8 @@ from trainspec.compiler.check._local_files import EVERYWHERE, LocalFiles
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 Locate = Callable[[FieldPath], Location | None]
+# Reports one problem of a data folder: (code, message, hint).
+Problem = Callable[..., None]
 
 
 def inspect_local_data(
@@ -45,7 +47,7 @@ def inspect_local_data(
             continue  # S3 data is checked with --preflight; a missing path by check_training
         path = base + ("data", channel, "uri")
 
-        def problem(code: str, message: str, hint: str = "", *, _path=path) -> None:
+        def problem(code: str, message: str, hint: str = "", *, _path: FieldPath = path) -> None:
             problems.append(Diagnostic(code, format_path(_path), message, hint, locate(_path)))
 
         if model.data_format == "csv-label-text":
@@ -108,7 +110,7 @@ def _batch_beyond_data(
     ]
 
 
-def _inspect_csv(folder: Path, problem, texts: int = 1) -> Mapping[str, Any] | None:
+def _inspect_csv(folder: Path, problem: Problem, texts: int = 1) -> Mapping[str, Any] | None:
     """data.csv: an integer label, then `texts` text columns (2: a sentence pair)."""
     data = folder / "data.csv" if folder.is_dir() else folder
     shape = "integer label, then text" if texts == 1 else "integer label, sentence 1, sentence 2"
@@ -151,7 +153,7 @@ def _inspect_csv(folder: Path, problem, texts: int = 1) -> Mapping[str, Any] | N
     }
 
 
-def _inspect_images(folder: Path, problem) -> Mapping[str, Any] | None:
+def _inspect_images(folder: Path, problem: Problem) -> Mapping[str, Any] | None:
     if not folder.is_dir():
         problem(
             "data.image_folder_missing",

@@ -15,7 +15,7 @@ values skip every value rule but `check_with`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import cerberus
@@ -191,7 +191,7 @@ def _nested_check(rules: Mapping[str, Any], checks: CheckWith) -> Check | None:
             if kind != "dict":
                 raise _Unsupported(f"{rule} on type {kind}")
             item_check = _compile_rules(rules[rule], checks)
-            parts.append(lambda tree, c=item_check, p=pick: all(map(c, p(tree))))
+            parts.append(_each(item_check, pick))
     if not parts:
         return None
     if len(parts) == 1:
@@ -202,6 +202,11 @@ def _nested_check(rules: Mapping[str, Any], checks: CheckWith) -> Check | None:
     if kind == "dict":
         return lambda tree: type(tree) is dict and all(part(tree) for part in parts)
     return lambda items: type(items) is list and all(part(items) for part in parts)
+
+
+def _each(check: Check, pick: Callable[[dict[Any, Any]], Iterable[Any]]) -> Check:
+    """`check` on every key (or value) of a dict."""
+    return lambda tree: all(map(check, pick(tree)))
 
 
 def _check_with(name: Any, checks: CheckWith) -> Check | None:

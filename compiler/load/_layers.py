@@ -66,7 +66,7 @@ def _reroot(layer: Validated, job: str) -> tuple[dict, dict[FieldPath, Location]
     """Move a defaults-shaped layer's `training`/`tuning` blocks onto a job's paths."""
     tree: dict[str, Any] = {}
     locations: dict[FieldPath, Location] = {}
-    moves: list[tuple[FieldPath, FieldPath]] = []
+    moves: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
     if job == "training":
         moves.append((("training",), ("training",)))
     else:

@@ -57,7 +57,7 @@ def emit_plan(
         fields = dict(envelope) if isinstance(envelope, Mapping) else vars(envelope)
         plan.envelope.CopyFrom(plan_pb2.CostEnvelope(**fields))
     for report in data_reports:
-        json_format.ParseDict(report, plan.data_reports.add())
+        json_format.ParseDict(dict(report), plan.data_reports.add())
     plan.versions.compiler = __version__
     plan.versions.botocore = botocore_version
     plan.versions.catalogs.update(versions)
