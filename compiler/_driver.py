@@ -12,7 +12,7 @@ import os
 import posixpath
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 from trainspec.compiler._cancel import checkpoint
 from trainspec.compiler._diagnostics import (
@@ -89,6 +89,28 @@ class Intermediate:
     data: Any
 
 
+# Each entry point returns a Plan when it runs to EMIT (the default), an Intermediate
+# when `until` stops it before.
+@overload
+def compile_file(
+    path: str | os.PathLike,
+    *,
+    defaults: Sequence[str | os.PathLike] | None = ...,
+    overrides: Sequence[str] = ...,
+    options: CompileOptions = ...,
+    until: Literal[Stage.EMIT] = ...,
+    content: bytes | None = ...,
+) -> plan_pb2.Plan: ...
+@overload
+def compile_file(
+    path: str | os.PathLike,
+    *,
+    defaults: Sequence[str | os.PathLike] | None = ...,
+    overrides: Sequence[str] = ...,
+    options: CompileOptions = ...,
+    until: Stage,
+    content: bytes | None = ...,
+) -> plan_pb2.Plan | Intermediate: ...
 def compile_file(
     path: str | os.PathLike,
     *,
@@ -129,6 +151,26 @@ def compile_file(
     )
 
 
+@overload
+def compile_text(
+    path: str,
+    content: str | bytes,
+    *,
+    defaults: Sequence[tuple[str, str | bytes]] = ...,
+    overrides: Sequence[str] = ...,
+    options: CompileOptions = ...,
+    until: Literal[Stage.EMIT] = ...,
+) -> plan_pb2.Plan: ...
+@overload
+def compile_text(
+    path: str,
+    content: str | bytes,
+    *,
+    defaults: Sequence[tuple[str, str | bytes]] = ...,
+    overrides: Sequence[str] = ...,
+    options: CompileOptions = ...,
+    until: Stage,
+) -> plan_pb2.Plan | Intermediate: ...
 def compile_text(
     path: str,
     content: str | bytes,
@@ -155,6 +197,30 @@ def compile_text(
     )
 
 
+@overload
+def compile_loaded(
+    source: LoadedSource,
+    *,
+    defaults: Sequence[tuple[str, str | bytes]],
+    overrides: Sequence[str],
+    options: CompileOptions,
+    until: Literal[Stage.EMIT],
+    spec_dir: str | os.PathLike,
+    root: str,
+    file_names: Mapping[str, str] | None = ...,
+) -> plan_pb2.Plan: ...
+@overload
+def compile_loaded(
+    source: LoadedSource,
+    *,
+    defaults: Sequence[tuple[str, str | bytes]],
+    overrides: Sequence[str],
+    options: CompileOptions,
+    until: Stage,
+    spec_dir: str | os.PathLike,
+    root: str,
+    file_names: Mapping[str, str] | None = ...,
+) -> plan_pb2.Plan | Intermediate: ...
 def compile_loaded(
     source: LoadedSource,
     *,

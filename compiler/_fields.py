@@ -74,6 +74,13 @@ class FieldInfo:
     has_presence: bool = False  # proto3 `optional` or message-typed
     bounds: tuple[int, int] | None = None  # integers: what the proto type can hold
 
+    @property
+    def message_info(self) -> MessageInfo:
+        """`message`, for a field whose kind or item kind is "message" (which sets it)."""
+        if self.message is None:
+            raise TypeError(f"field {self.name} holds no messages")
+        return self.message
+
     @functools.cached_property
     def merges_by_key(self) -> bool:
         """Whether layers merge this field key by key (maps, messages but tagged unions)."""

@@ -283,7 +283,7 @@ def _scale_reason(
             "process per instance drives them all"
         )
     distribution: Mapping[str, Any] = training.get("distribution") or {}
-    launcher = PER_DEVICE_LAUNCHERS[distribution.get("type")]
+    launcher = PER_DEVICE_LAUNCHERS[distribution["type"]]  # processes > 1: one of them
     per_process_devices = max(devices // processes, 1)
     return (
         f"{per_device} per {one} × {per_process_devices}: {launcher} starts {processes} "

@@ -32,7 +32,7 @@ def preflight(
             continue
         path = base + ("data", channel, "uri")
 
-        def problem(code: str, message: str, hint: str = "", *, _path=path) -> None:
+        def problem(code: str, message: str, hint: str = "", *, _path: FieldPath = path) -> None:
             problems.append(Diagnostic(code, format_path(_path), message, hint, locate(_path)))
 
         parsed = urlparse(uri)

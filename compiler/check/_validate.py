@@ -13,7 +13,7 @@ import math
 import re
 import threading
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -173,7 +173,7 @@ class _Budget:
 class _Validator(cerberus.Validator):
     types_mapping = TYPES  # `true` is no integer (Python's bool is an int)
 
-    def _error(self, *args) -> None:
+    def _error(self, *args: Any) -> None:
         # A group (a child validator's errors, added by its parent) holds problems that
         # were counted when the child found them.
         grouped = len(args) == 1 or (
@@ -375,7 +375,7 @@ def _schema_cached(kind: str) -> dict:
 
 
 @functools.cache
-def _accepts(kind: str):
+def _accepts(kind: str) -> Callable[[Any], bool]:
     return compile_document(_schema_cached(kind), _CHECKS)
 
 
@@ -412,7 +412,7 @@ def _more_problems(count: int, path: str) -> Diagnostic:
     )
 
 
-def _leaf_errors(errors) -> list:
+def _leaf_errors(errors: Iterable[Any]) -> list[Any]:
     out = []
     for error in errors:
         if error.is_group_error:
@@ -422,7 +422,7 @@ def _leaf_errors(errors) -> list:
     return out
 
 
-def _diagnostics(errors, layer: Validated, kind: str) -> list[Diagnostic]:
+def _diagnostics(errors: Iterable[Any], layer: Validated, kind: str) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     seen: set[tuple] = set()
     for error in _leaf_errors(errors):
@@ -434,7 +434,7 @@ def _diagnostics(errors, layer: Validated, kind: str) -> list[Diagnostic]:
     return out
 
 
-def _diagnostic(error, layer: Validated, kind: str) -> Diagnostic:
+def _diagnostic(error: Any, layer: Validated, kind: str) -> Diagnostic:
     path: FieldPath = tuple(error.document_path)
     field_path = format_path(path)
     value = error.value
@@ -626,7 +626,7 @@ def _short(full: str) -> str:
     return full
 
 
-_TYPE_WORDS = {
+_TYPE_WORDS: dict[Any, str] = {
     "dict": "a mapping",
     "list": "a list",
     "string": "a string",
@@ -638,7 +638,7 @@ _TYPE_WORDS = {
 
 def _type_words(expected: Any) -> str:
     if isinstance(expected, list | tuple):
-        return " or ".join(_TYPE_WORDS.get(e, e) for e in expected)
+        return " or ".join(_TYPE_WORDS.get(e, str(e)) for e in expected)
     return _TYPE_WORDS.get(expected, str(expected))
 
 

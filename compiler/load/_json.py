@@ -10,7 +10,8 @@ from __future__ import annotations
 import bisect
 import json
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from trainspec.compiler._diagnostics import (
     Diagnostic,
@@ -22,14 +23,16 @@ from trainspec.compiler._diagnostics import (
 
 __all__ = ["load_json"]
 
-_WS = re.compile(r"[ \t\n\r]*")
+# Zero or more, so it matches at every index: its match is never None.
+_WS_MATCH = cast("Callable[[str, int], re.Match[str]]", re.compile(r"[ \t\n\r]*").match)
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 _LITERALS = {"t": ("true", True), "f": ("false", False), "n": ("null", None)}
 # Digits in one number literal. Python refuses to convert more than 4300 (a guard against
 # quadratic parsing); no spec value needs a tenth of this.
 MAX_NUMBER_CHARS = 400
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_scanstring = json.decoder.scanstring  # the C implementation when available
+# The C implementation when available; json.decoder has it, typeshed's stub does not.
+_scanstring = json.decoder.scanstring  # type: ignore[attr-defined]
 
 
 def load_json(
@@ -82,7 +85,7 @@ class _Parser:
 
     def run(self) -> tuple[Any, dict[FieldPath, Location], dict[FieldPath, Location]]:
         text = self.text
-        start = _WS.match(text, 0).end()
+        start = _WS_MATCH(text, 0).end()
         if start == len(text):
             raise SpecError(
                 [
@@ -106,7 +109,7 @@ class _Parser:
                     'a spec is an object with one key, "training" or "tuning"',
                 )
             tree, end = self._value(start, (), -1, 1)
-            end = _WS.match(text, end).end()
+            end = _WS_MATCH(text, end).end()
             if end != len(text):
                 raise _Fail(
                     "load.syntax",
@@ -193,7 +196,7 @@ class _Parser:
 
     def _object(self, i: int, path: FieldPath, depth: int) -> tuple[dict, int]:
         self._enter(i, depth)
-        text, ws = self.text, _WS.match
+        text, ws = self.text, _WS_MATCH
         out: dict[str, Any] = {}
         first_at: dict[str, int] = {}
         i = ws(text, i + 1).end()
@@ -223,7 +226,7 @@ class _Parser:
 
     def _array(self, i: int, path: FieldPath, depth: int) -> tuple[list, int]:
         self._enter(i, depth)
-        text, ws = self.text, _WS.match
+        text, ws = self.text, _WS_MATCH
         out: list[Any] = []
         i = ws(text, i + 1).end()
         if text[i : i + 1] == "]":

@@ -9,7 +9,7 @@ done, gives every key and value its line and column, and never constructs a tag.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 from trainspec.compiler._diagnostics import (
@@ -399,6 +399,7 @@ class _Builder:
     def _merge(self, frame: _Frame, source: Any, entries: list) -> None:
         """Fold a `<<` value (a mapping or a list of them) into `target`, as safe_load does."""
         loc = frame.key_loc or Location(self.name)
+        sources: list[tuple[tuple[int, ...], dict[Any, Any]]]
         if isinstance(source, dict):
             sources = [((), source)]
         elif isinstance(source, list) and all(isinstance(s, dict) for s in source):
@@ -436,14 +437,14 @@ class _Builder:
                 f"the document uses more than {self.max_aliases} aliases",
                 "write the values out instead of repeating `*alias` references",
             )
-        anchor = self.anchors.get(event.anchor, _NO_KEY)
-        if anchor is _NO_KEY:
+        if event.anchor not in self.anchors:
             self._fail(
                 "load.syntax",
                 mark,
                 f"undefined alias `*{event.anchor}`",
                 f"define it first with `&{event.anchor}` on the value to repeat",
             )
+        anchor = self.anchors[event.anchor]
         if anchor is None:
             self._fail(
                 "load.alias_limit",
@@ -476,11 +477,13 @@ class _Builder:
 
     # -- failures -------------------------------------------------------------------------
 
-    def _fail(self, code: str, mark: Any, message: str, hint: str, at_start: bool = False) -> None:
+    def _fail(
+        self, code: str, mark: Any, message: str, hint: str, at_start: bool = False
+    ) -> NoReturn:
         loc = Location(self.name, 1, 1) if at_start else self._loc(mark)
         raise SpecError([*self.errors, Diagnostic(code, "", message, hint, loc)])
 
-    def _not_a_mapping(self, mark: Any, what: str) -> None:
+    def _not_a_mapping(self, mark: Any, what: str) -> NoReturn:
         self._fail(
             "load.not_a_mapping",
             mark,
@@ -488,7 +491,7 @@ class _Builder:
             "a spec is a mapping with one key, `training:` or `tuning:`",
         )
 
-    def _too_deep(self, mark: Any) -> None:
+    def _too_deep(self, mark: Any) -> NoReturn:
         self._fail(
             "load.too_deep",
             mark,
@@ -496,7 +499,7 @@ class _Builder:
             "a spec is shallow; check for runaway brackets or indentation",
         )
 
-    def _complex_key(self, mark: Any) -> None:
+    def _complex_key(self, mark: Any) -> NoReturn:
         self._fail(
             "load.non_string_key",
             mark,
@@ -534,13 +537,16 @@ class _Builder:
         problem = getattr(error, "problem", None) or str(error)
         tab = _tab_near(self.text, mark) if mark is not None else None
         if tab is not None or "tab" in problem:
-            line, column = tab if tab is not None else (mark.line + 1, mark.column + 1)
+            if tab is not None:
+                where = Location(self.name, *tab)
+            else:  # an error without a mark has no place to name
+                where = self._loc(mark) if mark is not None else Location(self.name)
             return Diagnostic(
                 "load.tabs",
                 "",
                 "a tab is used for indentation",
                 "indent with spaces; yaml does not allow tabs there",
-                Location(self.name, line, column),
+                where,
             )
         context = getattr(error, "context", None)
         context_mark = getattr(error, "context_mark", None)

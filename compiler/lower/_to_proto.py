@@ -13,7 +13,7 @@ from typing import Any
 
 from google.protobuf import struct_pb2
 from google.protobuf.message import Message
-from trainspec.compiler._fields import MessageInfo
+from trainspec.compiler._fields import FieldInfo, MessageInfo
 
 
 def fill_message(message: Message, tree: Mapping[str, Any], info: MessageInfo) -> None:
@@ -22,17 +22,17 @@ def fill_message(message: Message, tree: Mapping[str, Any], info: MessageInfo) -
         field = info.fields[name]
         kind = field.kind
         if kind == "message":
-            fill_message(getattr(message, name), value, field.message)
+            fill_message(getattr(message, name), value, field.message_info)
         elif kind == "scalar" or kind == "enum":
             setattr(message, name, value)
         elif kind == "value":
             set_value(getattr(message, name), value)
         elif kind == "map":
-            _fill_map(getattr(message, name), value, field.item_kind, field.message)
+            _fill_map(getattr(message, name), value, field)
         elif field.item_kind == "message":
             container = getattr(message, name)
             for item in value:
-                fill_message(container.add(), item, field.message)
+                fill_message(container.add(), item, field.message_info)
         elif field.item_kind == "value":
             container = getattr(message, name)
             for item in value:
@@ -41,11 +41,12 @@ def fill_message(message: Message, tree: Mapping[str, Any], info: MessageInfo) -
             getattr(message, name).extend(value)
 
 
-def _fill_map(container: Any, tree: Mapping[str, Any], item_kind: str, item) -> None:
-    if item_kind == "message":
+def _fill_map(container: Any, tree: Mapping[str, Any], field: FieldInfo) -> None:
+    if field.item_kind == "message":
+        item = field.message_info
         for key, value in tree.items():
             fill_message(container[key], value, item)
-    elif item_kind == "value":
+    elif field.item_kind == "value":
         for key, value in tree.items():
             set_value(container[key], value)
     else:

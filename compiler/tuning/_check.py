@@ -108,7 +108,8 @@ def check_tuning(
     _check_completion(checker, tuning.get("completion") or {})
     _check_warm_start(checker, tuning.get("warm_start"))
     seed = tuning.get("random_seed")
-    if seed is not None and as_number(seed) is not None and as_number(seed) < 0:
+    seed_number = as_number(seed)
+    if seed_number is not None and seed_number < 0:
         checker.error(
             "tuning.random_seed.non_negative",
             ("tuning", "random_seed"),
@@ -126,13 +127,23 @@ class _Checker:
         self._locate = locate
         self.diagnostics: list[Diagnostic] = []
 
-    def error(self, code: str, path: FieldPath, message: str, hint: str, value: Any = None):
+    def error(self, code: str, path: FieldPath, message: str, hint: str, value: Any = None) -> None:
         self._add(code, path, message, hint, value, Severity.ERROR)
 
-    def warning(self, code: str, path: FieldPath, message: str, hint: str, value: Any = None):
+    def warning(
+        self, code: str, path: FieldPath, message: str, hint: str, value: Any = None
+    ) -> None:
         self._add(code, path, message, hint, value, Severity.WARNING)
 
-    def _add(self, code, path, message, hint, value, severity) -> None:
+    def _add(
+        self,
+        code: str,
+        path: FieldPath,
+        message: str,
+        hint: str,
+        value: Any,
+        severity: Severity,
+    ) -> None:
         kwargs = {} if value is None else {"value": value}
         self.diagnostics.append(
             Diagnostic(
@@ -391,7 +402,8 @@ def _check_hyperband(
 def _check_limits(checker: _Checker, limits: Mapping[str, Any]) -> None:
     for key in ("max_jobs", "max_parallel_jobs", "max_runtime_seconds"):
         value = limits.get(key)
-        if value is not None and as_number(value) is not None and as_number(value) < 1:
+        number = as_number(value)
+        if number is not None and number < 1:
             checker.error(
                 "tuning.limits.positive",
                 ("tuning", "limits", key),

@@ -6,9 +6,9 @@ _lower, and the top-level _envelope), which work on plain tuning trees.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trainspec.compiler._diagnostics import Diagnostic, FieldPath
 from trainspec.compiler._infer import Inferred, instance_count
@@ -17,6 +17,9 @@ from trainspec.compiler._resolve import Resolved
 from trainspec.compiler.catalog._catalog import Catalog
 from trainspec.compiler.tuning._autotune import TuningInference, infer_tuning
 from trainspec.compiler.tuning._autotune_rules import load_rules
+
+if TYPE_CHECKING:
+    from trainspec.compiler._diagnostics import Location
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,9 @@ def _replace_resolved(inferred: Inferred, resolved: Resolved) -> Inferred:
     return replace(inferred, resolved=resolved)
 
 
-def check(step: TuningStep, inferred: Inferred, locate) -> list[Diagnostic]:
+def check(
+    step: TuningStep, inferred: Inferred, locate: Callable[[FieldPath], Location | None]
+) -> list[Diagnostic]:
     from trainspec.compiler.lower._lower import lowered_hyperparameters
     from trainspec.compiler.tuning._check import check_tuning
 
