@@ -60,9 +60,11 @@ def run(
     A training job writes <root>/<job>/output/model.tar.gz; a tuning job runs its trials
     with Optuna and writes the best trial, a table and plots to <root>/<job>/. Several
     runs of one tuning job with the same --storage (shells, machines) work as one job.
-    Rerunning a stopped or killed job resumes it (checkpoints, finished trials). Exit 0
-    when the job completed, 1 when it failed or was stopped, 4 when the database or disk
-    failed.
+    Rerunning a stopped or killed job resumes it (checkpoints, finished trials). S3
+    inputs (channels, a pretrained model's weights and script) are downloaded with your
+    AWS credentials into <root>/.cache/s3, checked against S3's ETags, and downloaded
+    again only when they change. Exit 0 when the job completed, 1 when it failed or was
+    stopped, 4 when the database, the disk or S3 failed.
     """
     if not local:
         raise click.UsageError(
@@ -87,11 +89,16 @@ def run(
     def shown(text: str) -> str:  # no output ever holds the storage password
         return scrub(text, storage) if storage else text
 
+    from trainspec.trainer._s3_inputs import InputsUnavailable
+
     try:
         if tuning:
             ok = _run_tuning(plan, base, Path(root), storage, echo)
         else:
             ok = _run_training(plan, base, Path(root), echo)
+    except InputsUnavailable as exc:  # before the user errors: it is one of them as well
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_INFRASTRUCTURE)
     except _user_errors() as exc:
         _fail(shown(str(exc)))
     except Exception as exc:

@@ -286,10 +286,15 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
                     run_tuning(settings, job_run, self._root, echo=quiet)
         except (ContainerError, TuningError) as exc:
             self._user_error(context, exc)
+        # A pretrained model's script comes from S3 (source_dir None): nothing local to check.
+        source = job_run.source_dir
         self._refuse_outside(
             [
-                ("source folder", job_run.source_dir),
-                ("entry point", job_run.source_dir / job_run.entry_point),
+                *(
+                    [("source folder", source), ("entry point", source / job_run.entry_point)]
+                    if source is not None
+                    else []
+                ),
                 *((f"data channel {c.name}", Path(c.uri)) for c in job_run.channels if not c.is_s3),
             ],
             context,

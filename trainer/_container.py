@@ -63,6 +63,7 @@ class Channel:
     distribution: str = "FullyReplicated"
     record_wrapper: str = "None"
     compression: str = "None"
+    s3_data_type: str = "S3Prefix"
 
     @property
     def is_s3(self) -> bool:
@@ -87,8 +88,8 @@ class TrainingRun:
     """Everything the local runner needs for one training job (from a plan, or a trial)."""
 
     name: str
-    entry_point: str  # relative to source_dir
-    source_dir: Path
+    entry_point: str  # relative to source_dir (or to the unpacked source_archive)
+    source_dir: Path | None  # None when the source is `source_archive`
     hyperparameters: Mapping[str, str]  # the request's HyperParameters (strings)
     channels: tuple[Channel, ...] = ()
     environment: Mapping[str, str] = field(default_factory=dict)
@@ -102,6 +103,9 @@ class TrainingRun:
     # GPUs of the planned instance (from the plan's batch sizes), to say what a machine
     # without them simulates; 0 when none or unknown.
     gpus_per_instance: int = 0
+    # A pretrained model's script archive (its `sagemaker_submit_directory`: an s3:// URI,
+    # or a path under /opt/ml/ in one of its channels), unpacked into code/ before the run.
+    source_archive: str = ""
 
     @property
     def hosts(self) -> tuple[Host, ...]:
@@ -190,8 +194,8 @@ def prepare_layout(run: TrainingRun, root: Path, host: Host | None = None) -> Jo
 
     As on SageMaker, the source folder is copied into code/ and the entry point runs
     there. Checkpoints survive a rerun of the same job name so a killed run resumes;
-    model/, output/, code/ and the channels are rebuilt. S3 channels are not fetched here
-    (see `_local_run.fetch_s3_channels`).
+    model/, output/, code/ and the channels are rebuilt. S3 channels and a source archive
+    are not fetched here (see `_s3_inputs.fetch_inputs`).
     """
     host = host or run.hosts[0]
     layout = JobLayout(job_dir(root, run.name, host.name))
@@ -213,11 +217,14 @@ def prepare_layout(run: TrainingRun, root: Path, host: Host | None = None) -> Jo
             layout.checkpoint_dir,
         ):
             folder.mkdir(parents=True, exist_ok=True)
-        copy_source(
-            run.source_dir,
-            layout.code_dir,
-            extra_source_files(run.source_dir, sifting=uses_sifting(run.environment)),
-        )
+        if run.source_dir is None:
+            layout.code_dir.mkdir()
+        else:
+            copy_source(
+                run.source_dir,
+                layout.code_dir,
+                extra_source_files(run.source_dir, sifting=uses_sifting(run.environment)),
+            )
         _write_json(layout.config_dir / "hyperparameters.json", dict(run.hyperparameters))
         _write_json(layout.config_dir / "resourceconfig.json", resource_config(run, host))
         _write_json(

@@ -31,6 +31,7 @@ from trainspec.trainer._container import (
 from trainspec.trainer._launch import free_port, host_commands, simulation_notes
 from trainspec.trainer._metrics import MetricParser, MetricPoint, definitions_from_request
 from trainspec.trainer._requirements import job_python
+from trainspec.trainer._s3_inputs import fetch_inputs
 from trainspec.v1 import job_spec_pb2, plan_pb2
 
 # SageMaker gives a stopped script 120 s after SIGTERM; locally a short grace keeps
@@ -98,20 +99,34 @@ def training_run_from_parts(
     are relative to `base` (the working directory when None).
     """
     base = base or Path.cwd()
-    if spec.model.WhichOneof("kind") != "framework":
+    kind = spec.model.WhichOneof("kind")
+    source_dir: Path | None = None
+    source_archive = ""
+    if kind == "framework":
+        framework = spec.model.framework
+        source_dir = (base / (framework.source_dir or ".")).resolve()
+        entry_point = framework.entry_point or hyperparameters.get("sagemaker_program", "")
+        entry_path = source_dir / entry_point
+        if not entry_point or not entry_path.is_file():
+            raise ContainerError(
+                f"entry point {str(entry_path) if entry_point else '(none)'} does not exist "
+                "(check training.model.framework.entry_point and source_dir)"
+            )
+    elif kind == "pretrained":
+        # JumpStart's script arrives as the toolkit fetches it on SageMaker: an archive that
+        # `sagemaker_submit_directory` names, run as `sagemaker_program`.
+        entry_point = str(hyperparameters.get("sagemaker_program", ""))
+        source_archive = str(hyperparameters.get("sagemaker_submit_directory", ""))
+        if not entry_point or not source_archive:
+            raise ContainerError(
+                f"job {name!r}: the pretrained model {spec.model.pretrained!r} has no "
+                "sagemaker_program and sagemaker_submit_directory hyperparameters to run"
+            )
+    else:
         raise ContainerError(
-            "local runs need a framework model with an entry point (script mode); "
-            f"job {name!r} uses a {spec.model.WhichOneof('kind') or 'missing'} model, "
+            "local runs need a script: a framework model with an entry point, or a "
+            f"pretrained (JumpStart) model; job {name!r} uses a {kind or 'missing'} model, "
             "which runs on SageMaker only (trainspec submit)"
-        )
-    framework = spec.model.framework
-    source_dir = (base / (framework.source_dir or ".")).resolve()
-    entry_point = framework.entry_point or hyperparameters.get("sagemaker_program", "")
-    entry_path = source_dir / entry_point
-    if not entry_point or not entry_path.is_file():
-        raise ContainerError(
-            f"entry point {str(entry_path) if entry_point else '(none)'} does not exist "
-            "(check training.model.framework.entry_point and source_dir)"
         )
     channels = []
     request_channels = {c["ChannelName"]: c for c in request.get("InputDataConfig", [])}
@@ -125,19 +140,13 @@ def training_run_from_parts(
         uri = source.uri.removeprefix("file://")
         if uri and not uri.startswith("s3://"):
             uri = str(base / uri)
-        config = request_channels.get(channel_name, {})
+        channels.append(_channel(channel_name, uri, request_channels.get(channel_name, {})))
+    # Channels the compiler adds (a pretrained model's weights and script, incremental
+    # training's earlier model) are in the request only, always on S3.
+    for channel_name, config in request_channels.items():
         s3 = config.get("DataSource", {}).get("S3DataSource", {})
-        channels.append(
-            Channel(
-                name=channel_name,
-                uri=uri,
-                input_mode=config.get("InputMode", "File"),
-                content_type=config.get("ContentType", ""),
-                distribution=s3.get("S3DataDistributionType", "FullyReplicated"),
-                record_wrapper=config.get("RecordWrapperType", "None"),
-                compression=config.get("CompressionType", "None"),
-            )
-        )
+        if channel_name not in spec.data and s3.get("S3Uri"):
+            channels.append(_channel(channel_name, s3["S3Uri"], config))
     environment = dict(request.get("Environment", {}))
     if spec.HasField("sifting") and "TRAINSPEC_SIFTING" not in environment:
         environment["TRAINSPEC_SIFTING"] = json_format.MessageToJson(
@@ -151,6 +160,7 @@ def training_run_from_parts(
         name=name,
         entry_point=entry_point,
         source_dir=source_dir,
+        source_archive=source_archive,
         hyperparameters={k: str(v) for k, v in hyperparameters.items()},
         channels=tuple(channels),
         environment=environment,
@@ -168,42 +178,19 @@ def training_run_from_parts(
     )
 
 
-def fetch_s3_channels(run: TrainingRun, layout: JobLayout) -> None:
-    """Download S3 channels into the job directory (boto3, the usual credential chain)."""
-    s3_channels = [c for c in run.channels if c.is_s3]
-    if not s3_channels:
-        return
-    import boto3  # only jobs with S3 data pay for importing boto3
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    session = boto3.Session(region_name=run.region or None)
-    if session.get_credentials() is None:
-        names = ", ".join(f"{c.name} ({c.uri})" for c in s3_channels)
-        raise ContainerError(
-            f"data channels on S3 need AWS credentials and none were found: {names}; "
-            "configure credentials (aws configure, AWS_PROFILE) or use local paths"
-        )
-    s3 = session.client("s3")
-    for channel in s3_channels:
-        bucket, _, prefix = channel.uri.removeprefix("s3://").partition("/")
-        target = layout.channel_dir(channel.name)
-        target.mkdir(parents=True, exist_ok=True)
-        try:
-            count = 0
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-                for item in page.get("Contents", []):
-                    key = item["Key"]
-                    if key.endswith("/"):
-                        continue
-                    relative = key[len(prefix) :].lstrip("/") or Path(key).name
-                    dest = target / relative
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    s3.download_file(bucket, key, str(dest))
-                    count += 1
-        except (ClientError, BotoCoreError) as exc:
-            raise ContainerError(f"data channel {channel.name!r}: {channel.uri}: {exc}") from None
-        if count == 0:
-            raise ContainerError(f"data channel {channel.name!r}: no objects under {channel.uri}")
+def _channel(name: str, uri: str, config: Mapping[str, Any]) -> Channel:
+    """A channel at `uri` with its request entry's settings (SageMaker's defaults)."""
+    s3 = config.get("DataSource", {}).get("S3DataSource", {})
+    return Channel(
+        name=name,
+        uri=uri,
+        input_mode=config.get("InputMode", "File"),
+        content_type=config.get("ContentType", ""),
+        distribution=s3.get("S3DataDistributionType", "FullyReplicated"),
+        record_wrapper=config.get("RecordWrapperType", "None"),
+        compression=config.get("CompressionType", "None"),
+        s3_data_type=s3.get("S3DataType", "S3Prefix"),
+    )
 
 
 def run_training(
@@ -220,7 +207,8 @@ def run_training(
     """Lay out the job, run its entry point, report metrics and pack model.tar.gz.
 
     Raises ContainerError for problems found before the script starts (missing entry
-    point or data channel, unwritable root); everything after that is a RunResult.
+    point or data channel, unwritable root, S3 inputs that cannot be fetched: then
+    InputsUnavailable when S3 or the disk failed); everything after that is a RunResult.
     """
     echo = echo or _print
     root = Path(root)
@@ -237,9 +225,8 @@ def run_training(
     layout = prepare_layout(run, root)
     # Every other host gets a job directory of its own, as each container has its /opt/ml.
     others = [(host, prepare_layout(run, root, host)) for host in run.hosts[1:]]
-    fetch_s3_channels(run, layout)
-    for _host, other in others:
-        fetch_s3_channels(run, other)
+    for each in (layout, *(other for _host, other in others)):
+        fetch_inputs(run, each, root, echo)
     python = job_python(layout.code_dir, root, echo)
     store.start(
         run.name,
