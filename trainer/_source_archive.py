@@ -13,9 +13,9 @@ from trainspec.trainer._container import ContainerError
 
 def unpack_source(archive: Path, code_dir: Path, label: str) -> None:
     """Extract `archive` (a gzipped tar; a folder is copied, as the toolkit does) into
-    `code_dir`. Every member is checked with tarfile's `data` filter before anything is
-    written, so an archive with an absolute path, `..` or a link out of the folder is
-    refused whole. `label` names the archive in errors."""
+    `code_dir`. Every member is checked (no absolute name, then tarfile's `data` filter)
+    before anything is written, so an archive with an absolute path, `..` or a link out
+    of the folder is refused whole. `label` names the archive in errors."""
     try:
         if archive.is_dir():
             shutil.copytree(archive, code_dir, dirs_exist_ok=True)
@@ -23,6 +23,10 @@ def unpack_source(archive: Path, code_dir: Path, label: str) -> None:
         with tarfile.open(archive, "r:gz") as tar:
             members = tar.getmembers()
             for member in members:
+                if member.name.startswith("/"):  # the data filter would strip the `/`
+                    raise ContainerError(
+                        f"{label} is refused: member {member.name!r} is an absolute path"
+                    )
                 tarfile.data_filter(member, str(code_dir))
             tar.extractall(code_dir, members=members, filter="data")
     except tarfile.FilterError as exc:

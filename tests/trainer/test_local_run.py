@@ -421,7 +421,10 @@ def test_s3_channels_are_downloaded_with_boto3(job, tmp_path, clean_aws_env, mon
 def test_s3_channels_without_credentials_are_a_clear_error(job, tmp_path, clean_aws_env):
     plan = job(ECHO_SCRIPT)
     plan.job.training.data["train"].uri = "s3://data/digits/train/"
-    with pytest.raises(ContainerError, match=r"no AWS credentials were found: channel train \(s3://data/digits/train/\)"):
+    with pytest.raises(
+        ContainerError,
+        match=r"no AWS credentials were found: channel train \(s3://data/digits/train/\)",
+    ):
         run_training(training_run_from_plan(plan), tmp_path / "runs")
 
 
