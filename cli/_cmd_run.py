@@ -44,6 +44,16 @@ def _user_errors() -> tuple[type[Exception], ...]:
     "in the defaults file, then <root>/optuna.db. Keep the password out of the URL "
     "(PGPASSWORD or ~/.pgpass): a command line shows in `ps`.",
 )
+@click.option(
+    "--channel",
+    "channels",
+    multiple=True,
+    metavar="NAME=PATH",
+    callback=lambda _ctx, _param, values: _channel_paths(values),
+    help="Read channel NAME from a local file or folder instead of its S3 URI, e.g. a "
+    "pretrained model's weights (`model`) or script archive (`code`) fetched elsewhere; "
+    "nothing is downloaded for it. Repeatable.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Do not stream the training log.")
 @handle_errors()
 def run(
@@ -53,6 +63,7 @@ def run(
     defaults: tuple[str, ...],
     overrides: tuple[str, ...],
     storage: str | None,
+    channels: dict[str, Path],
     quiet: bool,
 ) -> None:
     """Compile SPEC and run it on this machine as SageMaker's container would.
@@ -93,9 +104,9 @@ def run(
 
     try:
         if tuning:
-            ok = _run_tuning(plan, base, Path(root), storage, echo)
+            ok = _run_tuning(plan, base, Path(root), storage, echo, channels)
         else:
-            ok = _run_training(plan, base, Path(root), echo)
+            ok = _run_training(plan, base, Path(root), echo, channels)
     except InputsUnavailable as exc:  # before the user errors: it is one of them as well
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_INFRASTRUCTURE)
@@ -123,6 +134,18 @@ def run(
     sys.exit(0 if ok else EXIT_INVALID)
 
 
+def _channel_paths(values: tuple[str, ...]) -> dict[str, Path]:
+    paths: dict[str, Path] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise click.BadParameter(f"{value!r} is not NAME=PATH", param_hint="--channel")
+        if not Path(path).exists():
+            raise click.BadParameter(f"{path} does not exist", param_hint="--channel")
+        paths[name] = Path(path)
+    return paths
+
+
 def _defaults_storage(spec: str, defaults: tuple[str, ...]) -> str | None:
     """`local.tuning_storage` of the defaults files (the last that sets it wins)."""
     import yaml
@@ -138,10 +161,14 @@ def _defaults_storage(spec: str, defaults: tuple[str, ...]) -> str | None:
     return found
 
 
-def _run_training(plan: Any, base: Path, root: Path, echo: Any) -> bool:
-    from trainspec.trainer._local_run import run_training, training_run_from_plan
+def _run_training(plan: Any, base: Path, root: Path, echo: Any, channels: Any) -> bool:
+    from trainspec.trainer._local_run import (
+        run_training,
+        training_run_from_plan,
+        with_local_channels,
+    )
 
-    job = training_run_from_plan(plan, base)
+    job = with_local_channels(training_run_from_plan(plan, base), channels)
     click.echo(f"==> local training job {job.name} in {root.resolve() / job.name}", err=True)
     result = run_training(job, root, echo=echo)
     click.echo(f"==> {job.name}: {result.secondary_status} after {result.seconds:.1f} s", err=True)
@@ -154,11 +181,15 @@ def _run_training(plan: Any, base: Path, root: Path, echo: Any) -> bool:
     return result.ok
 
 
-def _run_tuning(plan: Any, base: Path, root: Path, storage: str | None, echo: Any) -> bool:
+def _run_tuning(
+    plan: Any, base: Path, root: Path, storage: str | None, echo: Any, channels: Any
+) -> bool:
+    from trainspec.trainer._local_run import with_local_channels
     from trainspec.trainer._local_tune import run_tuning, tuning_from_plan
     from trainspec.trainer._storage_url import default_storage_url, masked
 
     settings, template = tuning_from_plan(plan, base)
+    template = with_local_channels(template, channels)
     click.echo(
         f"==> local tuning job {settings.name}: {settings.strategy}, up to "
         f"{settings.max_jobs} trials, {settings.max_parallel_jobs} at a time (over all "

@@ -178,6 +178,25 @@ def training_run_from_parts(
     )
 
 
+def with_local_channels(run: TrainingRun, local: Mapping[str, Path]) -> TrainingRun:
+    """`run` with the channels `local` names read from local files or folders instead of
+    S3 (a pretrained model's weights or script fetched some other way, data at hand)."""
+    names = {c.name for c in run.channels}
+    unknown = sorted(set(local) - names)
+    if unknown:
+        raise ContainerError(
+            f"job {run.name!r} has no channel {', '.join(map(repr, unknown))}; its channels: "
+            + ", ".join(sorted(names))
+        )
+    return replace(
+        run,
+        channels=tuple(
+            replace(c, uri=str(Path(local[c.name]).resolve())) if c.name in local else c
+            for c in run.channels
+        ),
+    )
+
+
 def _channel(name: str, uri: str, config: Mapping[str, Any]) -> Channel:
     """A channel at `uri` with its request entry's settings (SageMaker's defaults)."""
     s3 = config.get("DataSource", {}).get("S3DataSource", {})

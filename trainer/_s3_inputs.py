@@ -94,7 +94,7 @@ def _client(run: TrainingRun, needed: list[str]) -> Any:
             + "; ".join(needed)
             + ". Configure credentials that may read them (aws configure, AWS_PROFILE, or "
             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; s3:ListBucket and s3:GetObject), "
-            "or give data channels as local paths (--set training.data.NAME=PATH)"
+            "or read channels from local copies (trainspec run --local --channel NAME=PATH)"
         )
     config = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeout=10)
     return session.client("s3", config=config)

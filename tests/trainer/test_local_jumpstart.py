@@ -375,3 +375,29 @@ def test_unreachable_s3_is_an_infrastructure_failure_with_exit_4(aws, tmp_path, 
     done = _trainspec("run", str(SPEC), "--local", "--root", str(tmp_path / "runs"), cwd=tmp_path)
     assert done.returncode == 4, done.stdout + done.stderr
     assert "cannot reach S3 for s3://" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_local_copies_of_every_channel_need_no_credentials(aws, tmp_path, monkeypatch):
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    copies = {name: tmp_path / name for name in ("model", "code", "training")}
+    for folder in copies.values():
+        folder.mkdir()
+    (copies["model"] / "weights.tar.gz").write_bytes(_model("weights from elsewhere"))
+    (copies["code"] / "sourcedir.tar.gz").write_bytes(SOURCEDIR)
+    (copies["training"] / "data.csv").write_text("1,a,b\n")
+    root = tmp_path / "runs"
+    args = [f"--channel={name}={path}" for name, path in copies.items()]
+    done = _trainspec("run", str(SPEC), "--local", "--root", str(root), *args, cwd=tmp_path)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    with tarfile.open(
+        root / _plan().sagemaker_request["TrainingJobName"] / "output/model.tar.gz"
+    ) as tar:
+        seen = json.load(tar.extractfile("model.json"))
+    assert seen["weights"] == "weights from elsewhere" and seen["rows"] == 1
+    assert not (root / ".cache").exists()  # nothing was fetched
+
+    done = _trainspec("run", str(SPEC), "--local", "--channel", f"weights={tmp_path}", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "has no channel 'weights'; its channels: code, model, training" in done.stderr
