@@ -22,6 +22,7 @@ from trainspec.trainer import _s3_cache
 from trainspec.trainer._container import ContainerError
 from trainspec.trainer._local_run import run_training, training_run_from_plan
 from trainspec.trainer._s3_cache import ObjectChanged, S3Cache, S3Object
+from trainspec.trainer._s3_inputs import InputsUnavailable, _s3_errors
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = REPO / "examples/training/finetune-text.yaml"
@@ -401,3 +402,39 @@ def test_local_copies_of_every_channel_need_no_credentials(aws, tmp_path, monkey
     done = _trainspec("run", str(SPEC), "--local", "--channel", f"weights={tmp_path}", cwd=tmp_path)
     assert done.returncode == 1
     assert "has no channel 'weights'; its channels: code, model, training" in done.stderr
+
+
+def test_incremental_training_fetches_the_earlier_model_in_place_of_the_weights(aws, tmp_path):
+    from trainspec.compiler import compile_file
+
+    earlier = "s3://acme-ml/jobs/qnli-bert-1/output/model.tar.gz"
+    aws.put_object(Bucket="acme-ml", Key=earlier[len("s3://acme-ml/") :], Body=_model("tuned"))
+    plan = compile_file(SPEC, overrides=[f"training.model.from_artifact={earlier}"])
+    result = _run(plan, tmp_path / "runs")
+    assert result.ok, result.message
+    seen = _seen(result)
+    assert seen["weights"] == "tuned" and seen["model_files"] == ["model.tar.gz"]
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "error", "says"),
+    [
+        ("AccessDenied", 403, ContainerError, "access to s3://b/k was denied (AccessDenied)"),
+        ("403", 403, ContainerError, "need s3:ListBucket on its bucket and s3:GetObject"),
+        ("NoSuchBucket", 404, ContainerError, "the bucket of s3://b/k does not exist"),
+        ("InvalidObjectState", 400, ContainerError, "S3 refused s3://b/k: InvalidObjectState"),
+        ("InternalError", 500, InputsUnavailable, "S3 failed to serve s3://b/k"),
+        ("SlowDown", 503, InputsUnavailable, "run again later"),
+    ],
+)
+def test_s3_errors_say_whose_fault_they_are(code, status, error, says):
+    from botocore.exceptions import ClientError
+
+    response = {
+        "Error": {"Code": code, "Message": "m"},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    with pytest.raises(error, match=re.escape(says)) as raised, _s3_errors("ch", "s3://b/k"):
+        raise ClientError(response, "GetObject")
+    # only S3's own failures are infrastructure (exit 4); the rest are the user's to fix
+    assert isinstance(raised.value, InputsUnavailable) == (status >= 500)
