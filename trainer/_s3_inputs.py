@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import re
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -42,6 +43,8 @@ _DENIED = frozenset(
     }
 )
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound"})
+# S3's bucket names (old us-east-1 ones may have capitals and underscores): never `.`/`..`.
+_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,254}")
 
 
 class InputsUnavailable(ContainerError):
@@ -101,7 +104,10 @@ def _client(run: TrainingRun, needed: list[str]) -> Any:
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
+    """(bucket, key) of `uri`; the bucket becomes a folder of the cache, so it is checked."""
     bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not _BUCKET.fullmatch(bucket):
+        raise ContainerError(f"{uri} does not name an S3 bucket")
     return bucket, key
 
 

@@ -438,3 +438,11 @@ def test_s3_errors_say_whose_fault_they_are(code, status, error, says):
         raise ClientError(response, "GetObject")
     # only S3's own failures are infrastructure (exit 4); the rest are the user's to fix
     assert isinstance(raised.value, InputsUnavailable) == (status >= 500)
+
+
+def test_a_uri_without_a_bucket_name_never_reaches_the_cache(aws, tmp_path):
+    plan = _without_code_channel(_plan(), "s3://../../outside.tar.gz")
+    with pytest.raises(ContainerError, match=re.escape("s3://../../outside.tar.gz does not name")):
+        _run(plan, tmp_path / "runs")
+    cached = tmp_path / "runs" / ".cache" / "s3"
+    assert sorted(p.name for p in cached.iterdir()) == ["acme-ml", BUCKET]  # the channels'
