@@ -446,3 +446,36 @@ def test_a_uri_without_a_bucket_name_never_reaches_the_cache(aws, tmp_path):
         _run(plan, tmp_path / "runs")
     cached = tmp_path / "runs" / ".cache" / "s3"
     assert sorted(p.name for p in cached.iterdir()) == ["acme-ml", BUCKET]  # the channels'
+
+
+def test_a_tuning_job_of_a_jumpstart_model_runs_its_trials_from_one_cache(aws, tmp_path):
+    spec = tmp_path / "tune.yaml"
+    spec.write_text(
+        textwrap.dedent(
+            """
+            tuning:
+              name: qnli-grid
+              objective: {metric: "hugginface-spc:eval-accuracy", type: MAXIMIZE}
+              strategy: GRID
+              ranges:
+                epochs: {categorical: {values: ["1", "2"]}}
+              limits: {max_parallel_jobs: 2}
+              training:
+                name: qnli-grid
+                model: {pretrained: huggingface-spc-bert-base-cased}
+                data: {training: s3://acme-ml/qnli/train/}
+                compute: {instance_type: ml.p3.2xlarge}
+            """
+        )
+    )
+    root = tmp_path / "runs"
+    defaults = str(REPO / "examples/trainspec.defaults.yaml")
+    done = _trainspec(
+        "run", str(spec), "--local", "--root", str(root), "--defaults", defaults, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "best trial: qnli-grid-" in done.stdout
+    # trials running at once share the cache: one checked file per object, nothing partial
+    cached = sorted(p for p in (root / ".cache" / "s3").rglob("*") if p.is_file())
+    assert len([p for p in cached if p.name != ".uri"]) == 3
+    assert not any(p.name.startswith(".part-") for p in cached)
