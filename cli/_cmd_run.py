@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +162,9 @@ def _defaults_storage(spec: str, defaults: tuple[str, ...]) -> str | None:
     return found
 
 
-def _run_training(plan: Any, base: Path, root: Path, echo: Any, channels: Any) -> bool:
+def _run_training(
+    plan: Any, base: Path, root: Path, echo: Any, channels: Mapping[str, Path]
+) -> bool:
     from trainspec.trainer._local_run import (
         run_training,
         training_run_from_plan,
@@ -182,7 +185,12 @@ def _run_training(plan: Any, base: Path, root: Path, echo: Any, channels: Any) -
 
 
 def _run_tuning(
-    plan: Any, base: Path, root: Path, storage: str | None, echo: Any, channels: Any
+    plan: Any,
+    base: Path,
+    root: Path,
+    storage: str | None,
+    echo: Any,
+    channels: Mapping[str, Path],
 ) -> bool:
     from trainspec.trainer._local_run import with_local_channels
     from trainspec.trainer._local_tune import run_tuning, tuning_from_plan
