@@ -3,10 +3,12 @@
 botocore's ParamValidator checks required keys, unknown keys, types and minimums; the
 strict pass here adds what it skips and the service enforces: enum membership, `pattern`
 (full match), maximum lengths and values, minimum sizes of maps, and no bool for a number.
-The service model is read once; each operation's input shape is compiled once into plain
-nodes with precompiled regexes, and once into an accept-only predicate that answers for
-both checks when a request is valid (`_request_accept`): only a request it cannot vouch
-for is walked by ParamValidator and the strict pass, which then name every problem.
+The input shapes come from a table made from botocore's model (`_sagemaker_shapes`), so
+the model itself loads only when the table is for another botocore. Each operation's
+input shape is compiled once into plain nodes with precompiled regexes, and once into an
+accept-only predicate that answers for both checks when a request is valid
+(`_request_accept`): only a request it cannot vouch for is walked by ParamValidator and
+the strict pass, which then name every problem.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 from trainspec.compiler._diagnostics import Diagnostic
 from trainspec.compiler.check._request_accept import Accept, compile_shape
+from trainspec.compiler.check._sagemaker_shapes import input_shape as table_input_shape
 
 _SERVICE = "sagemaker"
 CODE = "sagemaker.request_invalid"
@@ -194,16 +197,19 @@ def _build(shape: Any, memo: dict[str, _Node]) -> _Node:
 
 @functools.cache
 def _operation(operation: str) -> tuple[Any, _Node, Accept]:
-    """(botocore input shape, compiled node, accept predicate) for an operation name like
-    CreateTrainingJob."""
-    model = _model()
-    shape = model.operation_model(operation).input_shape
+    """(input shape, compiled node, accept predicate) for an operation name like
+    CreateTrainingJob. The shape comes from the generated table (`_sagemaker_shapes`),
+    or from botocore's model when the table is not for the installed botocore."""
+    shape = table_input_shape(operation)
+    if shape is None:
+        shape = _model().operation_model(operation).input_shape
     memo: dict[str, _Node] = {}
     return shape, _build(shape, memo), compile_shape(shape, _compile)
 
 
 def input_shape(operation: str) -> Any:
-    """botocore's input shape of a SageMaker operation such as CreateTrainingJob."""
+    """The input shape of a SageMaker operation such as CreateTrainingJob, as botocore's
+    service model has it."""
     return _operation(operation)[0]
 
 
