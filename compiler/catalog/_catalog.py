@@ -34,6 +34,8 @@ from trainspec.compiler.catalog._jumpstart import (
     from_spec,
     spec_problems,
 )
+from trainspec.compiler.catalog._yaml_data import safe_load
+from trainspec.compiler.check._fast_accept import Check, compile_document
 from trainspec.compiler.check._local_files import EVERYWHERE, LocalFiles
 
 _PACKAGE = "trainspec.compiler.catalog"
@@ -155,10 +157,24 @@ def _cerberus_problems(schema: Mapping[str, Any], document: Any) -> list[tuple[F
     """(field path, message) for every schema violation; cerberus types stay in here."""
     if not isinstance(document, Mapping):
         return [((), "must be a mapping")]
+    if _accepts(schema)(document):  # proven valid without a cerberus walk (~40 ms)
+        return []
     validator = _Validator(schema)
     if validator.validate(dict(document)):
         return []
     return list(_walk_errors((), validator.errors))
+
+
+def _accepts(schema: Mapping[str, Any]) -> Check:
+    """The fast accept-only predicate of a schema (`_fast_accept`), compiled once."""
+    known = _ACCEPTS.get(id(schema))
+    if known is None or known[0] is not schema:
+        known = _ACCEPTS[id(schema)] = (schema, compile_document(schema, {}))
+    return known[1]
+
+
+# id -> (schema, predicate); the schema is kept so that its id is never reused.
+_ACCEPTS: dict[int, tuple[Mapping[str, Any], Check]] = {}
 
 
 def _walk_errors(path: FieldPath, node: Any) -> Iterator[tuple[FieldPath, str]]:
@@ -251,9 +267,7 @@ class _FileProblems:
 
 def _read_yaml(path: Path | Any, problems: _FileProblems) -> Any:
     try:
-        # The C loader is ~8x faster on the 225-entry instances file; same safe semantics.
-        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=loader)
+        return safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as error:
         problems.add((), f"cannot be read: {error}")
         problems.raise_if_any()

@@ -15,7 +15,7 @@ values skip every value rule but `check_with`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sized
 from typing import Any
 
 import cerberus
@@ -40,6 +40,7 @@ _KNOWN_RULES = frozenset(
         "check_with",
         "excludes",
         "required",
+        "empty",
     }
 )
 
@@ -115,6 +116,8 @@ def _compile_rules(rules: Mapping[str, Any], checks: CheckWith) -> Check:
         pattern = rules["regex"]
         matcher = re.compile(pattern if pattern.endswith("$") else pattern + "$").match
         steps.append(lambda value: not isinstance(value, str) or matcher(value) is not None)
+    if rules.get("empty") is False:  # `empty: true` (the default) adds no condition
+        steps.append(lambda value: not (isinstance(value, Sized) and len(value) == 0))
     if "min" in rules:
         low = rules["min"]
         steps.append(lambda value: not value < low)

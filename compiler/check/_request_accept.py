@@ -104,15 +104,14 @@ class _Compiler:
         low, high = _bounds(shape)
         allowed = frozenset(shape.metadata.get("enum", ())) or None
         pattern_text = shape.metadata.get("pattern", "")
-        pattern = self.pattern_of(pattern_text) if pattern_text else None
-        fullmatch = pattern.fullmatch if pattern is not None else None
+        matches = _LazyMatch(pattern_text, self.pattern_of) if pattern_text else None
 
         def accept(value: Any) -> bool:
             return (
                 type(value) is str
                 and low <= len(value) <= high
                 and (allowed is None or value in allowed)
-                and (fullmatch is None or fullmatch(value) is not None)
+                and (matches is None or matches(value))
             )
 
         return accept
@@ -129,6 +128,31 @@ class _Compiler:
 
     def _boolean(self, shape: Any) -> Accept:
         return lambda value: type(value) is bool
+
+
+class _LazyMatch:
+    """Full match against a pattern compiled on first use: a request sets a few of the
+    model's members, and compiling every pattern (some are whole Unicode categories)
+    cost more than the rest of the check."""
+
+    __slots__ = ("fullmatch", "pattern_of", "text")
+
+    def __init__(self, text: str, pattern_of: Callable[[str], Any]):
+        self.text = text
+        self.pattern_of = pattern_of
+        self.fullmatch: Callable[[str], Any] | None = None
+
+    def __call__(self, value: str) -> bool:
+        fullmatch = self.fullmatch
+        if fullmatch is None:
+            pattern = self.pattern_of(self.text)
+            # A pattern the strict pass skips (None) checks nothing here either.
+            fullmatch = self.fullmatch = pattern.fullmatch if pattern is not None else _anything
+        return fullmatch(value) is not None
+
+
+def _anything(_value: str) -> bool:
+    return True
 
 
 def _number(shape: Any, types: tuple[type, ...]) -> Accept:

@@ -19,7 +19,6 @@ from importlib import resources
 from typing import Any
 
 import cerberus
-import yaml
 from cerberus import errors as cerberus_errors
 from trainspec.compiler._diagnostics import (
     Diagnostic,
@@ -35,6 +34,7 @@ from trainspec.compiler._fields import (
     message_at,
     review_policy,
 )
+from trainspec.compiler.catalog._yaml_data import safe_load
 from trainspec.compiler.check._fast_accept import TYPES, compile_document
 from trainspec.compiler.check._normalize import normalize
 
@@ -82,7 +82,7 @@ class Validated:
 @functools.cache
 def field_rules() -> dict:
     text = resources.files("trainspec.compiler.catalog").joinpath("fields.yaml").read_text()
-    return yaml.safe_load(text)
+    return safe_load(text)
 
 
 def _s3_uri(value: Any) -> str | None:

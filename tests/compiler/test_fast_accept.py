@@ -122,3 +122,61 @@ def test_fast_path_never_accepts_what_cerberus_rejects(seed, choice, action, val
     kind, tree = seed
     paths = list(_paths(tree))
     _assert_sound(kind, _mutate(tree, paths[choice % len(paths)], action, value, new_key))
+
+
+# --- the packaged catalogs' schemas --------------------------------------------------------
+
+
+def _catalog_cases():
+    """(name, schema, cerberus validator, document): the packaged instances file (three
+    entries of different kinds) and rules file (two range rules), as the loaders see them."""
+    from importlib import resources
+
+    import cerberus
+    from trainspec.compiler.catalog import _catalog
+    from trainspec.compiler.catalog._yaml_data import safe_load
+    from trainspec.compiler.tuning import _autotune_rules
+
+    folder = resources.files("trainspec.compiler.catalog")
+    instances = safe_load(folder.joinpath("instances.yaml").read_text())
+    picked = ("ml.m5.xlarge", "ml.p4d.24xlarge", "ml.trn1.32xlarge")
+    instances["instances"] = {k: instances["instances"][k] for k in picked}
+    rules = safe_load(folder.joinpath(_autotune_rules.RULES_FILE).read_text())
+    rules["range_rules"] = rules["range_rules"][:2]
+    schema = _catalog._INSTANCES_FILE_SCHEMA
+    return [
+        ("instances", _catalog._accepts(schema), _catalog._Validator(schema), instances),
+        (
+            "rules",
+            _autotune_rules._accepts_rules(),
+            cerberus.Validator(_autotune_rules._SCHEMA),
+            rules,
+        ),
+    ]
+
+
+CATALOG_CASES = _catalog_cases()
+
+
+def test_the_packaged_catalogs_are_accepted_without_cerberus():
+    from importlib import resources
+
+    from trainspec.compiler.catalog import _catalog
+    from trainspec.compiler.catalog._yaml_data import safe_load
+    from trainspec.compiler.tuning import _autotune_rules
+
+    folder = resources.files("trainspec.compiler.catalog")
+    instances = safe_load(folder.joinpath("instances.yaml").read_text())
+    assert _catalog._accepts(_catalog._INSTANCES_FILE_SCHEMA)(instances)
+    rules = safe_load(folder.joinpath(_autotune_rules.RULES_FILE).read_text())
+    assert _autotune_rules._accepts_rules()(rules)
+
+
+@pytest.mark.parametrize("case", CATALOG_CASES, ids=[c[0] for c in CATALOG_CASES])
+def test_fast_path_is_sound_for_every_single_catalog_mistake(case):
+    _, accepts, validator, document = case
+    for path in _paths(document):
+        for action, value in [("delete", None), *(("replace", v) for v in BREAKERS)]:
+            mutated = _mutate(document, path, action, value, "")
+            if accepts(mutated):
+                assert validator.validate(mutated), (path, action, value, validator.errors)
