@@ -16,9 +16,8 @@ from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any
 
-import cerberus
 import yaml
 from trainspec.compiler._diagnostics import (
     MISSING,
@@ -35,7 +34,7 @@ from trainspec.compiler.catalog._jumpstart import (
     spec_problems,
 )
 from trainspec.compiler.catalog._yaml_data import safe_load
-from trainspec.compiler.check._fast_accept import Check, compile_document
+from trainspec.compiler.check._fast_accept import TYPES, Check, compile_document
 from trainspec.compiler.check._local_files import EVERYWHERE, LocalFiles
 
 _PACKAGE = "trainspec.compiler.catalog"
@@ -110,12 +109,16 @@ def gpus_for_batch(instance: InstanceType) -> int:
 # --- schema -------------------------------------------------------------------------------
 
 
-class _Validator(cerberus.Validator):
-    # YAML booleans are Python ints; a count or a price must not be `true`.
-    types_mapping: ClassVar[dict[str, Any]] = {
-        **cerberus.Validator.types_mapping,
-        "integer": cerberus.TypeDefinition("integer", (int,), (bool,)),
-    }
+@functools.cache
+def _validator_class() -> type:
+    """cerberus, imported only to say what is wrong with a file the fast path declines."""
+    import cerberus
+
+    class _Validator(cerberus.Validator):
+        # YAML booleans are Python ints; a count or a price must not be `true`.
+        types_mapping = TYPES
+
+    return _Validator
 
 
 _VERSION = r"\d{4}\.\d{2}\.\d{2}-\d+"
@@ -159,7 +162,7 @@ def _cerberus_problems(schema: Mapping[str, Any], document: Any) -> list[tuple[F
         return [((), "must be a mapping")]
     if _accepts(schema)(document):  # proven valid without a cerberus walk (~40 ms)
         return []
-    validator = _Validator(schema)
+    validator = _validator_class()(schema)
     if validator.validate(dict(document)):
         return []
     return list(_walk_errors((), validator.errors))

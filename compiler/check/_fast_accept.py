@@ -14,11 +14,10 @@ values skip every value rule but `check_with`.
 
 from __future__ import annotations
 
+import datetime
 import re
-from collections.abc import Callable, Iterable, Mapping, Sized
-from typing import Any
-
-import cerberus
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence, Sized
+from typing import Any, NamedTuple
 
 Check = Callable[[Any], bool]
 # check_with name -> predicate; the validator reports the failures these find.
@@ -155,11 +154,31 @@ def _compile_rules(rules: Mapping[str, Any], checks: CheckWith) -> Check:
 _PLAIN_TYPES = (str, int, float, bool, dict, list)
 
 
-# Like the validator's (compiler/check/_validate.py): `true` is not an integer, though Python's
-# bool is an int.
+class TypeDefinition(NamedTuple):
+    """cerberus.TypeDefinition's fields, so that a validator can use TYPES as its
+    `types_mapping` without this module importing cerberus (~10 ms a process)."""
+
+    name: str
+    included_types: tuple
+    excluded_types: tuple
+
+
+# cerberus 1.3's types_mapping (tests/compiler/test_fast_accept.py compares them), but like
+# the validators' (check/_validate.py, catalog/_catalog.py): `true` is not an integer,
+# though Python's bool is an int.
 TYPES = {
-    **cerberus.Validator.types_mapping,
-    "integer": cerberus.TypeDefinition("integer", (int,), (bool,)),
+    "binary": TypeDefinition("binary", (bytes, bytearray), ()),
+    "boolean": TypeDefinition("boolean", (bool,), ()),
+    "container": TypeDefinition("container", (Container,), (str,)),
+    "date": TypeDefinition("date", (datetime.date,), ()),
+    "datetime": TypeDefinition("datetime", (datetime.datetime,), ()),
+    "dict": TypeDefinition("dict", (Mapping,), ()),
+    "float": TypeDefinition("float", (float, int), ()),
+    "integer": TypeDefinition("integer", (int,), (bool,)),
+    "list": TypeDefinition("list", (Sequence,), (str,)),
+    "number": TypeDefinition("number", (int, float), (bool,)),
+    "set": TypeDefinition("set", (set,), ()),
+    "string": TypeDefinition("string", (str,), ()),
 }
 
 

@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-import cerberus
-from cerberus import errors as cerberus_errors
 from trainspec.compiler._diagnostics import (
     Diagnostic,
     FieldPath,
@@ -170,72 +168,81 @@ class _Budget:
         self.dropped = 0
 
 
-class _Validator(cerberus.Validator):
-    types_mapping = TYPES  # `true` is no integer (Python's bool is an int)
+@functools.cache
+def _validator_class() -> type:
+    """The cerberus validator, defined on first use: a valid layer never needs cerberus
+    (`_fast_accept` proves it), and importing cerberus cost every process ~10 ms."""
+    import cerberus
+    from cerberus import errors as cerberus_errors
 
-    def _error(self, *args: Any) -> None:
-        # A group (a child validator's errors, added by its parent) holds problems that
-        # were counted when the child found them.
-        grouped = len(args) == 1 or (
-            not isinstance(args[1], str) and args[1].code & cerberus_errors.ERROR_GROUP.code
-        )
-        if not grouped:
-            budget = _per_thread.budget
-            if budget.left <= 0:
-                budget.dropped += 1
-                return
-            budget.left -= 1
-        super()._error(*args)
+    class _Validator(cerberus.Validator):
+        types_mapping = TYPES  # `true` is no integer (Python's bool is an int)
 
-    def _check_with_s3_uri(self, field: str, value: Any) -> None:
-        self._report(field, _s3_uri(value))
+        def _error(self, *args: Any) -> None:
+            # A group (a child validator's errors, added by its parent) holds problems that
+            # were counted when the child found them.
+            grouped = len(args) == 1 or (
+                not isinstance(args[1], str) and args[1].code & cerberus_errors.ERROR_GROUP.code
+            )
+            if not grouped:
+                budget = _per_thread.budget
+                if budget.left <= 0:
+                    budget.dropped += 1
+                    return
+                budget.left -= 1
+            super()._error(*args)
 
-    def _check_with_data_uri(self, field: str, value: Any) -> None:
-        self._report(field, _data_uri(value))
+        def _check_with_s3_uri(self, field: str, value: Any) -> None:
+            self._report(field, _s3_uri(value))
 
-    def _check_with_local_or_s3(self, field: str, value: Any) -> None:
-        self._report(field, _local_or_s3(value))
+        def _check_with_data_uri(self, field: str, value: Any) -> None:
+            self._report(field, _data_uri(value))
 
-    def _check_with_positive(self, field: str, value: Any) -> None:
-        self._report(field, _positive(value))
+        def _check_with_local_or_s3(self, field: str, value: Any) -> None:
+            self._report(field, _local_or_s3(value))
 
-    def _check_with_fraction(self, field: str, value: Any) -> None:
-        self._report(field, _fraction(value))
+        def _check_with_positive(self, field: str, value: Any) -> None:
+            self._report(field, _positive(value))
 
-    def _check_with_value(self, field: str, value: Any) -> None:
-        self._report(field, _value(value))
+        def _check_with_fraction(self, field: str, value: Any) -> None:
+            self._report(field, _fraction(value))
 
-    def _check_with_tag(self, field: str, value: Any) -> None:
-        self._report(field, _tag(value))
+        def _check_with_value(self, field: str, value: Any) -> None:
+            self._report(field, _value(value))
 
-    def _report(self, field: str, problem: str | None) -> None:
-        if problem is not None:
-            self._error(field, problem)
+        def _check_with_tag(self, field: str, value: Any) -> None:
+            self._report(field, _tag(value))
 
-    # NOTE [over the limit]: a map or list longer than its `maxlength` is reported as too
-    # long, and its entries are not walked: rejecting 1000 hyperparameters must cost what
-    # rejecting 101 does, not 30 compiles' worth of per-entry child validators.
-    def _over_limit(self, field: str, value: Any) -> bool:
-        limit = (self.schema.get(field) or {}).get("maxlength")
-        return limit is not None and isinstance(value, dict | list) and len(value) > limit
+        def _report(self, field: str, problem: str | None) -> None:
+            if problem is not None:
+                self._error(field, problem)
 
-    def _validate_keysrules(self, schema, field, value):
-        """{'type': ['dict', 'string'], 'check_with': 'bulk_schema',
-        'forbidden': ['rename', 'rename_handler']}"""
-        if not self._over_limit(field, value):
-            super()._validate_keysrules(schema, field, value)
+        # NOTE [over the limit]: a map or list longer than its `maxlength` is reported as too
+        # long, and its entries are not walked: rejecting 1000 hyperparameters must cost what
+        # rejecting 101 does, not 30 compiles' worth of per-entry child validators.
+        def _over_limit(self, field: str, value: Any) -> bool:
+            limit = (self.schema.get(field) or {}).get("maxlength")
+            return limit is not None and isinstance(value, dict | list) and len(value) > limit
 
-    def _validate_valuesrules(self, schema, field, value):
-        """{'type': ['dict', 'string'], 'check_with': 'bulk_schema',
-        'forbidden': ['rename', 'rename_handler']}"""
-        if not self._over_limit(field, value):
-            super()._validate_valuesrules(schema, field, value)
+        def _validate_keysrules(self, schema, field, value):
+            """{'type': ['dict', 'string'], 'check_with': 'bulk_schema',
+            'forbidden': ['rename', 'rename_handler']}"""
+            if not self._over_limit(field, value):
+                super()._validate_keysrules(schema, field, value)
 
-    def _validate_schema(self, schema, field, value):
-        """{'type': ['dict', 'string'], 'anyof': [{'check_with': 'schema'},
-        {'check_with': 'bulk_schema'}]}"""
-        if not self._over_limit(field, value):
-            super()._validate_schema(schema, field, value)
+        def _validate_valuesrules(self, schema, field, value):
+            """{'type': ['dict', 'string'], 'check_with': 'bulk_schema',
+            'forbidden': ['rename', 'rename_handler']}"""
+            if not self._over_limit(field, value):
+                super()._validate_valuesrules(schema, field, value)
+
+        def _validate_schema(self, schema, field, value):
+            """{'type': ['dict', 'string'], 'anyof': [{'check_with': 'schema'},
+            {'check_with': 'bulk_schema'}]}"""
+            if not self._over_limit(field, value):
+                super()._validate_schema(schema, field, value)
+
+    return _Validator
 
 
 def _rules_for(message: MessageInfo, name: str) -> dict:
@@ -361,11 +368,11 @@ def _schema(kind: str) -> dict:
 _per_thread = threading.local()
 
 
-def _validator(kind: str) -> _Validator:
+def _validator(kind: str) -> Any:
     validators = _per_thread.__dict__.setdefault("validators", {})
     validator = validators.get(kind)
     if validator is None:
-        validator = validators[kind] = _Validator(_schema_cached(kind))
+        validator = validators[kind] = _validator_class()(_schema_cached(kind))
     return validator
 
 
@@ -435,6 +442,8 @@ def _diagnostics(errors: Iterable[Any], layer: Validated, kind: str) -> list[Dia
 
 
 def _diagnostic(error: Any, layer: Validated, kind: str) -> Diagnostic:
+    from cerberus import errors as cerberus_errors
+
     path: FieldPath = tuple(error.document_path)
     field_path = format_path(path)
     value = error.value

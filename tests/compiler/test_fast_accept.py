@@ -145,7 +145,7 @@ def _catalog_cases():
     rules["range_rules"] = rules["range_rules"][:2]
     schema = _catalog._INSTANCES_FILE_SCHEMA
     return [
-        ("instances", _catalog._accepts(schema), _catalog._Validator(schema), instances),
+        ("instances", _catalog._accepts(schema), _catalog._validator_class()(schema), instances),
         (
             "rules",
             _autotune_rules._accepts_rules(),
@@ -180,3 +180,22 @@ def test_fast_path_is_sound_for_every_single_catalog_mistake(case):
             mutated = _mutate(document, path, action, value, "")
             if accepts(mutated):
                 assert validator.validate(mutated), (path, action, value, validator.errors)
+
+
+def test_types_are_cerberus_types_but_for_bools_as_integers():
+    """TYPES restates cerberus's types_mapping so the fast path needs no cerberus."""
+    import cerberus
+    from trainspec.compiler.check._fast_accept import TYPES
+
+    def flat(types):
+        out = []
+        for item in types:
+            out.extend(flat(item) if isinstance(item, tuple) else [item])
+        return tuple(out)
+
+    expected = {
+        name: (d.name, flat(d.included_types), flat(d.excluded_types))
+        for name, d in cerberus.Validator.types_mapping.items()
+    }
+    expected["integer"] = ("integer", (int,), (bool,))
+    assert {name: tuple(d) for name, d in TYPES.items()} == expected

@@ -20,13 +20,13 @@ def _spec(hyperparameters: int) -> dict:
 def _type_checks(monkeypatch, tree: dict) -> tuple[int, list]:
     """How many values cerberus type-checked while rejecting `tree`, and the problems."""
     calls = []
-    original = _validate._Validator._validate_type
+    original = _validate._validator_class()._validate_type
 
     def counting(self, data_type, field, value):
         calls.append(field)
         return original(self, data_type, field, value)
 
-    monkeypatch.setattr(_validate._Validator, "_validate_type", counting)
+    monkeypatch.setattr(_validate._validator_class(), "_validate_type", counting)
     _validate._per_thread.__dict__.pop("validators", None)  # a fresh validator sees the spy
     with pytest.raises(SpecError) as caught:
         _validate.validate_layer("spec.yaml", tree, {(): Location("spec.yaml", 1, 1)}, {})
