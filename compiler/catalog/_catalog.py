@@ -33,11 +33,13 @@ from trainspec.compiler.catalog._jumpstart import (
     from_spec,
     spec_problems,
 )
-from trainspec.compiler.catalog._yaml_data import safe_load
+from trainspec.compiler.catalog._yaml_data import read_yaml
 from trainspec.compiler.check._fast_accept import TYPES, Check, compile_document
 from trainspec.compiler.check._local_files import EVERYWHERE, LocalFiles
 
 _PACKAGE = "trainspec.compiler.catalog"
+# Packaged YAML file -> its parsed JSON twin (tools/gen_parsed_catalogs.py).
+PARSED_TWINS = {"instances.yaml": "instances.parsed.json"}
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 # A pretrained model is a JumpStart model spec (see _jumpstart.py).
@@ -268,18 +270,21 @@ class _FileProblems:
             )
 
 
-def _read_yaml(path: Path | Any, problems: _FileProblems) -> Any:
+def _read_yaml(path: Path | Any, problems: _FileProblems, twin: Any | None = None) -> Any:
     try:
-        return safe_load(path.read_text(encoding="utf-8"))
+        return read_yaml(path, twin)
     except (OSError, yaml.YAMLError) as error:
         problems.add((), f"cannot be read: {error}")
         problems.raise_if_any()
 
 
-def _load_instances(path: Path | Any) -> tuple[str, dict[str, InstanceType]]:
-    """Read and validate an instances file; InternalError naming file, entry and field."""
+def _load_instances(
+    path: Path | Any, twin: Any | None = None
+) -> tuple[str, dict[str, InstanceType]]:
+    """Read and validate an instances file (from its parsed `twin` when that is current,
+    see `_yaml_data.read_yaml`); InternalError naming file, entry and field."""
     problems = _FileProblems(str(path))
-    document = _read_yaml(path, problems)
+    document = _read_yaml(path, problems, twin)
     for field_path, message in _cerberus_problems(_INSTANCES_FILE_SCHEMA, document):
         problems.add(field_path, message)
     problems.raise_if_any()
@@ -313,9 +318,11 @@ def _load_packaged_specs(folder: Any) -> tuple[str, dict[str, PretrainedModel]]:
     return sources["version"], models
 
 
-def _load_catalog_files(instances_path: Path | Any, specs_folder: Any) -> Catalog:
+def _load_catalog_files(
+    instances_path: Path | Any, specs_folder: Any, instances_twin: Any | None = None
+) -> Catalog:
     """The instances file and the packaged JumpStart specs, as one Catalog."""
-    instances_version, instances = _load_instances(instances_path)
+    instances_version, instances = _load_instances(instances_path, instances_twin)
     models_version, models = _load_packaged_specs(specs_folder)
     return Catalog(
         instances=MappingProxyType(instances),
@@ -328,7 +335,11 @@ def _load_catalog_files(instances_path: Path | Any, specs_folder: Any) -> Catalo
 def load_catalog() -> Catalog:
     """The packaged catalogs, validated once per process."""
     folder = resources.files(_PACKAGE)
-    return _load_catalog_files(folder.joinpath("instances.yaml"), folder.joinpath("jumpstart"))
+    return _load_catalog_files(
+        folder.joinpath("instances.yaml"),
+        folder.joinpath("jumpstart"),
+        folder.joinpath(PARSED_TWINS["instances.yaml"]),
+    )
 
 
 # --- organisation additions ----------------------------------------------------------------

@@ -199,6 +199,40 @@ def test_good_tmp_file_loads(tmp_path):
     assert version == "2026.01.01-1" and instances["ml.x.large"].gpus == 1
 
 
+def test_the_committed_parsed_twin_is_the_yaml_file_parsed():
+    """instances.parsed.json spares every process parsing instances.yaml; regenerate it
+    with tools/gen_parsed_catalogs.py after editing the YAML."""
+    import json
+    from importlib import resources
+
+    from trainspec.compiler.catalog._catalog import PARSED_TWINS
+    from trainspec.compiler.catalog._yaml_data import parsed_twin
+
+    folder = resources.files("trainspec.compiler.catalog")
+    for source, twin in PARSED_TWINS.items():
+        committed = json.loads(folder.joinpath(twin).read_text(encoding="utf-8"))
+        assert committed == parsed_twin(folder.joinpath(source)), "run tools/gen_parsed_catalogs.py"
+
+
+def test_a_twin_is_read_only_while_it_matches_its_yaml_file(tmp_path):
+    import json
+
+    from trainspec.compiler.catalog._yaml_data import parsed_twin
+
+    path = write(
+        tmp_path, "i.yaml", f'version: "2026.01.01-1"\ninstances:\n  ml.x.large: {GOOD_INSTANCE}\n'
+    )
+    twin = parsed_twin(path)
+    twin["document"]["instances"]["ml.x.large"]["vcpus"] = 96  # what only the twin says
+    twin_path = tmp_path / "i.parsed.json"
+    twin_path.write_text(json.dumps(twin))
+    assert _load_instances(path, twin_path)[1]["ml.x.large"].vcpus == 96
+    path.write_text(path.read_text().replace("vcpus: 4", "vcpus: 8"))  # the YAML is edited
+    assert _load_instances(path, twin_path)[1]["ml.x.large"].vcpus == 8
+    twin_path.write_text("{not json")
+    assert _load_instances(path, twin_path)[1]["ml.x.large"].vcpus == 8
+
+
 def test_broken_instance_names_file_entry_and_field(tmp_path):
     bad = GOOD_INSTANCE.replace("gpus: 1", "gpus: four")
     path = write(tmp_path, "i.yaml", f'version: "2026.01.01-1"\ninstances:\n  ml.x.large: {bad}\n')

@@ -1,0 +1,32 @@
+"""Write compiler/catalog/instances.parsed.json: instances.yaml parsed, with the SHA-256
+of the YAML text it came from.
+
+Parsing the instances file took ~20 ms of every `trainspec validate` and `compile`; the
+compiler reads this twin instead when its hash matches the YAML file, and the YAML file
+otherwise (tests/compiler/test_catalog.py fails until the twin is remade). Rerun after
+editing instances.yaml.
+
+    python tools/gen_parsed_catalogs.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from trainspec.compiler.catalog._catalog import PARSED_TWINS
+from trainspec.compiler.catalog._yaml_data import parsed_twin
+
+CATALOG = Path(__file__).resolve().parents[1] / "compiler" / "catalog"
+
+
+def main() -> None:
+    for source, twin in PARSED_TWINS.items():
+        data = parsed_twin(CATALOG / source)
+        text = json.dumps(data, indent=1, ensure_ascii=False) + "\n"  # in the YAML's order
+        (CATALOG / twin).write_text(text, encoding="utf-8")
+        print(f"wrote {CATALOG / twin} from {source}")
+
+
+if __name__ == "__main__":
+    main()
