@@ -286,3 +286,19 @@ def test_the_committed_unicode_table_is_what_a_scan_gives() -> None:
             f"{data['unidata_version']} and is not used here"
         )
     assert data["categories"] == scan_category_ranges()
+
+
+def test_a_category_class_is_matched_as_its_translated_regex_would():
+    """Tags' ([\\p{L}\\p{Z}\\p{N}_.:/=+\\-@]*) is checked character by character rather than
+    by a regex of ~1,400 ranges: the same answer for every code point and for strings."""
+    import sys
+
+    pattern = r"([\p{L}\p{Z}\p{N}_.:/=+\-@]*)"
+    fast = bc._compile(pattern)
+    assert isinstance(fast, bc._CategoryStar)
+    regex = re.compile(bc._translate(pattern))
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        assert (fast.fullmatch(char) is None) == (regex.fullmatch(char) is None), hex(code)
+    for text in ["", "team ml-platform", "ünï cödé 42", "a\tb", "key#1", "x" * 300, "@_.:/=+-"]:
+        assert (fast.fullmatch(text) is None) == (regex.fullmatch(text) is None), text
