@@ -13,7 +13,6 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
-from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -28,6 +27,7 @@ from trainspec.compiler._diagnostics import (
     SpecError,
     format_path,
 )
+from trainspec.compiler.catalog import data_file
 from trainspec.compiler.catalog._jumpstart import (
     JumpStartModel,
     from_spec,
@@ -37,7 +37,6 @@ from trainspec.compiler.catalog._yaml_data import read_yaml
 from trainspec.compiler.check._fast_accept import TYPES, Check, compile_document
 from trainspec.compiler.check._local_files import EVERYWHERE, LocalFiles
 
-_PACKAGE = "trainspec.compiler.catalog"
 # Packaged YAML file -> its parsed JSON twin (tools/gen_parsed_catalogs.py).
 PARSED_TWINS = {"instances.yaml": "instances.parsed.json"}
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -334,11 +333,10 @@ def _load_catalog_files(
 @functools.cache
 def load_catalog() -> Catalog:
     """The packaged catalogs, validated once per process."""
-    folder = resources.files(_PACKAGE)
     return _load_catalog_files(
-        folder.joinpath("instances.yaml"),
-        folder.joinpath("jumpstart"),
-        folder.joinpath(PARSED_TWINS["instances.yaml"]),
+        data_file("instances.yaml"),
+        data_file("jumpstart"),
+        data_file(PARSED_TWINS["instances.yaml"]),
     )
 
 

@@ -16,8 +16,9 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
+
+from trainspec.compiler.catalog import data_file
 
 FRAMEWORKS = ("pytorch", "tensorflow", "huggingface", "xgboost", "sklearn")
 # As image_uris.TRAINIUM_ALLOWED_FRAMEWORKS: only PyTorch has Trainium (Neuron) images.
@@ -50,7 +51,7 @@ class ImageProblem:
 
 @functools.cache
 def image_catalog() -> Mapping[str, Any]:
-    ref = resources.files("trainspec.compiler.catalog").joinpath("framework_images.json")
+    ref = data_file("framework_images.json")
     return json.loads(ref.read_text(encoding="utf-8"))
 
 

@@ -16,11 +16,11 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from importlib import resources
 from types import MappingProxyType
 from typing import Any
 
 from trainspec.compiler._diagnostics import FieldPath
+from trainspec.compiler.catalog import data_file
 
 # JumpStart model ids read `<framework>-<task>-<name>`; the task segment says what the
 # training script reads (and so what the data check can check).
@@ -205,7 +205,7 @@ def _named(hyperparameters: Mapping[str, Hyperparameter], names: tuple[str, ...]
 @functools.cache
 def content_buckets() -> Mapping[str, str]:
     """Region -> JumpStart's content bucket (catalog/jumpstart/regions.json, from the SDK)."""
-    ref = resources.files("trainspec.compiler.catalog").joinpath("jumpstart", "regions.json")
+    ref = data_file("jumpstart", "regions.json")
     return MappingProxyType(json.loads(ref.read_text(encoding="utf-8"))["content_buckets"])
 
 

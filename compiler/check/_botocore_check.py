@@ -19,10 +19,10 @@ import re
 import sys
 import unicodedata
 from collections.abc import Mapping
-from importlib import resources
 from typing import Any
 
 from trainspec.compiler._diagnostics import Diagnostic
+from trainspec.compiler.catalog import data_file
 from trainspec.compiler.check._request_accept import Accept, compile_shape
 from trainspec.compiler.check._sagemaker_shapes import input_shape as table_input_shape
 
@@ -82,7 +82,7 @@ def _category_ranges() -> Mapping[str, str]:
     """Character-class text for each one-letter Unicode category (L, M, N, P, S, Z, ...):
     from catalog/unicode_categories.json (tools/gen_unicode_categories.py) when it was
     made with this Python's Unicode version, else scanned (80 ms)."""
-    ref = resources.files("trainspec.compiler.catalog").joinpath("unicode_categories.json")
+    ref = data_file("unicode_categories.json")
     data = json.loads(ref.read_text(encoding="utf-8"))
     if data.get("unidata_version") == unicodedata.unidata_version:
         return data["categories"]

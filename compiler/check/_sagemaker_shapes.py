@@ -14,8 +14,9 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
-from importlib import resources
 from typing import Any
+
+from trainspec.compiler.catalog import data_file
 
 SERVICE = "sagemaker"
 # The operations `lower` produces requests for.
@@ -125,7 +126,7 @@ class Shape:
 
 @functools.cache
 def _table() -> dict[str, Any]:
-    ref = resources.files("trainspec.compiler.catalog").joinpath(TABLE_FILE)
+    ref = data_file(TABLE_FILE)
     return json.loads(ref.read_text(encoding="utf-8"))
 
 

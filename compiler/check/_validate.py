@@ -15,7 +15,6 @@ import threading
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from trainspec.compiler._diagnostics import (
@@ -32,6 +31,7 @@ from trainspec.compiler._fields import (
     message_at,
     review_policy,
 )
+from trainspec.compiler.catalog import data_file
 from trainspec.compiler.catalog._yaml_data import safe_load
 from trainspec.compiler.check._fast_accept import TYPES, compile_document
 from trainspec.compiler.check._normalize import normalize
@@ -79,7 +79,7 @@ class Validated:
 
 @functools.cache
 def field_rules() -> dict:
-    text = resources.files("trainspec.compiler.catalog").joinpath("fields.yaml").read_text()
+    text = data_file("fields.yaml").read_text(encoding="utf-8")
     return safe_load(text)
 
 

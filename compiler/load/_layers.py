@@ -14,7 +14,6 @@ import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
 from trainspec.compiler._diagnostics import (
@@ -24,6 +23,7 @@ from trainspec.compiler._diagnostics import (
     SpecError,
 )
 from trainspec.compiler._origin import Origin, OriginKind
+from trainspec.compiler.catalog import data_file
 from trainspec.compiler.check._validate import Validated, validate_layer
 from trainspec.compiler.load._load import (
     MAX_BYTES,
@@ -91,7 +91,7 @@ def _reroot(layer: Validated, job: str) -> tuple[dict, dict[FieldPath, Location]
 
 @functools.cache
 def _builtin_source() -> LoadedSource:
-    ref = resources.files("trainspec.compiler.catalog").joinpath("builtin.yaml")
+    ref = data_file("builtin.yaml")
     # Named as the file is in the repository, so `--explain` points somewhere real.
     return load_source("compiler/catalog/builtin.yaml", ref.read_bytes())
 

@@ -7,10 +7,10 @@ import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from trainspec.compiler._diagnostics import Diagnostic, InternalError
+from trainspec.compiler.catalog import data_file
 from trainspec.compiler.catalog._yaml_data import safe_load
 from trainspec.compiler.check._fast_accept import compile_document
 
@@ -455,7 +455,7 @@ def _flatten_errors(errors: Any, data: Any, prefix: str = "") -> list[tuple[str,
 @functools.cache
 def load_rules() -> Rules:
     """The packaged rules file, loaded and validated once."""
-    text = resources.files("trainspec.compiler.catalog").joinpath(RULES_FILE).read_text("utf-8")
+    text = data_file(RULES_FILE).read_text(encoding="utf-8")
     return rules_from_data(safe_load(text))
 
 
