@@ -1,9 +1,65 @@
-"""Fixtures shared by test folders: moto's server on loopback for AWS calls."""
+"""Fixtures shared by test folders: moto's server on loopback for AWS calls; `--no-torch`."""
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 from moto.server import ThreadedMotoServer
+
+# the test modules --no-torch left out, for the summary
+LEFT_OUT = pytest.StashKey[list[str]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--no-torch",
+        action="store_true",
+        help="leave out the tests that need torch: those marked torch and the modules that "
+        "import it at the top (the lowest-versions job in .ci/run installs no torch)",
+    )
+
+
+def imports_torch(module: Path) -> bool:
+    """Whether a test module imports torch at its top level (collecting it needs torch)."""
+    names = []
+    for node in ast.parse(module.read_bytes()).body:
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module)
+    return any(name.split(".")[0] == "torch" for name in names)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if (
+        config.getoption("--no-torch")
+        and collection_path.suffix == ".py"
+        and collection_path.name.startswith("test_")
+        and imports_torch(collection_path)
+    ):
+        config.stash.setdefault(LEFT_OUT, []).append(collection_path.name)
+        return True
+    return None  # let the other rules decide
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--no-torch"):
+        return
+    needs_torch = [item for item in items if item.get_closest_marker("torch")]
+    if needs_torch:
+        config.hook.pytest_deselected(items=needs_torch)
+        items[:] = [item for item in items if not item.get_closest_marker("torch")]
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    if config.getoption("--no-torch"):
+        modules = config.stash.get(LEFT_OUT, [])
+        terminalreporter.write_line(
+            f"--no-torch: left out {len(modules)} modules that import torch "
+            f"({', '.join(sorted(modules))}) and the tests marked torch (deselected)"
+        )
 
 
 @pytest.fixture(scope="module")

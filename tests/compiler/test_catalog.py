@@ -42,6 +42,7 @@ def test_catalog_is_read_only(catalog):
         catalog.instances["ml.p3.2xlarge"].gpus = 2  # type: ignore[misc]
 
 
+@pytest.mark.pinned  # the catalog follows constraints.txt's botocore, not its floor
 def test_instances_match_botocore_enum_exactly(catalog):
     assert set(catalog.instances) == training_instance_enum()
 
@@ -388,6 +389,7 @@ def _describe(name: str, chips: int, cores_per_chip: int, chip_mib: int, vcpus: 
     }
 
 
+@pytest.mark.pinned  # the tool checks the catalog against constraints.txt's botocore
 def test_refresh_instances_checks_figures_against_ec2(tmp_path):
     import json
     import subprocess

@@ -346,6 +346,7 @@ def test_pack_model_into_a_missing_folder_is_a_clear_error(tmp_path: Path) -> No
         pack_model(tmp_path / "model", tmp_path / "gone" / "model.tar.gz")
 
 
+@pytest.mark.torch  # trains the digits example
 def test_digits_main_job_trains_on_cpu_in_under_a_minute(tmp_path: Path) -> None:
     """The project's main job, as a user runs it: a real subprocess, real training."""
     started = time.monotonic()

@@ -342,6 +342,7 @@ def test_native_autotune_without_ranges_cannot_run_locally(tmp_path, make_plan) 
         tuning_from_plan(plan)
 
 
+@pytest.mark.torch  # trains the digits example
 def test_digits_tuning_example_runs_through_the_cli(tmp_path) -> None:
     """The digits Autotune-style example, 2 short trials, as a real subprocess."""
     repo = Path(__file__).resolve().parents[2]

@@ -6,6 +6,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+pytestmark = pytest.mark.torch  # the workers train with torch.distributed
+
 _WORKER = textwrap.dedent(
     """
     import json, os, sys

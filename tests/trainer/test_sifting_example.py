@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.torch  # runs examples/sifting/train_digits.py
+
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "sifting" / "train_digits.py"
 EPOCH_LINE = re.compile(
     r"^(no sifting|\w+) epoch (\d+): test accuracy ([\d.]+)%(?:, kept (\d+)%)?$", re.MULTILINE

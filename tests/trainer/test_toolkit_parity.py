@@ -199,6 +199,7 @@ DDP_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.torch  # the entry point trains with torch.distributed
 def test_a_two_host_ddp_job_trains_on_loopback(tmp_path) -> None:
     source = tmp_path / "src"
     source.mkdir()

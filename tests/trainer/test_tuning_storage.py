@@ -194,6 +194,7 @@ def test_an_unreachable_database_is_an_infrastructure_failure(digits) -> None:
     assert "hunter2" not in output and "Traceback" not in output
 
 
+@pytest.mark.torch  # trains the digits example
 def test_the_defaults_file_names_the_storage_below_the_variable_and_the_flag(digits) -> None:
     from_defaults = digits / "from-defaults.db"
     with open(digits / "trainspec.defaults.yaml", "a", encoding="utf-8") as defaults:

@@ -13,8 +13,11 @@ import tarfile
 from io import BytesIO
 from pathlib import Path
 
+import pytest
 from trainspec.trainer._sagemaker import source_archive
 from trainspec.trainer._vendor import extra_source_files
+
+pytestmark = pytest.mark.torch  # both run the digits example's training
 
 DIGITS = Path(__file__).resolve().parents[2] / "examples" / "digits"
 SIFTING = {
