@@ -286,6 +286,7 @@ def test_the_storage_password_never_appears_in_output(tmp_path, postgres_url, tr
             assert secret.encode() not in path.read_bytes(), path
 
 
+@pytest.mark.torch  # trains the digits example
 def test_two_digits_runs_with_one_storage_behave_as_one_job(tmp_path, postgres_url) -> None:
     """`trainspec run examples/digits/tune.yaml --local --storage URL` from two shells."""
     args = [
