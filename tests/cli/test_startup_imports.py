@@ -48,6 +48,8 @@ def _loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
     return [n for n in names if n in modules or any(m.startswith(n + ".") for m in modules)]
 
 
+# botocore's model loads only where botocore is not the shape table's (constraints.txt's)
+@pytest.mark.pinned
 @pytest.mark.parametrize(
     "argv",
     [

@@ -22,6 +22,7 @@ def _committed() -> dict:
     return json.loads(ref.read_text(encoding="utf-8"))
 
 
+@pytest.mark.pinned  # the table is constraints.txt's botocore; others load botocore's model
 def test_the_committed_table_is_what_the_installed_botocore_gives() -> None:
     committed = _committed()
     assert committed["botocore_version"] == botocore.__version__, (
@@ -56,6 +57,7 @@ def _same(ours, theirs, path: str, seen: set) -> None:
         _same(ours.value, theirs.value, f"{path}.<value>", seen)
 
 
+@pytest.mark.pinned  # the table is constraints.txt's botocore; others load botocore's model
 @pytest.mark.parametrize("operation", shapes.OPERATIONS)
 def test_table_shapes_answer_as_botocores_do(operation: str) -> None:
     ours = shapes.input_shape(operation)
@@ -63,6 +65,7 @@ def test_table_shapes_answer_as_botocores_do(operation: str) -> None:
     _same(ours, _model().operation_model(operation).input_shape, operation, set())
 
 
+@pytest.mark.pinned  # the table is constraints.txt's botocore; others load botocore's model
 @pytest.mark.parametrize(
     ("operation", "request_of"),
     [("CreateTrainingJob", training_request), ("CreateHyperParameterTuningJob", tuning_request)],
