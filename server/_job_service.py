@@ -321,9 +321,16 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
                     work()
                 except (ContainerError, TuningError) as exc:
                     self._launch_errors[name] = str(exc)
-                except Exception:  # never lose a job silently; never leak text to clients
-                    _log.exception("local job %s crashed", name)
-                    self._launch_errors[name] = "internal error while running the job"
+                except Exception as exc:  # never lose a job silently; never leak text to clients
+                    if _is_infrastructure(exc):  # the server's disk or database, not a bug
+                        _log.error("local job %s: %s", name, exc)
+                        self._launch_errors[name] = (
+                            "the server's job store or disk failed while running the job; "
+                            "its log has the details: ask its operator, then submit again"
+                        )
+                    else:
+                        _log.exception("local job %s crashed", name)
+                        self._launch_errors[name] = "internal error while running the job"
 
             # Not a daemon: the server stops its jobs and waits for their verdicts (close).
             thread = threading.Thread(target=guarded, name=f"job-{name}")
@@ -496,3 +503,12 @@ def add_job_service(server: grpc.Server, servicer: JobServicer) -> None:
     """Register JobService on a server made by `make_server` (or any grpc.Server), behind
     the same guard as CompilerService: no exception text ever reaches a caller."""
     server.add_generic_rpc_handlers((guarded_handler(JOB_SERVICE, servicer),))
+
+
+def _is_infrastructure(exc: BaseException) -> bool:
+    """Whether the tuner's storage or the disk failed (trainer's verdict, as `run` exits 4)."""
+    try:  # it needs optuna, which a training-only install may lack
+        from trainspec.trainer._optuna_storage import is_infrastructure
+    except ImportError:
+        return False
+    return is_infrastructure(exc)

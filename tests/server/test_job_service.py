@@ -212,3 +212,39 @@ def test_sagemaker_backend_submits_and_follows(stub, files) -> None:
     with pytest.raises(grpc.RpcError) as missing:
         stub.GetJob(pb.GetJobRequest(name="absent", backend=pb.BACKEND_SAGEMAKER))
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_failing_tuning_store_is_the_servers_failure_not_an_internal_error(
+    stub, files, tmp_path, caplog
+) -> None:
+    write_job(files, "grpc-tune", "print('acc=0.5')\n")
+    content = textwrap.dedent(
+        f"""\
+        tuning:
+          name: grpc-tune
+          objective: {{metric: acc, type: MAXIMIZE}}
+          strategy: GRID
+          ranges:
+            lr: {{categorical: {{values: ['0.1', '0.2']}}}}
+          training:
+            name: grpc-tune
+            model: {{framework: {{name: pytorch, version: '2.1', entry_point: train.py,
+              source_dir: .}}}}
+            compute: {{instance_type: ml.m5.large}}
+            role_arn: {ROLE}
+            region: us-east-1
+            output: {{path: 's3://acme-ml-artifacts/jobs/'}}
+            metrics: [{{name: acc, regex: 'acc=([0-9.]+)'}}]
+            stopping: {{max_runtime_seconds: 60}}
+        """
+    )
+    (files / "grpc-tune" / "tune.yaml").write_text(content)
+    # The tuner's SQLite database cannot be opened: a folder stands where it goes.
+    (tmp_path / "runs" / "optuna.db").mkdir(parents=True)
+    source = compiler_service_pb2.SourceFile(path="grpc-tune/tune.yaml", content=content)
+    submitted = stub.SubmitJob(pb.SubmitJobRequest(source=source, backend=pb.BACKEND_LOCAL))
+    job = wait_done(stub, submitted.operation.metadata.name).error
+    assert "job store or disk failed" in job.message, job.message
+    assert "internal error" not in job.message
+    assert "optuna.db" not in job.message  # the server's own paths stay in its log
+    assert any("optuna.db" in r.getMessage() for r in caplog.records)
