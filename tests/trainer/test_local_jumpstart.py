@@ -99,18 +99,11 @@ def _model(weights: str) -> bytes:
 
 
 @pytest.fixture
-def aws(moto_url, monkeypatch, tmp_path):
+def aws(moto_url, clean_aws_env, monkeypatch):
     """boto3 pointed at moto with test credentials, and nothing from this machine's AWS
     configuration; returns an S3 client for the test's own uploads."""
     import boto3
 
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)

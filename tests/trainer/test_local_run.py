@@ -383,17 +383,6 @@ def test_digits_main_job_trains_on_cpu_in_under_a_minute(tmp_path: Path) -> None
         assert {"model.pt", "model.json"} <= set(tar.getnames())
 
 
-@pytest.fixture
-def clean_aws_env(monkeypatch, tmp_path):
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-
-
 def test_s3_channels_are_downloaded_with_boto3(job, tmp_path, clean_aws_env, monkeypatch):
     import boto3
     from moto.server import ThreadedMotoServer
