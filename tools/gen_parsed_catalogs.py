@@ -1,10 +1,11 @@
-"""Write compiler/catalog/instances.parsed.json: instances.yaml parsed, with the SHA-256
-of the YAML text it came from.
+"""Write compiler/catalog/*.parsed.json: each packaged YAML file of PARSED_TWINS
+(instances, fields, hyperparameters) parsed, with the SHA-256 of the YAML text it came
+from.
 
-Parsing the instances file took ~20 ms of every `trainspec validate` and `compile`; the
-compiler reads this twin instead when its hash matches the YAML file, and the YAML file
-otherwise (tests/compiler/test_catalog.py fails until the twin is remade). Rerun after
-editing instances.yaml.
+Parsing these files took ~25 ms of every `trainspec validate` and `compile`; the compiler
+reads a twin instead when its hash matches the YAML file, and the YAML file otherwise
+(tests/compiler/test_catalog.py fails until the twin is remade). Rerun after editing any
+of them.
 
     python tools/gen_parsed_catalogs.py
 """
@@ -14,8 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from trainspec.compiler.catalog._catalog import PARSED_TWINS
-from trainspec.compiler.catalog._yaml_data import parsed_twin
+from trainspec.compiler.catalog._yaml_data import PARSED_TWINS, parsed_twin
 
 CATALOG = Path(__file__).resolve().parents[1] / "compiler" / "catalog"
 

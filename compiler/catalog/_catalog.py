@@ -33,12 +33,10 @@ from trainspec.compiler.catalog._jumpstart import (
     from_spec,
     spec_problems,
 )
-from trainspec.compiler.catalog._yaml_data import read_yaml
+from trainspec.compiler.catalog._yaml_data import PARSED_TWINS, read_yaml
 from trainspec.compiler.check._fast_accept import TYPES, Check, compile_document
 from trainspec.compiler.check._local_files import EVERYWHERE, LocalFiles
 
-# Packaged YAML file -> its parsed JSON twin (tools/gen_parsed_catalogs.py).
-PARSED_TWINS = {"instances.yaml": "instances.parsed.json"}
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 # A pretrained model is a JumpStart model spec (see _jumpstart.py).

@@ -31,8 +31,7 @@ from trainspec.compiler._fields import (
     message_at,
     review_policy,
 )
-from trainspec.compiler.catalog import data_file
-from trainspec.compiler.catalog._yaml_data import safe_load
+from trainspec.compiler.catalog._yaml_data import read_packaged_yaml
 from trainspec.compiler.check._fast_accept import TYPES, compile_document
 from trainspec.compiler.check._normalize import normalize
 
@@ -79,8 +78,7 @@ class Validated:
 
 @functools.cache
 def field_rules() -> dict:
-    text = data_file("fields.yaml").read_text(encoding="utf-8")
-    return safe_load(text)
+    return read_packaged_yaml("fields.yaml")
 
 
 def _s3_uri(value: Any) -> str | None:

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainspec.compiler._diagnostics import Diagnostic, InternalError
-from trainspec.compiler.catalog import data_file
-from trainspec.compiler.catalog._yaml_data import safe_load
+from trainspec.compiler.catalog._yaml_data import read_packaged_yaml
 from trainspec.compiler.check._fast_accept import compile_document
 
 RULES_FILE = "hyperparameters.yaml"
@@ -455,8 +454,7 @@ def _flatten_errors(errors: Any, data: Any, prefix: str = "") -> list[tuple[str,
 @functools.cache
 def load_rules() -> Rules:
     """The packaged rules file, loaded and validated once."""
-    text = data_file(RULES_FILE).read_text(encoding="utf-8")
-    return rules_from_data(safe_load(text))
+    return rules_from_data(read_packaged_yaml(RULES_FILE))
 
 
 def rules_version() -> str:

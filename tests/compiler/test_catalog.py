@@ -201,13 +201,12 @@ def test_good_tmp_file_loads(tmp_path):
 
 
 def test_the_committed_parsed_twin_is_the_yaml_file_parsed():
-    """instances.parsed.json spares every process parsing instances.yaml; regenerate it
+    """The *.parsed.json twins spare every process parsing packaged YAML; regenerate them
     with tools/gen_parsed_catalogs.py after editing the YAML."""
     import json
     from importlib import resources
 
-    from trainspec.compiler.catalog._catalog import PARSED_TWINS
-    from trainspec.compiler.catalog._yaml_data import parsed_twin
+    from trainspec.compiler.catalog._yaml_data import PARSED_TWINS, parsed_twin
 
     folder = resources.files("trainspec.compiler.catalog")
     for source, twin in PARSED_TWINS.items():
