@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainspec.compiler._diagnostics import Diagnostic
-from trainspec.compiler.tuning._autotune import enum_short, grid_size
-from trainspec.compiler.tuning._trials import hyperband_resource_fraction
 
 CURRENCY = "USD"
 DEFAULT_TUNING_RUNTIME_SECONDS = 172800
@@ -94,6 +92,10 @@ def tuning_envelope(
     The tuning job can never use more than its max runtime × max parallel jobs of
     instance time, nor last longer than its max runtime.
     """
+    # Here, not at the top: a training job's envelope needs no tuning modules.
+    from trainspec.compiler.tuning._autotune import enum_short, grid_size
+    from trainspec.compiler.tuning._trials import hyperband_resource_fraction
+
     _check_args(instance_count, price_per_hour, max_runtime_per_job_seconds)
     limits = tuning.get("limits") or {}
     strategy = enum_short(tuning.get("strategy"), "STRATEGY_") or "BAYESIAN"

@@ -28,6 +28,8 @@ NEVER = (
 )
 # Only a spec with a mistake needs cerberus, to say what is wrong.
 NOT_FOR_VALID_SPECS = ("cerberus",)
+# Only a tuning spec needs the tuning passes (and their rules and dataclasses).
+NOT_FOR_TRAINING_SPECS = ("trainspec.compiler.tuning",)
 
 
 def _modules_after(tmp_path: Path, *argv: str) -> tuple[int, set[str]]:
@@ -64,6 +66,9 @@ def test_validate_and_compile_load_only_what_they_use(tmp_path, argv):
     assert code == 0
     assert "trainspec.compiler" in modules  # the check saw a real run
     assert _loaded(modules, NEVER + NOT_FOR_VALID_SPECS) == []
+    if argv[0] == "compile":
+        tuning = "tuning" in argv[1]
+        assert bool(_loaded(modules, NOT_FOR_TRAINING_SPECS)) == tuning
 
 
 def test_a_spec_with_a_mistake_still_gets_every_problem(tmp_path):
