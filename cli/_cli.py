@@ -27,6 +27,12 @@ _COMMANDS = {
 }
 
 
+# Commands that are offline and log nothing (nor do the modules they use): the pre-commit
+# hooks skip importing logging (~3 ms); `compile --preflight` (boto3) configures it itself.
+# tests/cli/test_startup_imports.py checks that they never load it.
+_OFFLINE_SILENT = frozenset({"validate", "compile"})
+
+
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(name for name in _COMMANDS if self._load(name) is not None)
@@ -70,7 +76,8 @@ class _LazyGroup(click.Group):
     help="Log messages of this level and above on stderr (env TRAINSPEC_LOG_LEVEL); "
     "`serve` logs JSON lines at info unless this asks for debug.",
 )
-def cli(log_level: str) -> None:
+@click.pass_context
+def cli(ctx: click.Context, log_level: str) -> None:
     """Training jobs as code: validate, compile, serve and run job specs.
 
     Exit codes: 0 success, 1 invalid input (every problem is printed), 2 usage error,
@@ -80,6 +87,12 @@ def cli(log_level: str) -> None:
     Shell completion: eval "$(_TRAINSPEC_COMPLETE=bash_source trainspec)" in ~/.bashrc
     (zsh_source, fish_source for the other shells).
     """
+    if ctx.invoked_subcommand not in _OFFLINE_SILENT:
+        configure_logging(log_level)
+
+
+def configure_logging(log_level: str) -> None:
+    """Log records of `log_level` and above on stderr, as `--log-level` asks."""
     import logging
 
     logging.basicConfig(

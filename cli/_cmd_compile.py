@@ -179,6 +179,10 @@ def compile_command(
     """
     from trainspec.compiler import CompileOptions
 
+    if preflight:  # boto3 logs; the offline compile leaves logging alone (see _cli)
+        from trainspec._cli import configure_logging
+
+        configure_logging(click.get_current_context().find_root().params["log_level"])
     options = CompileOptions(
         autotune_mode=autotune_mode, max_cost_usd=max_cost, preflight=preflight
     )

@@ -25,6 +25,7 @@ from trainspec.compiler._diagnostics import Diagnostic
 from trainspec.compiler.catalog import data_file
 from trainspec.compiler.check._request_accept import Accept, compile_shape
 from trainspec.compiler.check._sagemaker_shapes import input_shape as table_input_shape
+from trainspec.compiler.check._sagemaker_shapes import installed_botocore_version
 
 _SERVICE = "sagemaker"
 CODE = "sagemaker.request_invalid"
@@ -52,9 +53,7 @@ def _model() -> Any:
 
 def botocore_version() -> str:
     """The version of botocore whose service model the checks use."""
-    import botocore
-
-    return str(botocore.__version__)
+    return installed_botocore_version()
 
 
 def enum_values(shape_name: str) -> tuple[str, ...]:

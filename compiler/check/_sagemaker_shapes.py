@@ -130,13 +130,30 @@ def _table() -> dict[str, Any]:
     return json.loads(ref.read_text(encoding="utf-8"))
 
 
+@functools.cache
+def installed_botocore_version() -> str:
+    """The installed botocore's `__version__`, read from its `__init__.py` rather than
+    imported: importing botocore imports logging, which validate and compile use nowhere
+    else (~4 ms of their start-up). Imported after all where the line is not found."""
+    import importlib.util
+    import re
+
+    spec = importlib.util.find_spec("botocore")
+    if spec is not None and spec.origin:
+        with open(spec.origin, encoding="utf-8") as handle:
+            found = re.search(r"^__version__ = ['\"]([^'\"]+)['\"]$", handle.read(), re.M)
+        if found:
+            return found.group(1)
+    import botocore
+
+    return str(botocore.__version__)
+
+
 def input_shape(operation: str) -> Shape | None:
     """The input shape of `operation` from the table; None when the table does not have
     the operation or was made from another botocore than the one installed."""
-    import botocore  # its package only: the version, not the session and model
-
     table = _table()
-    if table["botocore_version"] != botocore.__version__:
+    if table["botocore_version"] != installed_botocore_version():
         return None
     name = table["operations"].get(operation)
     if name is None:

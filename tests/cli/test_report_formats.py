@@ -71,3 +71,28 @@ def test_log_level_is_taken_before_any_command(tmp_path) -> None:
     assert debug.returncode == 1 and "spec.unknown_field" in debug.stderr
     bad = trainspec("--log-level", "loud", "validate", "bad.yaml", cwd=tmp_path)
     assert bad.returncode == 2 and "loud" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "configured"),
+    [
+        (["compile", "examples/digits/job.yaml"], []),  # offline: logging is left alone
+        (["validate", "examples/digits/job.yaml"], []),
+        (["compile", "--preflight", "examples/digits/job.yaml"], ["debug"]),  # boto3 logs
+        (["catalog", "instances"], ["debug"]),
+    ],
+)
+def test_logging_is_configured_where_something_logs(monkeypatch, argv, configured) -> None:
+    from pathlib import Path
+
+    from click.testing import CliRunner
+    from trainspec import _cli
+    from trainspec.compiler.check import _preflight
+
+    calls: list[str] = []
+    monkeypatch.setattr(_cli, "configure_logging", calls.append)
+    monkeypatch.setattr(_preflight, "preflight", lambda inferred, locate: [])  # no network
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    result = CliRunner().invoke(_cli.cli, ["--log-level", "debug", *argv])
+    assert result.exit_code == 0, result.output
+    assert calls == configured

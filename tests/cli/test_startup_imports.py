@@ -25,6 +25,7 @@ NEVER = (
     "botocore.client",
     "trainspec.server",
     "trainspec.trainer",
+    "logging",  # nothing they use logs, so the command line leaves it unconfigured
 )
 # Only a spec with a mistake needs cerberus, to say what is wrong.
 NOT_FOR_VALID_SPECS = ("cerberus",)

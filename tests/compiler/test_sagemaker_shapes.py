@@ -105,3 +105,7 @@ def test_a_table_for_another_botocore_is_not_used(monkeypatch) -> None:
 def test_an_operation_outside_the_table_comes_from_botocore() -> None:
     assert shapes.input_shape("CreateProcessingJob") is None
     assert bc.input_shape("CreateProcessingJob").name == "CreateProcessingJobRequest"
+
+
+def test_the_installed_botocore_version_is_read_without_importing_it():
+    assert shapes.installed_botocore_version() == botocore.__version__
