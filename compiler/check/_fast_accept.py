@@ -18,6 +18,7 @@ values skip every value rule but `check_with`.
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence, Sized
 from typing import Any, NamedTuple
@@ -186,7 +187,12 @@ TYPES = {
 
 
 def _type_check(names: str | list[str]) -> Check:
-    definitions = [TYPES[name] for name in _names(names)]
+    return _type_check_of(_names(names))
+
+
+@functools.cache  # a schema has hundreds of type rules, of a few kinds
+def _type_check_of(names: tuple[str, ...]) -> Check:
+    definitions = [TYPES[name] for name in names]
 
     def general(value: Any) -> bool:
         return any(
