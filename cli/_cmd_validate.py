@@ -1,10 +1,7 @@
 """`trainspec validate` and `trainspec schema`.
 
-`validate` is `compile` without the output: it runs the same driver through every check
-and the lowering to the SageMaker request, so it fails exactly when `compile` would
-(AIP-163's validate_only, on the command line). It stops before the emit pass, which
-only copies the checked tree and request into the Plan message and cannot reject a spec
-(tests/compiler/test_emit_after_lower.py): that saves each spec's Plan building.
+`validate` is `compile` without the output: it runs the same driver to the end, so it
+fails exactly when `compile` would (AIP-163's validate_only, on the command line).
 """
 
 from __future__ import annotations
@@ -171,7 +168,7 @@ def _validate_file(
     spec: SpecInput, defaults: tuple[str, ...], overrides: tuple[str, ...], options: CompileOptions
 ) -> None:
     """Raise SpecError with every problem of one file, as compile would find them."""
-    from trainspec.compiler import Stage, compile_file, load_file, load_source
+    from trainspec.compiler import compile_file, load_file, load_source
     from trainspec.compiler.check._validate import validate_layer
 
     if Path(spec.path).name == DEFAULTS_FILE_NAME:
@@ -189,7 +186,6 @@ def _validate_file(
         defaults=list(defaults) or None,
         overrides=overrides,
         options=options,
-        until=Stage.LOWER,
     )
 
 
