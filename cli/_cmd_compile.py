@@ -74,27 +74,17 @@ def _same_text(value: Any) -> bool:
 def explain_text(plan: Any) -> str:
     """Every resolved value with where it came from."""
     from google.protobuf import json_format
+    from trainspec.compiler._plan_diff import origin_text
     from trainspec.compiler._tree import whole_numbers
 
-    kinds = {1: "built-in", 2: "catalog", 3: "defaults", 4: "spec", 5: "--set", 6: "inferred"}
     rows = []
     for entry in plan.provenance:
         value = (
-            json.dumps(whole_numbers(json_format.MessageToDict(entry.value)))
+            json.dumps(whole_numbers(json_format.MessageToDict(entry.value)), sort_keys=True)
             if entry.HasField("value")
             else ""
         )
-        where = ""
-        if entry.location.path:
-            loc = entry.location
-            where = f"{loc.path}:{loc.line}:{loc.column}" if loc.line else loc.path
-        kind = kinds.get(entry.kind, "?")
-        if where.startswith(kind + " "):  # an override's location is its `--set ...` text
-            kind = ""
-        origin = " ".join(p for p in (kind, where or entry.source) if p)
-        if entry.reason:
-            origin += f" ({entry.reason})"
-        rows.append((entry.field_path, value, origin))
+        rows.append((entry.field_path, value, origin_text(entry)))
     width = min(max((len(r[0]) for r in rows), default=0), 60)
     return "\n".join(
         f"{path:<{width}}  {value}\n{'':<{width}}    <- {origin}" for path, value, origin in rows
