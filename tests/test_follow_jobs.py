@@ -13,7 +13,6 @@ import contextlib
 import copy
 import datetime
 import logging
-import os
 import re
 import signal
 import socket
@@ -65,16 +64,8 @@ class Moto:
 
 
 @pytest.fixture
-def moto(monkeypatch, tmp_path, caplog) -> Iterator[Moto]:
+def moto(fake_aws_credentials, monkeypatch, caplog) -> Iterator[Moto]:
     caplog.set_level(logging.WARNING, logger="werkzeug")  # moto's access log
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     server = Moto()
     server.start()
     boto3.client("s3", region_name=REGION, endpoint_url=server.url).create_bucket(Bucket=BUCKET)

@@ -36,20 +36,7 @@ BUCKET = "acme-ml-artifacts"  # examples/trainspec.defaults.yaml's output bucket
 
 
 @pytest.fixture
-def aws_env(monkeypatch, tmp_path):
-    """Fake credentials only: nothing from the developer's real AWS config leaks in."""
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-
-
-@pytest.fixture
-def bucket(moto_url, aws_env):
+def bucket(moto_url, fake_aws_credentials):
     s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=moto_url)
     s3.create_bucket(Bucket=BUCKET)
     return s3
@@ -146,14 +133,14 @@ def test_submit_and_describe_a_tuning_job_beside_its_plan(moto_url, bucket) -> N
     assert '"MaxNumberOfTrainingJobs": 4' in described.output
 
 
-def test_unknown_job_is_a_clear_error(moto_url, aws_env) -> None:
+def test_unknown_job_is_a_clear_error(moto_url, fake_aws_credentials) -> None:
     result = invoke("describe", "no-such-job", "--region", "us-east-1", "--endpoint-url", moto_url)
     assert result.exit_code == 1
     assert "no SageMaker training or tuning job named 'no-such-job'" in result.output
     assert "Traceback" not in result.output
 
 
-def test_missing_credentials_is_a_clear_error(moto_url, aws_env, monkeypatch) -> None:
+def test_missing_credentials_is_a_clear_error(moto_url, fake_aws_credentials, monkeypatch) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     result = invoke("submit", JOB, "--endpoint-url", moto_url)
@@ -161,7 +148,7 @@ def test_missing_credentials_is_a_clear_error(moto_url, aws_env, monkeypatch) ->
     assert "no AWS credentials found" in result.output and "Traceback" not in result.output
 
 
-def test_missing_bucket_is_a_clear_error(moto_url, aws_env) -> None:
+def test_missing_bucket_is_a_clear_error(moto_url, fake_aws_credentials) -> None:
     result = invoke(
         "submit",
         JOB,

@@ -4,7 +4,6 @@ in the job's region."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import boto3
@@ -17,14 +16,7 @@ ROLE = "arn:aws:iam::111122223333:role/trainspec"
 
 
 @pytest.fixture
-def aws(moto_url, monkeypatch, tmp_path):
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+def aws(moto_url, fake_aws_credentials, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)  # botocore's endpoint for every service
     return moto_url
 

@@ -99,13 +99,11 @@ def _model(weights: str) -> bytes:
 
 
 @pytest.fixture
-def aws(moto_url, clean_aws_env, monkeypatch):
+def aws(moto_url, fake_aws_credentials, monkeypatch):
     """boto3 pointed at moto with test credentials, and nothing from this machine's AWS
     configuration; returns an S3 client for the test's own uploads."""
     import boto3
 
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
     s3 = boto3.client("s3")
     for bucket in (BUCKET, DATA[0]):
