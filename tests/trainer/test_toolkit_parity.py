@@ -97,7 +97,10 @@ def probe_plan(tmp_path: Path, **request) -> plan_pb2.Plan:
 
 def toolkit_view(job_dir: Path) -> dict:
     if not os.environ.get("CI"):  # CI installs the dev extra: missing there is a failure
-        pytest.importorskip("sagemaker_training", reason="pip install -e '.[dev]'")
+        pytest.importorskip(
+            "sagemaker_training",
+            reason="sagemaker-training, the reference, is in the dev extra: pip install '.[dev]'",
+        )
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SAGEMAKER_", "CURRENT_"))
     }
